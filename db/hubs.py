@@ -1,0 +1,64 @@
+"""Queries for hubs and their workers' heartbeats."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from psycopg import Connection, errors
+from psycopg.rows import DictRow
+from psycopg.types.json import Jsonb
+
+from elysium.errors import Conflict, NotFound
+
+HUB_COLUMNS = "id, name, endpoint, created_at, last_heartbeat_at, worker, stale"
+
+
+def create_hub(conn: Connection[DictRow], name: str, endpoint: str) -> dict[str, Any]:
+    try:
+        with conn.transaction():
+            row = conn.execute(
+                f"INSERT INTO hubs (name, endpoint) VALUES (%s, %s) RETURNING {HUB_COLUMNS}",
+                (name, endpoint),
+            ).fetchone()
+    except errors.UniqueViolation:
+        raise Conflict(f"hub {name!r} exists", code="hub_exists", fields={"name": "exists"}) from None
+    assert row is not None
+    return row
+
+
+def get_hub(conn: Connection[DictRow], name: str) -> dict[str, Any]:
+    row = conn.execute(f"SELECT {HUB_COLUMNS} FROM hubs WHERE name = %s", (name,)).fetchone()
+    if row is None:
+        raise NotFound(f"hub {name!r} does not exist", code="hub_not_found")
+    return row
+
+
+def get_hub_by_id(conn: Connection[DictRow], hub_id: int) -> dict[str, Any]:
+    row = conn.execute(f"SELECT {HUB_COLUMNS} FROM hubs WHERE id = %s", (hub_id,)).fetchone()
+    if row is None:
+        raise NotFound(f"hub {hub_id} does not exist", code="hub_not_found")
+    return row
+
+
+def list_hubs(conn: Connection[DictRow]) -> list[dict[str, Any]]:
+    return conn.execute(f"SELECT {HUB_COLUMNS} FROM hubs ORDER BY name").fetchall()
+
+
+def record_heartbeat(conn: Connection[DictRow], name: str, worker: dict[str, Any]) -> None:
+    """A hub worker says it is alive; an unknown hub is an error (hubs are declared by admins)."""
+    cur = conn.execute(
+        "UPDATE hubs SET last_heartbeat_at = now(), worker = %s, stale = false WHERE name = %s",
+        (Jsonb(worker), name),
+    )
+    if cur.rowcount == 0:
+        raise NotFound(f"hub {name!r} does not exist", code="hub_not_found")
+
+
+def mark_stale_hubs(conn: Connection[DictRow], older_than_s: float) -> list[str]:
+    """Mark hubs whose worker has been silent too long; return their names."""
+    rows = conn.execute(
+        "UPDATE hubs SET stale = true WHERE NOT stale AND (last_heartbeat_at IS NULL"
+        " OR last_heartbeat_at < now() - make_interval(secs => %s)) RETURNING name",
+        (older_than_s,),
+    ).fetchall()
+    return [r["name"] for r in rows]

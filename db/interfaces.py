@@ -1,0 +1,76 @@
+"""Queries for WireGuard interfaces on hubs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from psycopg import Connection, errors
+from psycopg.rows import DictRow
+
+from db.addresses import create_pools
+from elysium.errors import Conflict, NotFound
+
+INTERFACE_COLUMNS = (
+    "i.id, i.hub_id, h.name AS hub, h.endpoint AS hub_endpoint, i.name,"
+    " i.network::text AS network, i.network6::text AS network6, i.listen_port, i.mtu, i.dns,"
+    " i.keepalive, i.public_key, i.status, i.created_at, i.updated_at"
+)
+FROM_INTERFACES = "FROM interfaces i JOIN hubs h ON h.id = i.hub_id"
+
+
+def create_interface(conn: Connection[DictRow], hub_id: int, name: str, network: str,
+                     network6: str | None, listen_port: int, mtu: int | None,
+                     dns: list[str], keepalive: int | None) -> dict[str, Any]:
+    """Record a desired interface and its address pools in the caller's transaction."""
+    try:
+        with conn.transaction():
+            row = conn.execute(
+                "INSERT INTO interfaces (hub_id, name, network, network6, listen_port, mtu, dns,"
+                " keepalive) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
+                (hub_id, name, network, network6, listen_port, mtu, dns, keepalive),
+            ).fetchone()
+            assert row is not None
+            create_pools(conn, row["id"], network6 is not None)
+    except errors.UniqueViolation as exc:
+        constraint = exc.diag.constraint_name or ""
+        if "listen_port" in constraint:
+            raise Conflict("listen port already used on this hub", code="port_in_use",
+                           fields={"listen_port": "already used on this hub"}) from None
+        raise Conflict(f"interface {name!r} exists on this hub", code="interface_exists",
+                       fields={"name": "exists on this hub"}) from None
+    return get_interface(conn, row["id"])
+
+
+def get_interface(conn: Connection[DictRow], interface_id: int, *, lock: bool = False) -> dict[str, Any]:
+    sql = f"SELECT {INTERFACE_COLUMNS} {FROM_INTERFACES} WHERE i.id = %s"
+    if lock:
+        sql += " FOR UPDATE OF i"
+    row = conn.execute(sql, (interface_id,)).fetchone()
+    if row is None:
+        raise NotFound(f"interface {interface_id} does not exist", code="interface_not_found")
+    return row
+
+
+def list_hub_interfaces(conn: Connection[DictRow], hub_name: str) -> list[dict[str, Any]]:
+    rows = conn.execute(
+        f"SELECT {INTERFACE_COLUMNS} {FROM_INTERFACES} WHERE h.name = %s ORDER BY i.id", (hub_name,)
+    ).fetchall()
+    return rows
+
+
+def set_interface_ready(conn: Connection[DictRow], interface_id: int, public_key: str) -> None:
+    conn.execute(
+        "UPDATE interfaces SET public_key = %s, status = 'ready', updated_at = now()"
+        " WHERE id = %s AND status <> 'deleting'",
+        (public_key, interface_id),
+    )
+
+
+def set_interface_status(conn: Connection[DictRow], interface_id: int, status: str) -> None:
+    conn.execute(
+        "UPDATE interfaces SET status = %s, updated_at = now() WHERE id = %s", (status, interface_id)
+    )
+
+
+def delete_interface(conn: Connection[DictRow], interface_id: int) -> None:
+    conn.execute("DELETE FROM interfaces WHERE id = %s", (interface_id,))

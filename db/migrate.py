@@ -1,0 +1,39 @@
+"""Apply the plain SQL files in ``db/migrations`` in order, once each, under an advisory lock."""
+
+from __future__ import annotations
+
+from importlib import resources
+
+import psycopg
+
+MIGRATION_LOCK = 0x454C5953  # "ELYS": one runner at a time across processes
+
+
+def migration_files() -> list[tuple[str, str]]:
+    """(name, sql) for each migration, sorted by name."""
+    folder = resources.files("db") / "migrations"
+    items = [(p.name, p.read_text()) for p in folder.iterdir() if p.name.endswith(".sql")]
+    return sorted(items)
+
+
+def migrate(database_url: str) -> list[str]:
+    """Apply pending migrations; return the names applied (empty when up to date)."""
+    applied: list[str] = []
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))
+        try:
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                " name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            done = {r[0] for r in conn.execute("SELECT name FROM schema_migrations")}
+            for name, sql in migration_files():
+                if name in done:
+                    continue
+                with conn.transaction():
+                    conn.execute(sql.encode())
+                    conn.execute("INSERT INTO schema_migrations (name) VALUES (%s)", (name,))
+                applied.append(name)
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))
+    return applied

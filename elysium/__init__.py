@@ -1,0 +1,1 @@
+"""Elysium's shared domain: settings, errors, WireGuard keys, address plans and PKI."""

@@ -1,0 +1,108 @@
+"""Address plans: interface networks, routed subnets, and the allowed IPs each side gets."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Sequence
+
+from elysium.errors import ValidationError
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+MIN_HOSTS = 4  # hub + at least one peer + network/broadcast
+
+
+def parse_network(text: object, field: str, version: int) -> IPNetwork:
+    """A CIDR of the given IP version, strict (no host bits), with room for peers."""
+    if not isinstance(text, str):
+        raise ValidationError(field, "must be a CIDR string such as 10.8.0.0/24")
+    try:
+        net = ipaddress.ip_network(text, strict=True)
+    except ValueError as exc:
+        raise ValidationError(field, f"is not a valid network: {exc}") from None
+    if net.version != version:
+        raise ValidationError(field, f"must be an IPv{version} network")
+    if net.num_addresses < MIN_HOSTS:
+        raise ValidationError(field, "is too small: it needs room for the hub and a peer")
+    if version == 6 and net.prefixlen < 64:
+        raise ValidationError(field, "must be /64 or longer")
+    return net
+
+
+def parse_subnets(values: object, field: str = "subnets") -> list[IPNetwork]:
+    """Routed subnets a peer sits in front of: valid, strict, without duplicates."""
+    if values is None:
+        return []
+    if not isinstance(values, list | tuple):
+        raise ValidationError(field, "must be a list of CIDRs")
+    if len(values) > 64:
+        raise ValidationError(field, "at most 64 subnets")
+    nets: list[IPNetwork] = []
+    for i, text in enumerate(values):
+        if not isinstance(text, str):
+            raise ValidationError(f"{field}.{i}", "must be a CIDR string")
+        try:
+            net = ipaddress.ip_network(text, strict=True)
+        except ValueError as exc:
+            raise ValidationError(f"{field}.{i}", f"is not a valid network: {exc}") from None
+        if net.prefixlen == 0:
+            raise ValidationError(f"{field}.{i}", "a default route cannot be a routed subnet")
+        if net in nets:
+            raise ValidationError(f"{field}.{i}", "is listed twice")
+        nets.append(net)
+    return nets
+
+
+def check_subnets_outside(subnets: Iterable[IPNetwork], networks: Iterable[IPNetwork | None],
+                          field: str = "subnets") -> None:
+    """Routed subnets must not overlap the interface's own networks."""
+    own = [n for n in networks if n is not None]
+    for i, sub in enumerate(subnets):
+        for net in own:
+            if sub.version == net.version and sub.overlaps(net):  # type: ignore[arg-type]
+                raise ValidationError(f"{field}.{i}", f"overlaps the interface network {net}")
+
+
+def check_subnets_allowed(subnets: Iterable[IPNetwork], allowed: Sequence[IPNetwork],
+                          field: str = "subnets") -> None:
+    """Every requested subnet must lie inside one an enrollment token allows."""
+    for i, sub in enumerate(subnets):
+        if not any(sub.version == a.version and sub.subnet_of(a) for a in allowed):  # type: ignore[arg-type]
+            raise ValidationError(f"{field}.{i}", "is not allowed by the enrollment token")
+
+
+def host_address(net: IPNetwork, offset: int) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    return net.network_address + offset
+
+
+def hub_address(net: IPNetwork) -> ipaddress.IPv4Interface | ipaddress.IPv6Interface:
+    """The hub keeps the first host address, with the network's prefix."""
+    return ipaddress.ip_interface(f"{net.network_address + 1}/{net.prefixlen}")
+
+
+def last_offset(net: IPNetwork) -> int:
+    """The highest usable host offset (IPv4 skips broadcast; IPv6 /64s are capped)."""
+    size = net.num_addresses
+    if net.version == 4:
+        return size - 2
+    return min(size - 1, 2**62)
+
+
+def peer_allowed_ips(address: str, address6: str | None, subnets: Iterable[str]) -> list[str]:
+    """What the hub accepts from a peer: its address(es) as host routes plus routed subnets."""
+    out = [f"{ipaddress.ip_address(address)}/32"]
+    if address6:
+        out.append(f"{ipaddress.ip_address(address6)}/128")
+    out.extend(str(ipaddress.ip_network(s)) for s in subnets)
+    return out
+
+
+def client_allowed_ips(network: str, network6: str | None, other_subnets: Iterable[str]) -> list[str]:
+    """What a peer routes into the tunnel: the interface networks and other peers' subnets."""
+    out = [str(ipaddress.ip_network(network))]
+    if network6:
+        out.append(str(ipaddress.ip_network(network6)))
+    for s in other_subnets:
+        if s not in out:
+            out.append(str(ipaddress.ip_network(s)))
+    return out

@@ -1,0 +1,77 @@
+"""One typed settings object, read once from ``ELYSIUM_*`` environment variables."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from elysium.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a process of Elysium may be configured with.
+
+    Build it once at process start with :meth:`from_env` and pass it down.
+    """
+
+    database_url: str = "postgresql://elysium:elysium@127.0.0.1:5432/elysium"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    state_dir: Path = Path("/var/lib/elysium")
+    # Dataplane driver on hubs and clients: auto | kernel | userspace.
+    wg_driver: str = "auto"
+    wireguard_go: str = "wireguard-go"
+    db_pool_min: int = 1
+    db_pool_max: int = 10
+    # API
+    api_bind: str = "127.0.0.1:8443"
+    api_workers: int = 2
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_ca: Path | None = None
+    ca_key: Path | None = None
+    peer_cert_days: int = 30
+    job_wait_max_s: int = 30
+    # Periodic workflows (seconds)
+    liveness_interval_s: float = 30.0
+    online_after_s: float = 180.0
+    hub_stale_after_s: float = 90.0
+    expiry_interval_s: float = 60.0
+    reconcile_interval_s: float = 300.0
+    janitor_interval_s: float = 30.0
+    job_requeue_after_s: float = 60.0
+    job_time_limit_s: float = 300.0
+    beat_lease_s: float = 15.0
+    heartbeat_interval_s: float = 15.0
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Read ``ELYSIUM_<FIELD>`` variables (upper case) over the defaults."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = env.get(f"ELYSIUM_{f.name.upper()}")
+            if raw is None or raw == "":
+                continue
+            values[f.name] = _convert(f.name, str(f.type), raw)
+        values.update(overrides)
+        settings = cls(**values)
+        if settings.wg_driver not in ("auto", "kernel", "userspace"):
+            raise ConfigError("ELYSIUM_WG_DRIVER must be auto, kernel or userspace", "wg_driver")
+        return settings
+
+
+def _convert(name: str, type_name: str, raw: str) -> Any:
+    try:
+        if "Path" in type_name:
+            return Path(raw)
+        if type_name.startswith("int"):
+            return int(raw)
+        if type_name.startswith("float"):
+            return float(raw)
+    except ValueError as exc:
+        raise ConfigError(f"ELYSIUM_{name.upper()}: {exc}", name) from exc
+    return raw

@@ -1,0 +1,91 @@
+"""Fixtures shared by every level: a throwaway PostgreSQL database and settings pointing at it.
+
+The session creates its own database (``elysium_test_<random>``) on the server that
+``make deps`` started, migrates it, and drops it at the end; tests never touch another one.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import Connection
+from psycopg.rows import DictRow, dict_row
+from psycopg_pool import ConnectionPool
+
+from db.migrate import migrate
+from db.pool import open_pool
+from elysium.settings import Settings
+
+ADMIN_URL = os.environ.get(
+    "ELYSIUM_TEST_ADMIN_URL", "postgresql://elysium:elysium@127.0.0.1:5432/elysium"
+)
+
+
+def _url_for(dbname: str) -> str:
+    base, _, _ = ADMIN_URL.rpartition("/")
+    return f"{base}/{dbname}"
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    name = f"elysium_test_{secrets.token_hex(4)}"
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = _url_for(name)
+    try:
+        migrate(url)
+        yield url
+    finally:
+        with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def session_state_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("state")
+
+
+@pytest.fixture(scope="session")
+def settings(database_url: str, session_state_dir: Path) -> Settings:
+    return Settings.from_env(
+        {},
+        database_url=database_url,
+        redis_url=os.environ.get("ELYSIUM_TEST_REDIS_URL", "redis://127.0.0.1:6379/0"),
+        state_dir=session_state_dir,
+        wg_driver="userspace",
+    )
+
+
+TABLES = (
+    "audit, jobs, enrollment_tokens, api_tokens, peers, released_addresses, address_pools,"
+    " interfaces, hubs, leases"
+)
+
+
+@pytest.fixture
+def clean_db(database_url: str) -> str:
+    """An empty schema for one test."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
+    return database_url
+
+
+@pytest.fixture
+def conn(clean_db: str) -> Iterator[Connection[DictRow]]:
+    """An autocommit connection to the clean test database."""
+    with psycopg.connect(clean_db, autocommit=True, row_factory=dict_row) as c:
+        yield c
+
+
+@pytest.fixture
+def pool(settings: Settings, clean_db: str) -> Iterator[ConnectionPool[Connection[DictRow]]]:
+    p = open_pool(settings, min_size=1, max_size=60)
+    try:
+        yield p
+    finally:
+        p.close()

@@ -1,0 +1,120 @@
+"""Address allocation: lowest free, concurrency-safe, reuse, full network, IPv6."""
+
+from __future__ import annotations
+
+import ipaddress
+import threading
+from typing import Any
+
+import pytest
+from psycopg import Connection
+from psycopg.rows import DictRow
+from psycopg_pool import ConnectionPool
+
+from db.addresses import allocate_address, release_address
+from db.hubs import create_hub
+from db.interfaces import create_interface
+from elysium.errors import NetworkFull, NotFound
+from elysium.keys import generate_private_key, public_key
+
+
+def make_interface(conn: Connection[DictRow], network: str, network6: str | None = None) -> dict[str, Any]:
+    hub = create_hub(conn, "hub-a", "192.0.2.1:51820")
+    return create_interface(conn, hub["id"], "wg0", network, network6, 51820, None, [], 25)
+
+
+def add_peer(conn: Connection[DictRow], iface_id: int, address: str) -> None:
+    conn.execute(
+        "INSERT INTO peers (interface_id, name, public_key, address) VALUES (%s, %s, %s, %s)",
+        (iface_id, f"p-{address}", public_key(generate_private_key()), address),
+    )
+
+
+def test_first_peer_gets_the_second_host_the_hub_keeps_the_first(conn: Connection[DictRow]) -> None:
+    iface = make_interface(conn, "10.8.0.0/24")
+    with conn.transaction():
+        assert allocate_address(conn, iface["id"]) == "10.8.0.2"
+        assert allocate_address(conn, iface["id"]) == "10.8.0.3"
+
+
+def test_fifty_concurrent_allocations_into_a_26_get_distinct_lowest_addresses(
+    conn: Connection[DictRow], pool: ConnectionPool[Connection[DictRow]]
+) -> None:
+    iface = make_interface(conn, "10.9.0.0/26")
+    barrier = threading.Barrier(50)
+    got: list[str] = []
+    failures: list[BaseException] = []
+
+    def enroll() -> None:
+        try:
+            with pool.connection() as c:
+                barrier.wait()
+                with c.transaction():
+                    address = allocate_address(c, iface["id"])
+                    assert address is not None
+                    add_peer(c, iface["id"], address)
+                got.append(address)
+        except BaseException as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=enroll) for _ in range(50)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert failures == []
+    assert sorted(got, key=ipaddress.ip_address) == [f"10.9.0.{i}" for i in range(2, 52)]
+
+
+def test_a_full_network_raises_network_full_and_a_release_is_reused(conn: Connection[DictRow]) -> None:
+    iface = make_interface(conn, "10.9.0.0/26")
+    taken = []
+    for _ in range(61):  # .2 … .62; .1 is the hub's, .63 the broadcast
+        with conn.transaction():
+            taken.append(allocate_address(conn, iface["id"]))
+    assert taken[-1] == "10.9.0.62"
+    with pytest.raises(NetworkFull) as err, conn.transaction():
+        allocate_address(conn, iface["id"])
+    assert err.value.code == "network_full" and err.value.status == 409
+    with conn.transaction():
+        release_address(conn, iface["id"], "10.9.0.40")
+        release_address(conn, iface["id"], "10.9.0.7")
+    with conn.transaction():
+        assert allocate_address(conn, iface["id"]) == "10.9.0.7"
+        assert allocate_address(conn, iface["id"]) == "10.9.0.40"
+
+
+def test_a_rolled_back_allocation_gives_the_address_back(conn: Connection[DictRow]) -> None:
+    iface = make_interface(conn, "10.8.0.0/24")
+    with pytest.raises(RuntimeError), conn.transaction():
+        assert allocate_address(conn, iface["id"]) == "10.8.0.2"
+        raise RuntimeError("the peer insert failed")
+    with conn.transaction():
+        assert allocate_address(conn, iface["id"]) == "10.8.0.2"
+
+
+def test_ipv6_allocation_uses_the_interface_network6(conn: Connection[DictRow]) -> None:
+    iface = make_interface(conn, "10.8.0.0/24", "fd00:8::/64")
+    with conn.transaction():
+        assert allocate_address(conn, iface["id"], 6) == "fd00:8::2"
+        assert allocate_address(conn, iface["id"], 6) == "fd00:8::3"
+
+
+def test_an_interface_without_ipv6_allocates_none(conn: Connection[DictRow]) -> None:
+    iface = make_interface(conn, "10.8.0.0/24")
+    with conn.transaction():
+        assert allocate_address(conn, iface["id"], 6) is None
+
+
+def test_unknown_interface_is_not_found(conn: Connection[DictRow]) -> None:
+    with pytest.raises(NotFound), conn.transaction():
+        allocate_address(conn, 999)
+
+
+def test_the_database_refuses_two_live_peers_with_one_address(conn: Connection[DictRow]) -> None:
+    import psycopg
+
+    iface = make_interface(conn, "10.8.0.0/24")
+    add_peer(conn, iface["id"], "10.8.0.5")
+    with pytest.raises(psycopg.errors.UniqueViolation):
+        add_peer(conn, iface["id"], "10.8.0.5")
