@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import socket
 import sys
+from dataclasses import replace
+from pathlib import Path
+from datetime import UTC, datetime
+from pathlib import Path
 
 import click
 
@@ -32,9 +37,187 @@ def db_migrate(settings: Settings) -> None:
     click.echo(f"applied {len(applied)} migration(s)" + (": " + ", ".join(applied) if applied else ""))
 
 
+@cli.group()
+def pki() -> None:
+    """The private CA and its certificates."""
+
+
+@pki.command("init")
+@click.option("--dir", "directory", required=True, type=click.Path(path_type=Path),
+              help="Directory for ca.pem/ca.key and server.pem/server.key.")
+@click.option("--san", "sans", multiple=True, metavar="DNS_OR_IP",
+              help="Server certificate name (repeat); default: localhost, 127.0.0.1, ::1.")
+def pki_init(directory: Path, sans: tuple[str, ...]) -> None:
+    """Create the CA (kept if it exists) and the API's server certificate."""
+    from elysium import pki as ca
+
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    ca_pem, ca_key_path = directory / "ca.pem", directory / "ca.key"
+    server_pem, server_key = directory / "server.pem", directory / "server.key"
+    if ca_pem.exists() != ca_key_path.exists():
+        raise click.ClickException(f"{directory}: one of ca.pem/ca.key is missing; not touching it")
+    if ca_pem.exists():
+        ca_cert, ca_key = ca.load_certificate(ca_pem), ca.load_private_key(ca_key_path)
+        click.echo(f"CA exists, kept: {ca_pem}")
+    else:
+        ca_cert, ca_key = ca.create_ca()
+        ca.write_private_key(ca_key_path, ca_key)
+        ca.write_certificate(ca_pem, ca_cert)
+        click.echo(f"created CA: {ca_pem}")
+    wanted = [str(n.value) for n in ca.parse_sans(sans or ca.DEFAULT_SANS)]
+    if server_pem.exists() and server_key.exists():
+        current = ca.load_certificate(server_pem)
+        same_names = not sans or sorted(ca.certificate_sans(current)) == sorted(wanted)
+        if ca.verify_issued_by(ca_cert, current) and same_names:
+            click.echo(f"server certificate exists, kept: {server_pem}")
+            _print_tls_settings(directory)
+            return
+    cert, key = ca.create_server_certificate(ca_cert, ca_key, wanted)
+    ca.write_private_key(server_key, key)
+    ca.write_certificate(server_pem, cert)
+    click.echo(f"issued server certificate for {', '.join(wanted)}: {server_pem}")
+    _print_tls_settings(directory)
+
+
+def _print_tls_settings(directory: Path) -> None:
+    d = directory.resolve()
+    click.echo(f"ELYSIUM_TLS_CERT={d / 'server.pem'} ELYSIUM_TLS_KEY={d / 'server.key'}"
+               f" ELYSIUM_TLS_CA={d / 'ca.pem'} ELYSIUM_CA_KEY={d / 'ca.key'}")
+
+
+@pki.command("client")
+@click.option("--dir", "directory", required=True, type=click.Path(path_type=Path),
+              help="Directory holding ca.pem/ca.key; NAME.pem/NAME.key are written there.")
+@click.option("--name", required=True, help="Admin name (a-z 0-9 . _ -).")
+def pki_client(directory: Path, name: str) -> None:
+    """Issue an admin client certificate (refuses to replace an existing one)."""
+    from elysium import pki as ca
+
+    ca_pem, ca_key_path = directory / "ca.pem", directory / "ca.key"
+    if not (ca_pem.exists() and ca_key_path.exists()):
+        raise click.ClickException(f"{directory}: no CA; run 'elysium pki init' first")
+    cert_path, key_path = directory / f"{name}.pem", directory / f"{name}.key"
+    if name in ("ca", "server") or cert_path.exists() or key_path.exists():
+        raise click.ClickException(f"{cert_path} or its key exists; not replacing it")
+    cert, key = ca.create_client_certificate(
+        ca.load_certificate(ca_pem), ca.load_private_key(ca_key_path), name
+    )
+    ca.write_private_key(key_path, key)
+    ca.write_certificate(cert_path, cert)
+    click.echo(f"issued client certificate admin:{name}: {cert_path} (key {key_path})")
+
+
+@cli.group()
+def token() -> None:
+    """API bearer tokens."""
+
+
+@token.command("create")
+@click.option("--scope", required=True, type=click.Choice(["admin", "operator", "reader"]))
+@click.option("--name", required=True, help="What the token is for (1-64 characters).")
+@click.option("--ttl", "ttl_seconds", type=click.IntRange(min=1), default=None,
+              help="Lifetime in seconds (default: no expiry).")
+@click.pass_obj
+def token_create(settings: Settings, scope: str, name: str, ttl_seconds: int | None) -> None:
+    """Create an API token and print only the token, once, on stdout."""
+    import psycopg
+    from psycopg.rows import dict_row
+
+    from db.audit import record
+    from db.tokens import create_api_token
+
+    with psycopg.connect(settings.database_url, row_factory=dict_row) as conn:
+        row, text = create_api_token(conn, name, scope, ttl_seconds, "cli")
+        record(conn, "cli", "token.create", f"api_token:{row['id']}", "succeeded",
+               {"name": name, "scope": scope, "expires_at": _iso(row["expires_at"])})
+        conn.commit()
+    expires = _iso(row["expires_at"]) or "never"
+    click.echo(f"created API token {row['id']} ({scope}), expires {expires}", err=True)
+    click.echo(text)
+
+
+@token.command("revoke")
+@click.argument("token_id", type=int)
+@click.pass_obj
+def token_revoke(settings: Settings, token_id: int) -> None:
+    """Revoke an API token by id."""
+    import psycopg
+    from psycopg.rows import dict_row
+
+    from db.audit import record
+    from db.tokens import revoke_api_token
+
+    with psycopg.connect(settings.database_url, row_factory=dict_row) as conn:
+        revoke_api_token(conn, token_id)
+        record(conn, "cli", "token.revoke", f"api_token:{token_id}", "succeeded")
+        conn.commit()
+    click.echo(f"revoked API token {token_id}")
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
 def main() -> None:
     try:
         cli(standalone_mode=True)
     except ElysiumError as exc:
         click.echo(f"elysium: {exc.message}", err=True)
         sys.exit(2)
+
+
+def _worker_argv(queue: str, name: str, pool: str, concurrency: int, loglevel: str) -> list[str]:
+    return ["worker", "-Q", queue, f"--pool={pool}", f"--concurrency={concurrency}",
+            "-n", f"{name}@{socket.gethostname()}", f"--loglevel={loglevel}",
+            "--without-gossip", "--without-mingle"]
+
+
+@cli.command("hub-worker")
+@click.option("--hub", required=True, help="The hub this worker programs (its queue is hub.<HUB>).")
+@click.option("--netns", default="", help="Act on WireGuard inside this network namespace.")
+@click.option("--state-dir", type=click.Path(path_type=Path), help="Keys and sockets live here.")
+@click.option("--endpoint", help="Declare the hub with this endpoint if it does not exist yet.")
+@click.option("--loglevel", default="INFO", show_default=True)
+@click.pass_obj
+def hub_worker(settings: Settings, hub: str, netns: str, state_dir: Path | None,
+               endpoint: str | None, loglevel: str) -> None:
+    """Run the worker of one hub: converge it from the database, then consume hub.<HUB>.
+
+    \b
+    Example:
+      elysium hub-worker --hub hub-a --netns ely-hub-a --state-dir /var/lib/elysium
+    """
+    settings = replace(settings, hub=hub, netns=netns, state_dir=state_dir or settings.state_dir)
+    from workers import runtime as worker_runtime
+
+    worker_runtime.configure(settings)
+    from elysium.queue import hub_queue
+    from workers.celery_app import app
+
+    rt = worker_runtime.runtime()
+    if endpoint:
+        from db.hubs import create_hub, get_hub
+        from elysium.errors import NotFound
+
+        with rt.pool.connection() as conn:
+            try:
+                get_hub(conn, hub)
+            except NotFound:
+                create_hub(conn, hub, endpoint)
+    rt.hub.start()
+    app.worker_main(_worker_argv(hub_queue(hub), f"hub.{hub}", "solo", 1, loglevel))
+
+
+@cli.command("control-worker")
+@click.option("--concurrency", default=2, show_default=True)
+@click.option("--loglevel", default="INFO", show_default=True)
+@click.pass_obj
+def control_worker(settings: Settings, concurrency: int, loglevel: str) -> None:
+    """Run a worker of the control queue (database work, sweeps, orchestration)."""
+    from workers import runtime as worker_runtime
+
+    worker_runtime.configure(settings)
+    from elysium.queue import CONTROL_QUEUE
+    from workers.celery_app import app
+
+    app.worker_main(_worker_argv(CONTROL_QUEUE, "control", "threads", concurrency, loglevel))

@@ -106,3 +106,14 @@ def client_allowed_ips(network: str, network6: str | None, other_subnets: Iterab
         if s not in out:
             out.append(str(ipaddress.ip_network(s)))
     return out
+
+
+def endpoint_with_port(endpoint: str, port: int) -> str:
+    """A hub endpoint as peers dial it: host:port, [v6]:port; the port added when missing."""
+    if endpoint.startswith("["):
+        return endpoint if "]:" in endpoint else f"{endpoint}:{port}"
+    if endpoint.count(":") == 1:
+        return endpoint
+    if endpoint.count(":") > 1:  # a bare IPv6 address
+        return f"[{endpoint}]:{port}"
+    return f"{endpoint}:{port}"

@@ -21,6 +21,9 @@ class Settings:
     database_url: str = "postgresql://elysium:elysium@127.0.0.1:5432/elysium"
     redis_url: str = "redis://127.0.0.1:6379/0"
     state_dir: Path = Path("/var/lib/elysium")
+    # A hub worker: its hub's name and the network namespace it acts in ("" = its own).
+    hub: str = ""
+    netns: str = ""
     # Dataplane driver on hubs and clients: auto | kernel | userspace.
     wg_driver: str = "auto"
     wireguard_go: str = "wireguard-go"

@@ -68,17 +68,17 @@ CREATE TABLE peers (
     created_by        text,
     created_at        timestamptz NOT NULL DEFAULT now(),
     updated_at        timestamptz NOT NULL DEFAULT now(),
-    CHECK (status IN ('removed', 'expired') OR address IS NOT NULL)
+    CHECK (status IN ('removed', 'expired', 'failed') OR address IS NOT NULL)
 );
 -- Live peers (not removed or expired) never share an address or a key on one interface.
 CREATE UNIQUE INDEX peers_live_address ON peers (interface_id, address)
-    WHERE status NOT IN ('removed', 'expired');
+    WHERE status NOT IN ('removed', 'expired', 'failed');
 CREATE UNIQUE INDEX peers_live_address6 ON peers (interface_id, address6)
-    WHERE status NOT IN ('removed', 'expired') AND address6 IS NOT NULL;
+    WHERE status NOT IN ('removed', 'expired', 'failed') AND address6 IS NOT NULL;
 CREATE UNIQUE INDEX peers_live_key ON peers (interface_id, public_key)
-    WHERE status NOT IN ('removed', 'expired');
+    WHERE status NOT IN ('removed', 'expired', 'failed');
 CREATE INDEX peers_expiry ON peers (expires_at) WHERE expires_at IS NOT NULL
-    AND status NOT IN ('removed', 'expired');
+    AND status NOT IN ('removed', 'expired', 'failed');
 CREATE INDEX peers_interface_id ON peers (interface_id, id);
 
 CREATE TABLE api_tokens (

@@ -1,0 +1,1 @@
+"""The HTTP API: a Flask app factory, one blueprint per resource, auth, gunicorn config."""

@@ -1,0 +1,1 @@
+"""The hubs resource: services (and the blueprint and schemas)."""

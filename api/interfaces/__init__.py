@@ -1,0 +1,1 @@
+"""The interfaces resource: services (and the blueprint and schemas)."""

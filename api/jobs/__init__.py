@@ -1,0 +1,1 @@
+"""The jobs resource: services (and the blueprint and schemas)."""

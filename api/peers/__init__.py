@@ -1,0 +1,1 @@
+"""The peers resource: services (and the blueprint and schemas)."""

@@ -1,0 +1,153 @@
+"""Queries for durable jobs: the row exists before its Celery message; status moves forward only."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from psycopg import Connection
+from psycopg.rows import DictRow
+from psycopg.types.json import Jsonb
+
+from elysium.errors import NotFound
+
+JOB_COLUMNS = (
+    "id, kind, status, queue, payload, result, error_code, error_message, attempts,"
+    " idempotency_key, submitter, hub_id, interface_id, peer_id, created_at, enqueued_at,"
+    " started_at, finished_at, updated_at"
+)
+OPEN = ("queued", "running", "retrying")
+FINAL = ("succeeded", "failed")
+
+
+class IdempotentReplay(Exception):
+    """The submitter already made a job with this idempotency key (carried in ``job``)."""
+
+    def __init__(self, job: dict[str, Any]) -> None:
+        super().__init__(str(job["id"]))
+        self.job = job
+
+
+def find_by_idempotency_key(conn: Connection[DictRow], submitter: str, key: str | None) -> dict[str, Any] | None:
+    if key is None:
+        return None
+    return conn.execute(
+        f"SELECT {JOB_COLUMNS} FROM jobs WHERE submitter = %s AND idempotency_key = %s",
+        (submitter, key),
+    ).fetchone()
+
+
+def create_job(conn: Connection[DictRow], *, kind: str, queue: str, submitter: str,
+               payload: dict[str, Any] | None = None, idempotency_key: str | None = None,
+               hub_id: int | None = None, interface_id: int | None = None,
+               peer_id: int | None = None) -> dict[str, Any]:
+    """Insert a queued job in the caller's transaction.
+
+    Raises IdempotentReplay when another transaction committed a job with the same key
+    first; the caller rolls back its own writes and answers with that job.
+    """
+    row = conn.execute(
+        f"INSERT INTO jobs (id, kind, queue, submitter, payload, idempotency_key, hub_id,"
+        f" interface_id, peer_id) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+        f" ON CONFLICT (submitter, idempotency_key) DO NOTHING RETURNING {JOB_COLUMNS}",
+        (uuid.uuid4(), kind, queue, submitter, Jsonb(payload or {}), idempotency_key, hub_id,
+         interface_id, peer_id),
+    ).fetchone()
+    if row is None:
+        existing = find_by_idempotency_key(conn, submitter, idempotency_key)
+        assert existing is not None
+        raise IdempotentReplay(existing)
+    return row
+
+
+def get_job(conn: Connection[DictRow], job_id: uuid.UUID | str) -> dict[str, Any]:
+    row = conn.execute(f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = %s", (str(job_id),)).fetchone()
+    if row is None:
+        raise NotFound(f"job {job_id} does not exist", code="job_not_found")
+    return row
+
+
+def mark_enqueued(conn: Connection[DictRow], job_id: uuid.UUID | str) -> None:
+    conn.execute("UPDATE jobs SET enqueued_at = now() WHERE id = %s", (str(job_id),))
+
+
+def start_job(conn: Connection[DictRow], job_id: uuid.UUID | str) -> dict[str, Any] | None:
+    """Move an open job to running; None when it has already ended (a redelivered message)."""
+    return conn.execute(
+        f"UPDATE jobs SET status = 'running', started_at = coalesce(started_at, now()),"
+        f" attempts = attempts + 1, updated_at = now() WHERE id = %s AND status = ANY(%s)"
+        f" RETURNING {JOB_COLUMNS}",
+        (str(job_id), list(OPEN)),
+    ).fetchone()
+
+
+def claim_interface_jobs(conn: Connection[DictRow], queue: str, interface_id: int,
+                         kinds: Sequence[str], limit: int = 2000) -> list[dict[str, Any]]:
+    """Take every open peer job of one interface waiting on a hub queue (a burst), oldest first.
+
+    Rows other workers hold are skipped, so two consumers never take one job.
+    """
+    return conn.execute(
+        f"UPDATE jobs SET status = 'running', started_at = coalesce(started_at, now()),"
+        f" attempts = attempts + 1, updated_at = now() WHERE id IN ("
+        f"  SELECT id FROM jobs WHERE queue = %s AND interface_id = %s AND kind = ANY(%s)"
+        f"  AND status = ANY(%s) ORDER BY created_at LIMIT %s FOR UPDATE SKIP LOCKED)"
+        f" RETURNING {JOB_COLUMNS}",
+        (queue, interface_id, list(kinds), list(OPEN), limit),
+    ).fetchall()
+
+
+def open_jobs_on_queue(conn: Connection[DictRow], queue: str) -> list[dict[str, Any]]:
+    return conn.execute(
+        f"SELECT {JOB_COLUMNS} FROM jobs WHERE queue = %s AND status = ANY(%s) ORDER BY created_at",
+        (queue, list(OPEN)),
+    ).fetchall()
+
+
+def succeed_job(conn: Connection[DictRow], job_id: uuid.UUID | str, result: dict[str, Any] | None) -> bool:
+    cur = conn.execute(
+        "UPDATE jobs SET status = 'succeeded', result = %s, error_code = NULL,"
+        " error_message = NULL, finished_at = now(), updated_at = now()"
+        " WHERE id = %s AND status <> ALL(%s)",
+        (Jsonb(result or {}), str(job_id), list(FINAL)),
+    )
+    return cur.rowcount == 1
+
+
+def fail_job(conn: Connection[DictRow], job_id: uuid.UUID | str, code: str, message: str) -> bool:
+    cur = conn.execute(
+        "UPDATE jobs SET status = 'failed', error_code = %s, error_message = %s,"
+        " finished_at = now(), updated_at = now() WHERE id = %s AND status <> ALL(%s)",
+        (code, message[:1000], str(job_id), list(FINAL)),
+    )
+    return cur.rowcount == 1
+
+
+def retry_job(conn: Connection[DictRow], job_id: uuid.UUID | str, code: str, message: str) -> None:
+    conn.execute(
+        "UPDATE jobs SET status = 'retrying', error_code = %s, error_message = %s,"
+        " updated_at = now() WHERE id = %s AND status <> ALL(%s)",
+        (code, message[:1000], str(job_id), list(FINAL)),
+    )
+
+
+def stuck_queued_jobs(conn: Connection[DictRow], older_than_s: float, limit: int = 1000) -> list[dict[str, Any]]:
+    """Jobs still waiting long after their message was sent (or never sent)."""
+    return conn.execute(
+        f"SELECT {JOB_COLUMNS} FROM jobs WHERE status IN ('queued', 'retrying')"
+        f" AND coalesce(enqueued_at, created_at) < now() - make_interval(secs => %s)"
+        f" ORDER BY created_at LIMIT %s",
+        (older_than_s, limit),
+    ).fetchall()
+
+
+def time_out_running_jobs(conn: Connection[DictRow], limit_s: float) -> list[dict[str, Any]]:
+    """Mark jobs running longer than their limit as failed (code ``timeout``)."""
+    return conn.execute(
+        f"UPDATE jobs SET status = 'failed', error_code = 'timeout',"
+        f" error_message = 'the job ran past its time limit', finished_at = now(),"
+        f" updated_at = now() WHERE status = 'running'"
+        f" AND started_at < now() - make_interval(secs => %s) RETURNING {JOB_COLUMNS}",
+        (limit_s,),
+    ).fetchall()

@@ -1,0 +1,216 @@
+"""Queries for peers: their desired state on a hub and what the hub last reported of them."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from psycopg import Connection, errors
+from psycopg.rows import DictRow
+
+from db.addresses import allocate_address, release_address
+from elysium.errors import Conflict, NotFound
+from elysium.networks import client_allowed_ips, endpoint_with_port, hub_address
+
+PEER_COLUMNS = (
+    "p.id, p.interface_id, p.name, p.public_key, host(p.address) AS address,"
+    " host(p.address6) AS address6, p.subnets::text[] AS subnets, p.enabled, p.status,"
+    " p.expires_at, p.online, p.endpoint, p.last_handshake_at, p.rx_bytes, p.tx_bytes,"
+    " p.enrollment_token_id, p.created_at, p.updated_at"
+)
+LIVE = "p.status NOT IN ('removed', 'expired', 'failed')"
+
+
+def create_peer(conn: Connection[DictRow], interface_id: int, name: str, public_key: str,
+                subnets: Sequence[str], expires_at: datetime | None, created_by: str,
+                enrollment_token_id: int | None = None) -> dict[str, Any]:
+    """Allocate addresses and record a pending peer, inside the caller's transaction.
+
+    Raises Conflict (public_key_in_use) when a live peer of the interface has the key and
+    NetworkFull when no address is left; the caller's transaction then writes nothing.
+    """
+    address = allocate_address(conn, interface_id, 4)
+    address6 = allocate_address(conn, interface_id, 6)
+    try:
+        with conn.transaction():
+            row = conn.execute(
+                "INSERT INTO peers (interface_id, name, public_key, address, address6, subnets,"
+                " expires_at, created_by, enrollment_token_id)"
+                " VALUES (%s, %s, %s, %s, %s, %s::cidr[], %s, %s, %s) RETURNING id",
+                (interface_id, name, public_key, address, address6, list(subnets), expires_at,
+                 created_by, enrollment_token_id),
+            ).fetchone()
+    except errors.UniqueViolation as exc:
+        raise _conflict(exc) from None
+    assert row is not None
+    return get_peer(conn, row["id"])
+
+
+def _conflict(exc: errors.UniqueViolation) -> Conflict:
+    if "key" in (exc.diag.constraint_name or ""):
+        return Conflict("a peer with this public key is already on the interface",
+                        code="public_key_in_use", fields={"public_key": "already in use"})
+    return Conflict("address already in use", code="address_in_use")
+
+
+def get_peer(conn: Connection[DictRow], peer_id: int, *, lock: bool = False) -> dict[str, Any]:
+    sql = f"SELECT {PEER_COLUMNS} FROM peers p WHERE p.id = %s"
+    if lock:
+        sql += " FOR UPDATE"
+    row = conn.execute(sql, (peer_id,)).fetchone()
+    if row is None:
+        raise NotFound(f"peer {peer_id} does not exist", code="peer_not_found")
+    return row
+
+
+def get_peers(conn: Connection[DictRow], peer_ids: Sequence[int]) -> list[dict[str, Any]]:
+    return conn.execute(
+        f"SELECT {PEER_COLUMNS} FROM peers p WHERE p.id = ANY(%s) ORDER BY p.id", (list(peer_ids),)
+    ).fetchall()
+
+
+def list_peers(conn: Connection[DictRow], *, interface_id: int | None = None,
+               online: bool | None = None, after_id: int = 0, limit: int = 100,
+               include_gone: bool = False) -> list[dict[str, Any]]:
+    """Peers ordered by id, after a cursor id, optionally filtered."""
+    where = ["p.id > %s"]
+    params: list[Any] = [after_id]
+    if interface_id is not None:
+        where.append("p.interface_id = %s")
+        params.append(interface_id)
+    if online is not None:
+        where.append("p.online = %s")
+        params.append(online)
+    if not include_gone:
+        where.append(LIVE)
+    params.append(limit)
+    return conn.execute(
+        f"SELECT {PEER_COLUMNS} FROM peers p WHERE {' AND '.join(where)} ORDER BY p.id LIMIT %s",
+        params,
+    ).fetchall()
+
+
+def desired_peers(conn: Connection[DictRow], interface_id: int) -> list[dict[str, Any]]:
+    """Every peer that should be on the interface's device now (live and enabled)."""
+    return conn.execute(
+        "SELECT p.id, p.public_key, host(p.address) AS address, host(p.address6) AS address6,"
+        " p.subnets::text[] AS subnets FROM peers p WHERE p.interface_id = %s AND p.enabled"
+        " AND p.status IN ('pending', 'active') ORDER BY p.id",
+        (interface_id,),
+    ).fetchall()
+
+
+def routed_subnets(conn: Connection[DictRow], interface_id: int, except_peer: int | None) -> list[str]:
+    """Subnets other live peers of the interface route (a peer reaches them via the hub)."""
+    rows = conn.execute(
+        "SELECT DISTINCT s::text AS subnet FROM peers p, unnest(p.subnets) AS s"
+        f" WHERE p.interface_id = %s AND p.id IS DISTINCT FROM %s AND p.enabled AND {LIVE}"
+        " ORDER BY 1",
+        (interface_id, except_peer),
+    ).fetchall()
+    return [r["subnet"] for r in rows]
+
+
+def update_peer(conn: Connection[DictRow], peer_id: int, changes: dict[str, Any]) -> dict[str, Any]:
+    """Change enabled, subnets, expires_at, public_key or status of a peer."""
+    allowed = {"enabled", "subnets", "expires_at", "public_key", "status", "certificate_serial"}
+    sets = []
+    params: list[Any] = []
+    for key, value in changes.items():
+        if key not in allowed:
+            raise ValueError(key)
+        sets.append(f"{key} = %s::cidr[]" if key == "subnets" else f"{key} = %s")
+        params.append(list(value) if key == "subnets" else value)
+    if not sets:
+        return get_peer(conn, peer_id)
+    params.append(peer_id)
+    try:
+        with conn.transaction():
+            cur = conn.execute(
+                f"UPDATE peers SET {', '.join(sets)}, updated_at = now() WHERE id = %s", params
+            )
+    except errors.UniqueViolation as exc:
+        raise _conflict(exc) from None
+    if cur.rowcount == 0:
+        raise NotFound(f"peer {peer_id} does not exist", code="peer_not_found")
+    return get_peer(conn, peer_id)
+
+
+def mark_applied(conn: Connection[DictRow], peer_ids: Sequence[int]) -> None:
+    """Pending peers the hub now holds become active."""
+    conn.execute(
+        "UPDATE peers SET status = 'active', updated_at = now()"
+        " WHERE id = ANY(%s) AND status = 'pending'",
+        (list(peer_ids),),
+    )
+
+
+def finish_removal(conn: Connection[DictRow], peer_ids: Sequence[int]) -> None:
+    """Peers gone from the hub: removing becomes removed; their addresses are given back."""
+    rows = conn.execute(
+        "UPDATE peers SET status = CASE status WHEN 'removing' THEN 'removed' ELSE status END,"
+        " online = false, updated_at = now()"
+        " WHERE id = ANY(%s) AND status IN ('removing', 'expired', 'failed')"
+        " AND address IS NOT NULL"
+        " RETURNING interface_id, host(address) AS address, host(address6) AS address6",
+        (list(peer_ids),),
+    ).fetchall()
+    for r in rows:
+        release_address(conn, r["interface_id"], r["address"])
+        release_address(conn, r["interface_id"], r["address6"])
+    if rows:
+        conn.execute(
+            "UPDATE peers SET address = NULL, address6 = NULL WHERE id = ANY(%s)"
+            " AND status IN ('removed', 'expired', 'failed')",
+            (list(peer_ids),),
+        )
+
+
+def peer_ids_for_keys(conn: Connection[DictRow], interface_id: int, keys: Sequence[str]) -> dict[str, int]:
+    rows = conn.execute(
+        f"SELECT p.id, p.public_key FROM peers p WHERE p.interface_id = %s"
+        f" AND p.public_key = ANY(%s) AND {LIVE}",
+        (interface_id, list(keys)),
+    ).fetchall()
+    return {r["public_key"]: r["id"] for r in rows}
+
+
+def peer_config(conn: Connection[DictRow], peer_id: int) -> dict[str, Any]:
+    """Everything a peer needs to bring its tunnel up (no private key: it never leaves the peer)."""
+    row = conn.execute(
+        "SELECT p.id, p.interface_id, host(p.address) AS address, host(p.address6) AS address6,"
+        " p.status, p.public_key, i.network::text AS network, i.network6::text AS network6,"
+        " i.listen_port, i.mtu, i.dns, i.keepalive, i.public_key AS hub_public_key,"
+        " h.endpoint FROM peers p JOIN interfaces i ON i.id = p.interface_id"
+        " JOIN hubs h ON h.id = i.hub_id WHERE p.id = %s",
+        (peer_id,),
+    ).fetchone()
+    if row is None:
+        raise NotFound(f"peer {peer_id} does not exist", code="peer_not_found")
+    net = ipaddress.ip_network(row["network"])
+    addresses = [f"{row['address']}/{net.prefixlen}"] if row["address"] else []
+    hub_addresses = [str(hub_address(net))]
+    if row["network6"]:
+        net6 = ipaddress.ip_network(row["network6"])
+        hub_addresses.append(str(hub_address(net6)))
+        if row["address6"]:
+            addresses.append(f"{row['address6']}/{net6.prefixlen}")
+    return {
+        "peer_id": row["id"],
+        "interface_id": row["interface_id"],
+        "public_key": row["public_key"],
+        "address": row["address"],
+        "address6": row["address6"],
+        "addresses": addresses,
+        "allowed_ips": client_allowed_ips(
+            row["network"], row["network6"], routed_subnets(conn, row["interface_id"], row["id"])
+        ),
+        "hub_public_key": row["hub_public_key"],
+        "hub_addresses": hub_addresses,
+        "endpoint": endpoint_with_port(row["endpoint"], row["listen_port"]),
+        "keepalive": row["keepalive"],
+        "dns": list(row["dns"] or []),
+        "mtu": row["mtu"],
+    }

@@ -1,0 +1,84 @@
+"""How jobs travel: queue names, task names, Celery settings, and the producer that sends them.
+
+Both sides share this: the API and beat send messages by task name without importing the
+workers; the workers' Celery app takes the same configuration.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from celery import Celery
+
+from elysium.settings import Settings
+
+CONTROL_QUEUE = "control"
+HUB_QUEUE_PREFIX = "hub."
+
+# Task names (the one place they are spelled out).
+HUB_RUN_JOB = "elysium.hub.run_job"
+HUB_RECONCILE = "elysium.hub.reconcile"
+HUB_REPORT_LIVENESS = "elysium.hub.report_liveness"
+
+
+def hub_queue(hub: str) -> str:
+    return f"{HUB_QUEUE_PREFIX}{hub}"
+
+
+def route_task(name: str, args: Any, kwargs: dict[str, Any], options: Any,
+               task: Any = None, **_: Any) -> dict[str, str]:
+    """Hub tasks go to their hub's queue (named by the ``hub`` argument); the rest to control."""
+    if name.startswith("elysium.hub."):
+        hub = kwargs.get("hub") if kwargs else None
+        if not hub:
+            raise ValueError(f"{name} needs a hub= argument to be routed")
+        return {"queue": hub_queue(hub)}
+    return {"queue": CONTROL_QUEUE}
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    """Reliable delivery: late ack, redelivery when a worker dies, one message at a time."""
+    return {
+        "broker_url": settings.redis_url,
+        "broker_connection_retry_on_startup": True,
+        "broker_transport_options": {
+            # An unacknowledged message returns to its queue after this long (worker died).
+            "visibility_timeout": max(60, int(settings.job_time_limit_s) * 2),
+        },
+        "task_routes": (route_task,),
+        "task_default_queue": CONTROL_QUEUE,
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "task_acks_on_failure_or_timeout": True,
+        "task_ignore_result": True,
+        "result_backend": None,
+        "worker_prefetch_multiplier": 1,
+        "worker_hijack_root_logger": False,
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        "timezone": "UTC",
+        "enable_utc": True,
+        "worker_send_task_events": False,
+        "broker_heartbeat": 0,
+    }
+
+
+class JobQueue:
+    """Sends job messages (task id = job id) to the broker."""
+
+    def __init__(self, settings: Settings, app: Celery | None = None) -> None:
+        if app is None:
+            app = Celery("elysium-producer", set_as_current=False)
+            app.conf.update(celery_config(settings))
+        self.app = app
+
+    def send_hub_job(self, job_id: uuid.UUID | str, hub: str) -> None:
+        self.app.send_task(HUB_RUN_JOB, kwargs={"job_id": str(job_id), "hub": hub},
+                           task_id=str(job_id))
+
+    def send(self, name: str, **kwargs: Any) -> None:
+        self.app.send_task(name, kwargs=kwargs)
+
+    def close(self) -> None:
+        self.app.close()

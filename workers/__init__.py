@@ -1,0 +1,1 @@
+"""Celery workers: the control queue, one queue per hub, and the WireGuard dataplane."""

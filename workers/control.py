@@ -1,0 +1,3 @@
+"""Control-queue tasks: database work and orchestration that no single hub owns."""
+
+from __future__ import annotations

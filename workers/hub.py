@@ -1,0 +1,309 @@
+"""Hub tasks and the HubWorker that runs them: converge this hub's WireGuard to the database.
+
+Every task is idempotent: it reads the desired state and makes the device match, so a task
+run twice, or after a crash, leaves the hub right. Peer jobs waiting for one interface are
+taken together (a burst) and applied in one dataplane transaction, each job marked on its own.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from celery import Task
+from psycopg import Connection
+from psycopg.rows import DictRow
+from psycopg_pool import ConnectionPool
+
+from db import audit
+from db import hubs as hubs_db
+from db import interfaces as interfaces_db
+from db import jobs as jobs_db
+from db import peers as peers_db
+from elysium.errors import DataplaneError, ElysiumError
+from elysium.networks import hub_address, peer_allowed_ips
+from elysium.queue import HUB_RECONCILE, HUB_RUN_JOB, hub_queue
+from elysium.settings import Settings
+from workers.celery_app import app
+from workers.dataplane import ChangeSet, Dataplane, InterfaceSpec, PeerSpec
+from workers.runtime import runtime
+
+log = logging.getLogger(__name__)
+
+PEER_KINDS = ("add_peer", "enroll_peer", "update_peer", "remove_peer", "expire_peer", "rotate_key")
+INTERFACE_KINDS = ("create_interface", "delete_interface")
+CONFIG_KINDS = ("add_peer", "enroll_peer", "rotate_key")
+
+
+def interface_spec(state_dir: Path, iface: dict[str, Any]) -> InterfaceSpec:
+    addresses = [str(hub_address(ipaddress.ip_network(iface["network"])))]
+    if iface["network6"]:
+        addresses.append(str(hub_address(ipaddress.ip_network(iface["network6"]))))
+    return InterfaceSpec(
+        name=iface["name"],
+        private_key_file=state_dir / "keys" / f"{iface['name']}.key",
+        listen_port=iface["listen_port"],
+        addresses=tuple(addresses),
+        mtu=iface["mtu"],
+    )
+
+
+def peer_spec(peer: dict[str, Any]) -> PeerSpec:
+    return PeerSpec(
+        public_key=peer["public_key"],
+        allowed_ips=tuple(peer_allowed_ips(peer["address"], peer["address6"], peer["subnets"])),
+        routes=tuple(peer["subnets"]),
+    )
+
+
+def is_desired(peer: dict[str, Any]) -> bool:
+    return bool(peer["enabled"]) and peer["status"] in ("pending", "active")
+
+
+class HubWorker:
+    """One hub's worker: heartbeat, recovery at start, and the jobs of its queue."""
+
+    def __init__(self, settings: Settings, pool: ConnectionPool[Connection[DictRow]],
+                 dataplane: Dataplane | None = None) -> None:
+        self.settings = settings
+        self.hub = settings.hub
+        self.queue = hub_queue(self.hub)
+        self.pool = pool
+        self.state_dir = settings.state_dir / "hubs" / self.hub
+        if dataplane is None:
+            from workers.dataplane import make_dataplane
+
+            dataplane = make_dataplane(settings.wg_driver, self.state_dir,
+                                       settings.netns or None, settings.wireguard_go)
+        self.dataplane = dataplane
+        self._ready: set[str] = set()  # interfaces converged since this process started
+        self._started = False
+        self._stop = threading.Event()
+        self._heartbeat: threading.Thread | None = None
+        self.transactions = 0  # dataplane transactions used for jobs (benchmarks read it)
+
+    # ---- life cycle -------------------------------------------------------------------
+    def start(self) -> None:
+        """Heartbeat, converge every interface, finish jobs a predecessor left open."""
+        if self._started:
+            return
+        self._started = True
+        self.beat()
+        self.converge_all()
+        self.finish_open_jobs()
+        self._heartbeat = threading.Thread(target=self._beat_loop, name="heartbeat", daemon=True)
+        self._heartbeat.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def beat(self) -> None:
+        info = {"host": socket.gethostname(), "pid": os.getpid(),
+                "driver": type(self.dataplane).__name__, "netns": self.settings.netns or None}
+        with self.pool.connection() as conn:
+            hubs_db.record_heartbeat(conn, self.hub, info)
+
+    def _beat_loop(self) -> None:
+        while not self._stop.wait(self.settings.heartbeat_interval_s):
+            try:
+                self.beat()
+            except Exception as exc:  # PostgreSQL away: try again next beat
+                log.warning("heartbeat failed: %s", exc)
+
+    # ---- converge ---------------------------------------------------------------------
+    def converge_interface(self, conn: Connection[DictRow], iface: dict[str, Any]) -> ChangeSet:
+        """Create or repair the device and give it exactly the desired peers (one batch)."""
+        public_key, changes = self.dataplane.ensure_interface(interface_spec(self.state_dir, iface))
+        peers = [peer_spec(p) for p in peers_db.desired_peers(conn, iface["id"])]
+        peer_changes = self.dataplane.converge(iface["name"], peers)
+        with conn.transaction():
+            interfaces_db.set_interface_ready(conn, iface["id"], public_key)
+            peers_db.mark_applied(conn, [p["id"] for p in peers_db.desired_peers(conn, iface["id"])])
+        self._ready.add(iface["name"])
+        peer_changes.interface_created = changes.interface_created
+        peer_changes.interface_changed = changes.interface_changed
+        peer_changes.transactions += changes.transactions
+        return peer_changes
+
+    def converge_all(self) -> dict[str, dict[str, object]]:
+        """Reconcile: every interface of this hub to the database; unknown devices removed."""
+        report: dict[str, dict[str, object]] = {}
+        with self.pool.connection() as conn:
+            wanted = interfaces_db.list_hub_interfaces(conn, self.hub)
+            for iface in wanted:
+                if iface["status"] == "deleting":
+                    continue
+                report[iface["name"]] = self.converge_interface(conn, iface).to_dict()
+            names = {i["name"] for i in wanted if i["status"] != "deleting"}
+            for name in self.dataplane.list_interfaces():
+                if name not in names:
+                    self.dataplane.remove_interface(name)
+                    report[name] = {"interface_removed": True}
+        return report
+
+    def finish_open_jobs(self) -> None:
+        """Jobs left queued or running on this hub's queue (e.g. after a crash) end now."""
+        with self.pool.connection() as conn:
+            for job in jobs_db.open_jobs_on_queue(conn, self.queue):
+                self.run_job(str(job["id"]))
+
+    # ---- jobs -------------------------------------------------------------------------
+    def run_job(self, job_id: str) -> None:
+        """Run one job (and any burst it belongs to); a job that has ended is left alone."""
+        with self.pool.connection() as conn:
+            job = jobs_db.get_job(conn, job_id)
+            if job["status"] in jobs_db.FINAL:
+                return
+            if job["kind"] in PEER_KINDS:
+                self._run_peer_burst(conn, job)
+            elif job["kind"] == "create_interface":
+                self._run_create_interface(conn, job)
+            elif job["kind"] == "delete_interface":
+                self._run_delete_interface(conn, job)
+            else:
+                with conn.transaction():
+                    jobs_db.fail_job(conn, job_id, "unknown_kind", f"unknown job kind {job['kind']}")
+
+    def _run_create_interface(self, conn: Connection[DictRow], job: dict[str, Any]) -> None:
+        if jobs_db.start_job(conn, job["id"]) is None:
+            return
+        iface = interfaces_db.get_interface(conn, job["interface_id"])
+        if iface["status"] == "deleting":
+            self._finish(conn, [job], lambda j: {"skipped": "interface is being deleted"})
+            return
+        changes = self.converge_interface(conn, iface)
+        iface = interfaces_db.get_interface(conn, job["interface_id"])
+        self._finish(conn, [job], lambda j: {"interface_id": iface["id"], "name": iface["name"],
+                                             "public_key": iface["public_key"],
+                                             "changes": changes.to_dict()})
+
+    def _run_delete_interface(self, conn: Connection[DictRow], job: dict[str, Any]) -> None:
+        if jobs_db.start_job(conn, job["id"]) is None:
+            return
+        name = job["payload"].get("name")
+        removed = self.dataplane.remove_interface(name) if name else False
+        self._ready.discard(name)
+        with conn.transaction():
+            interfaces_db.delete_interface(conn, job["interface_id"])
+            jobs_db.succeed_job(conn, job["id"], {"interface_id": job["interface_id"],
+                                                 "device_removed": removed})
+            audit.record(conn, f"hub:{self.hub}", "delete_interface",
+                         f"interface:{job['interface_id']}", "succeeded", {"job_id": str(job["id"])})
+
+    def _run_peer_burst(self, conn: Connection[DictRow], job: dict[str, Any]) -> None:
+        try:
+            iface = interfaces_db.get_interface(conn, job["interface_id"])
+        except ElysiumError as exc:
+            with conn.transaction():
+                jobs_db.fail_job(conn, job["id"], exc.code, exc.message)
+            return
+        with conn.transaction():
+            burst = jobs_db.claim_interface_jobs(conn, self.queue, iface["id"], PEER_KINDS)
+        if not burst:
+            return
+        peers = {p["id"]: p for p in peers_db.get_peers(conn, [j["peer_id"] for j in burst])}
+        upserts = {p["public_key"]: peer_spec(p) for p in peers.values() if is_desired(p)}
+        removes = {p["public_key"] for p in peers.values() if not is_desired(p)}
+        removes |= {j["payload"]["old_public_key"] for j in burst if j["kind"] == "rotate_key"}
+        removes -= set(upserts)
+        try:
+            if iface["name"] not in self._ready:
+                self.converge_interface(conn, iface)  # device first; covers the whole burst
+            else:
+                changes = self.dataplane.apply_peers(iface["name"], list(upserts.values()),
+                                                     sorted(removes))
+                self.transactions += changes.transactions
+        except DataplaneError as exc:
+            if not exc.transient:
+                self._fail_each(conn, burst, exc)
+                return
+            log.warning("device %s needs repair (%s); converging it", iface["name"], exc.message)
+            self._ready.discard(iface["name"])
+            self.converge_interface(conn, iface)
+        with conn.transaction():
+            peers_db.mark_applied(conn, [p["id"] for p in peers.values() if is_desired(p)])
+            peers_db.finish_removal(conn, [p["id"] for p in peers.values() if not is_desired(p)])
+        self._finish(conn, burst, lambda j: self._peer_result(conn, j))
+
+    def _peer_result(self, conn: Connection[DictRow], job: dict[str, Any]) -> dict[str, Any]:
+        if job["kind"] in CONFIG_KINDS:
+            result = peers_db.peer_config(conn, job["peer_id"])
+            if job["payload"].get("certificate"):
+                result["certificate"] = job["payload"]["certificate"]
+            return result
+        peer = peers_db.get_peer(conn, job["peer_id"])
+        return {"peer_id": peer["id"], "status": peer["status"], "enabled": peer["enabled"]}
+
+    def _finish(self, conn: Connection[DictRow], burst: Iterable[dict[str, Any]], result: Any) -> None:
+        with conn.transaction():
+            for j in burst:
+                jobs_db.succeed_job(conn, j["id"], result(j))
+
+    def _fail_each(self, conn: Connection[DictRow], burst: list[dict[str, Any]],
+                   exc: DataplaneError) -> None:
+        """A batch the device refused: try each job alone so only the bad one fails."""
+        iface_name = interfaces_db.get_interface(conn, burst[0]["interface_id"])["name"]
+        for j in burst:
+            peer = peers_db.get_peer(conn, j["peer_id"])
+            try:
+                if is_desired(peer):
+                    self.dataplane.apply_peers(iface_name, [peer_spec(peer)], [])
+                else:
+                    self.dataplane.apply_peers(iface_name, [], [peer["public_key"]])
+            except DataplaneError as one:
+                with conn.transaction():
+                    jobs_db.fail_job(conn, j["id"], one.code, one.message)
+                    peers_db.update_peer(conn, peer["id"], {"status": "failed"})
+                    peers_db.finish_removal(conn, [peer["id"]])
+                continue
+            with conn.transaction():
+                if is_desired(peer):
+                    peers_db.mark_applied(conn, [peer["id"]])
+                else:
+                    peers_db.finish_removal(conn, [peer["id"]])
+                jobs_db.succeed_job(conn, j["id"], self._peer_result(conn, j))
+        log.info("batch refused (%s); applied job by job", exc.message)
+
+
+@app.task(name=HUB_RUN_JOB, bind=True, max_retries=8)
+def run_job(self: Task, job_id: str, hub: str) -> None:
+    """Converge what job ``job_id`` changed on this hub."""
+    worker = runtime().hub
+    if hub != worker.hub:
+        raise RuntimeError(f"message for hub {hub} reached the worker of {worker.hub}")
+    try:
+        worker.run_job(job_id)
+    except psycopg.OperationalError as exc:  # PostgreSQL restarting: try again shortly
+        raise self.retry(countdown=min(30, 2 ** self.request.retries), exc=exc) from None
+    except ElysiumError as exc:
+        if not exc.transient:
+            with worker.pool.connection() as conn, conn.transaction():
+                jobs_db.fail_job(conn, job_id, exc.code, exc.message)
+            return
+        with worker.pool.connection() as conn, conn.transaction():
+            jobs_db.retry_job(conn, job_id, exc.code, exc.message)
+        raise self.retry(countdown=min(30, 2 ** self.request.retries), exc=exc) from None
+
+
+@app.task(name=HUB_RECONCILE)
+def reconcile(hub: str) -> dict[str, dict[str, object]]:
+    """Converge every interface of this hub to the database; report what changed."""
+    worker = runtime().hub
+    started = time.monotonic()
+    report = worker.converge_all()
+    changed = {k: v for k, v in report.items() if v.get("added") or v.get("removed")
+               or v.get("updated") or v.get("routes_added") or v.get("routes_removed")
+               or v.get("interface_created") or v.get("interface_removed")}
+    with worker.pool.connection() as conn, conn.transaction():
+        audit.record(conn, f"hub:{hub}", "reconcile", f"hub:{hub}",
+                     "changed" if changed else "unchanged",
+                     {"changes": changed, "seconds": round(time.monotonic() - started, 3)})
+    return report
