@@ -45,6 +45,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "broker_transport_options": {
             # An unacknowledged message returns to its queue after this long (worker died).
             "visibility_timeout": max(60, int(settings.job_time_limit_s) * 2),
+            **({"global_keyprefix": settings.redis_key_prefix} if settings.redis_key_prefix else {}),
         },
         "task_routes": (route_task,),
         "task_default_queue": CONTROL_QUEUE,

@@ -20,6 +20,8 @@ class Settings:
 
     database_url: str = "postgresql://elysium:elysium@127.0.0.1:5432/elysium"
     redis_url: str = "redis://127.0.0.1:6379/0"
+    # Prefix of every broker key: lets several Elysium deployments (or test runs) share a Redis.
+    redis_key_prefix: str = ""
     state_dir: Path = Path("/var/lib/elysium")
     # A hub worker: its hub's name and the network namespace it acts in ("" = its own).
     hub: str = ""

@@ -56,6 +56,8 @@ def settings(database_url: str, session_state_dir: Path) -> Settings:
         {},
         database_url=database_url,
         redis_url=os.environ.get("ELYSIUM_TEST_REDIS_URL", "redis://127.0.0.1:6379/0"),
+        # Broker keys of this test session only: parallel runs never consume each other's jobs.
+        redis_key_prefix=f"elytest{secrets.token_hex(4)}:",
         state_dir=session_state_dir,
         wg_driver="userspace",
     )

@@ -30,7 +30,7 @@ def broker(settings: Settings) -> Iterator[tuple[JobQueue, redis.Redis]]:
     url = settings.redis_url.rsplit("/", 1)[0] + f"/{TEST_REDIS_DB}"
     r = redis.Redis.from_url(url)
     r.flushdb()
-    queue = JobQueue(Settings.from_env({}, redis_url=url))
+    queue = JobQueue(Settings.from_env({}, redis_url=url, redis_key_prefix="svc:"))
     try:
         yield queue, r
     finally:
@@ -40,7 +40,7 @@ def broker(settings: Settings) -> Iterator[tuple[JobQueue, redis.Redis]]:
 
 def sent(r: redis.Redis, queue: str) -> list[str]:
     """Task ids of the messages waiting on a queue."""
-    return [json.loads(m)["headers"]["id"] for m in r.lrange(queue, 0, -1)]
+    return [json.loads(m)["headers"]["id"] for m in r.lrange(f"svc:{queue}", 0, -1)]
 
 
 def key() -> str:
