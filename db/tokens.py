@@ -1,0 +1,236 @@
+"""API bearer tokens and enrollment tokens: random, shown once, stored only as SHA-256 hashes.
+
+Every function runs in the caller's transaction (it never commits), so a token created or a
+use redeemed is undone with the rest of the caller's work on rollback.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from typing import Any
+
+from psycopg import Connection, errors
+from psycopg.rows import DictRow
+
+from elysium.errors import Gone, NotFound, Unauthorized, ValidationError
+from elysium.networks import parse_subnets
+
+API_PREFIX = "ely_"
+ENROLLMENT_PREFIX = "elyenr_"
+SCOPES = ("reader", "operator", "admin")  # each scope includes the ones before it
+# A token is touched (last_used_at) at most this often, so busy clients do not write per request.
+TOUCH_INTERVAL_S = 60
+MAX_TOKEN_LEN = 128
+
+API_COLUMNS = "id, name, scope, created_by, created_at, expires_at, revoked_at, last_used_at"
+ENROLLMENT_COLUMNS = (
+    "id, interface_id, name, uses_total, uses_left, subnets::text[] AS subnets, created_by,"
+    " created_at, expires_at, revoked_at, expired"
+)
+
+
+def hash_token(token_text: str) -> bytes:
+    """The SHA-256 digest stored in place of a token (tokens carry 256 random bits: no salt)."""
+    return hashlib.sha256(token_text.encode()).digest()
+
+
+def scope_allows(have: str, need: str) -> bool:
+    """Whether a token of scope ``have`` may do what needs ``need`` (admin > operator > reader).
+
+    An unknown ``have`` allows nothing; an unknown ``need`` is a programming error (ValueError).
+    """
+    if need not in SCOPES:
+        raise ValueError(f"unknown scope {need!r}")
+    if have not in SCOPES:
+        return False
+    return SCOPES.index(have) >= SCOPES.index(need)
+
+
+def create_api_token(
+    conn: Connection[DictRow],
+    name: str,
+    scope: str,
+    ttl_seconds: int | None,
+    created_by: str | None,
+) -> tuple[dict[str, Any], str]:
+    """Make an API token; return its row and the token text, which is never stored or shown again.
+
+    ``ttl_seconds`` None means no expiry.
+    """
+    if not isinstance(name, str) or not 1 <= len(name) <= 64:
+        raise ValidationError("name", "must be 1-64 characters")
+    if scope not in SCOPES:
+        raise ValidationError("scope", "must be admin, operator or reader")
+    _check_ttl(ttl_seconds, required=False)
+    text = API_PREFIX + secrets.token_urlsafe(32)
+    row = conn.execute(
+        "INSERT INTO api_tokens (name, scope, token_hash, created_by, expires_at)"
+        " VALUES (%s, %s, %s, %s, now() + make_interval(secs => %s))"
+        f" RETURNING {API_COLUMNS}",
+        (name, scope, hash_token(text), created_by, ttl_seconds),
+    ).fetchone()
+    assert row is not None
+    return row, text
+
+
+def authenticate_api_token(conn: Connection[DictRow], token_text: str) -> dict[str, Any]:
+    """The row of a valid API token, or Unauthorized (token_invalid/expired/revoked).
+
+    Records ``last_used_at`` at most once per TOUCH_INTERVAL_S, without ever waiting on
+    another request that is touching the same token.
+    """
+    digest = _digest(token_text, API_PREFIX)
+    row = conn.execute(
+        f"SELECT {API_COLUMNS}, expires_at IS NOT NULL AND expires_at <= now() AS past,"
+        " last_used_at IS NULL OR last_used_at < now() - make_interval(secs => %s) AS stale"
+        " FROM api_tokens WHERE token_hash = %s",
+        (TOUCH_INTERVAL_S, digest),
+    ).fetchone()
+    if row is None:
+        raise Unauthorized("the API token is not valid", code="token_invalid")
+    past, stale = row.pop("past"), row.pop("stale")
+    if row["revoked_at"] is not None:
+        raise Unauthorized("the API token has been revoked", code="token_revoked")
+    if past:
+        raise Unauthorized("the API token has expired", code="token_expired")
+    if stale:
+        touched = conn.execute(
+            "UPDATE api_tokens SET last_used_at = now() WHERE id = ("
+            " SELECT id FROM api_tokens WHERE id = %s FOR UPDATE SKIP LOCKED)"
+            " RETURNING last_used_at",
+            (row["id"],),
+        ).fetchone()
+        if touched is not None:
+            row["last_used_at"] = touched["last_used_at"]
+    return row
+
+
+def revoke_api_token(conn: Connection[DictRow], token_id: int) -> dict[str, Any]:
+    """Revoke an API token (revoking twice keeps the first time); NotFound if there is none."""
+    row = conn.execute(
+        "UPDATE api_tokens SET revoked_at = coalesce(revoked_at, now()) WHERE id = %s"
+        f" RETURNING {API_COLUMNS}",
+        (token_id,),
+    ).fetchone()
+    if row is None:
+        raise NotFound(f"API token {token_id} does not exist", code="token_not_found")
+    return row
+
+
+def create_enrollment_token(
+    conn: Connection[DictRow],
+    interface_id: int,
+    name: str | None,
+    ttl_seconds: int,
+    uses: int,
+    subnets: list[str],
+    created_by: str | None,
+) -> tuple[dict[str, Any], str]:
+    """Make a token that enrolls up to ``uses`` peers on one interface before it expires.
+
+    ``subnets`` are routed subnets granted to peers enrolling with it. Returns the row and
+    the token text, which is never stored or shown again.
+    """
+    if name is not None and not 1 <= len(name) <= 64:
+        raise ValidationError("name", "must be 1-64 characters")
+    _check_ttl(ttl_seconds, required=True)
+    if not isinstance(uses, int) or isinstance(uses, bool) or not 1 <= uses <= 100_000:
+        raise ValidationError("uses", "must be an integer from 1 to 100000")
+    nets = [str(n) for n in parse_subnets(subnets)]
+    text = ENROLLMENT_PREFIX + secrets.token_urlsafe(32)
+    try:
+        with conn.transaction():
+            row = conn.execute(
+                "INSERT INTO enrollment_tokens (interface_id, name, token_hash, uses_total,"
+                " uses_left, subnets, created_by, expires_at) VALUES (%s, %s, %s, %s, %s,"
+                " %s::cidr[], %s, now() + make_interval(secs => %s))"
+                f" RETURNING {ENROLLMENT_COLUMNS}",
+                (interface_id, name, hash_token(text), uses, uses, nets, created_by, ttl_seconds),
+            ).fetchone()
+    except errors.ForeignKeyViolation:
+        raise NotFound(
+            f"interface {interface_id} does not exist", code="interface_not_found"
+        ) from None
+    assert row is not None
+    return row, text
+
+
+def redeem_enrollment_token(conn: Connection[DictRow], token_text: str) -> dict[str, Any]:
+    """Take one use of an enrollment token, atomically, in the caller's transaction.
+
+    Concurrent redemptions of the last use succeed exactly once; a rollback of the caller's
+    transaction gives the use back. Raises Unauthorized (token_invalid) for an unknown token
+    and Gone (token_revoked / token_expired / token_used_up) for one that cannot be used.
+    """
+    digest = _digest(token_text, ENROLLMENT_PREFIX)
+    row = conn.execute(
+        "UPDATE enrollment_tokens SET uses_left = uses_left - 1"
+        " WHERE token_hash = %s AND uses_left > 0 AND revoked_at IS NULL AND NOT expired"
+        f" AND expires_at > now() RETURNING {ENROLLMENT_COLUMNS}",
+        (digest,),
+    ).fetchone()
+    if row is not None:
+        return row
+    why = conn.execute(
+        "SELECT revoked_at IS NOT NULL AS revoked, expired OR expires_at <= now() AS expired"
+        " FROM enrollment_tokens WHERE token_hash = %s",
+        (digest,),
+    ).fetchone()
+    if why is None:
+        raise Unauthorized("the enrollment token is not valid", code="token_invalid")
+    if why["revoked"]:
+        raise Gone("the enrollment token has been revoked", code="token_revoked")
+    if why["expired"]:
+        raise Gone("the enrollment token has expired", code="token_expired")
+    raise Gone("the enrollment token has no uses left", code="token_used_up")
+
+
+def revoke_enrollment_token(conn: Connection[DictRow], token_id: int) -> dict[str, Any]:
+    """Revoke an enrollment token (revoking twice keeps the first time); NotFound if none."""
+    row = conn.execute(
+        "UPDATE enrollment_tokens SET revoked_at = coalesce(revoked_at, now()) WHERE id = %s"
+        f" RETURNING {ENROLLMENT_COLUMNS}",
+        (token_id,),
+    ).fetchone()
+    if row is None:
+        raise NotFound(f"enrollment token {token_id} does not exist", code="token_not_found")
+    return row
+
+
+def expire_tokens(conn: Connection[DictRow]) -> dict[str, int]:
+    """The expiry sweep: mark enrollment tokens past their time as expired.
+
+    Returns ``{"enrollment": n, "api": m}``: n enrollment tokens newly marked by this sweep,
+    m API tokens past their expiry and not revoked (API tokens need no marking: every
+    authentication checks ``expires_at``).
+    """
+    marked = conn.execute(
+        "UPDATE enrollment_tokens SET expired = true WHERE NOT expired AND expires_at <= now()"
+    ).rowcount
+    api = conn.execute(
+        "SELECT count(*) AS n FROM api_tokens WHERE revoked_at IS NULL AND expires_at <= now()"
+    ).fetchone()
+    return {"enrollment": marked, "api": int(api["n"]) if api else 0}
+
+
+def _digest(token_text: object, prefix: str) -> bytes:
+    # Malformed text is rejected like an unknown token, without a query.
+    if (
+        not isinstance(token_text, str)
+        or not token_text.startswith(prefix)
+        or len(token_text) > MAX_TOKEN_LEN
+    ):
+        raise Unauthorized("the token is not valid", code="token_invalid")
+    return hash_token(token_text)
+
+
+def _check_ttl(ttl_seconds: int | None, *, required: bool) -> None:
+    if ttl_seconds is None and not required:
+        return
+    if (
+        not isinstance(ttl_seconds, int)
+        or isinstance(ttl_seconds, bool)
+        or not 1 <= ttl_seconds <= 10 * 365 * 86400
+    ):
+        raise ValidationError("ttl_seconds", "must be an integer from 1 to 315360000")
