@@ -5,7 +5,6 @@ from __future__ import annotations
 import socket
 import sys
 from dataclasses import replace
-from pathlib import Path
 from datetime import UTC, datetime
 from pathlib import Path
 
