@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import socket
+import ssl
 import stat
+import threading
 from pathlib import Path
 
 import pytest
@@ -298,3 +301,43 @@ def test_pki_client_without_a_ca_fails(tmp_path: Path) -> None:
 
     assert result.exit_code != 0
     assert "pki init" in result.output
+
+
+def test_openssl_accepts_the_server_and_a_peer_certificate_in_a_mutual_tls_handshake(
+    tmp_path: Path, ca: tuple[x509.Certificate, ec.EllipticCurvePrivateKey]
+) -> None:
+    ca_cert, ca_key = ca
+    server_cert, server_key = pki.create_server_certificate(ca_cert, ca_key)
+    peer_key = pki.new_private_key()
+    peer_cert = pki.sign_csr(ca_cert, ca_key, pki.make_csr(peer_key), peer_id=5, days=1)
+    for name, cert, key in (("server", server_cert, server_key), ("peer", peer_cert, peer_key)):
+        pki.write_certificate(tmp_path / f"{name}.pem", cert)
+        pki.write_private_key(tmp_path / f"{name}.key", key)
+    pki.write_certificate(tmp_path / "ca.pem", ca_cert)
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_ctx.load_cert_chain(tmp_path / "server.pem", tmp_path / "server.key")
+    server_ctx.load_verify_locations(tmp_path / "ca.pem")
+    server_ctx.verify_mode = ssl.CERT_REQUIRED
+    client_ctx = ssl.create_default_context(cafile=str(tmp_path / "ca.pem"))
+    client_ctx.load_cert_chain(tmp_path / "peer.pem", tmp_path / "peer.key")
+    seen: list[bytes | None] = []
+
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+
+        def serve() -> None:
+            raw, _ = listener.accept()
+            with server_ctx.wrap_socket(raw, server_side=True) as tls:
+                seen.append(tls.getpeercert(binary_form=True))
+                tls.sendall(b"ok")
+
+        thread = threading.Thread(target=serve)
+        thread.start()
+        with (
+            socket.create_connection(listener.getsockname()[:2], timeout=5) as raw,
+            client_ctx.wrap_socket(raw, server_hostname="localhost") as tls,
+        ):
+            assert tls.recv(2) == b"ok"
+        thread.join(timeout=5)
+
+    assert seen[0] is not None
+    assert pki.peer_id_from_certificate(x509.load_der_x509_certificate(seen[0])) == 5
