@@ -1,0 +1,5 @@
+"""``python -m elysium`` is the ``elysium`` command."""
+
+from elysium.cli import main
+
+main()
