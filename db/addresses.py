@@ -19,9 +19,7 @@ from elysium.networks import last_offset
 
 def create_pools(conn: Connection[DictRow], interface_id: int, has_ipv6: bool) -> None:
     """Make the allocation state of a new interface (offset 1 is the hub's)."""
-    conn.execute(
-        "INSERT INTO address_pools (interface_id, family) VALUES (%s, 4)", (interface_id,)
-    )
+    conn.execute("INSERT INTO address_pools (interface_id, family) VALUES (%s, 4)", (interface_id,))
     if has_ipv6:
         conn.execute(
             "INSERT INTO address_pools (interface_id, family) VALUES (%s, 6)", (interface_id,)

@@ -21,7 +21,9 @@ def create_hub(conn: Connection[DictRow], name: str, endpoint: str) -> dict[str,
                 (name, endpoint),
             ).fetchone()
     except errors.UniqueViolation:
-        raise Conflict(f"hub {name!r} exists", code="hub_exists", fields={"name": "exists"}) from None
+        raise Conflict(
+            f"hub {name!r} exists", code="hub_exists", fields={"name": "exists"}
+        ) from None
     assert row is not None
     return row
 

@@ -18,9 +18,17 @@ INTERFACE_COLUMNS = (
 FROM_INTERFACES = "FROM interfaces i JOIN hubs h ON h.id = i.hub_id"
 
 
-def create_interface(conn: Connection[DictRow], hub_id: int, name: str, network: str,
-                     network6: str | None, listen_port: int, mtu: int | None,
-                     dns: list[str], keepalive: int | None) -> dict[str, Any]:
+def create_interface(
+    conn: Connection[DictRow],
+    hub_id: int,
+    name: str,
+    network: str,
+    network6: str | None,
+    listen_port: int,
+    mtu: int | None,
+    dns: list[str],
+    keepalive: int | None,
+) -> dict[str, Any]:
     """Record a desired interface and its address pools in the caller's transaction."""
     try:
         with conn.transaction():
@@ -34,14 +42,22 @@ def create_interface(conn: Connection[DictRow], hub_id: int, name: str, network:
     except errors.UniqueViolation as exc:
         constraint = exc.diag.constraint_name or ""
         if "listen_port" in constraint:
-            raise Conflict("listen port already used on this hub", code="port_in_use",
-                           fields={"listen_port": "already used on this hub"}) from None
-        raise Conflict(f"interface {name!r} exists on this hub", code="interface_exists",
-                       fields={"name": "exists on this hub"}) from None
+            raise Conflict(
+                "listen port already used on this hub",
+                code="port_in_use",
+                fields={"listen_port": "already used on this hub"},
+            ) from None
+        raise Conflict(
+            f"interface {name!r} exists on this hub",
+            code="interface_exists",
+            fields={"name": "exists on this hub"},
+        ) from None
     return get_interface(conn, row["id"])
 
 
-def get_interface(conn: Connection[DictRow], interface_id: int, *, lock: bool = False) -> dict[str, Any]:
+def get_interface(
+    conn: Connection[DictRow], interface_id: int, *, lock: bool = False
+) -> dict[str, Any]:
     sql = f"SELECT {INTERFACE_COLUMNS} {FROM_INTERFACES} WHERE i.id = %s"
     if lock:
         sql += " FOR UPDATE OF i"
@@ -68,7 +84,8 @@ def set_interface_ready(conn: Connection[DictRow], interface_id: int, public_key
 
 def set_interface_status(conn: Connection[DictRow], interface_id: int, status: str) -> None:
     conn.execute(
-        "UPDATE interfaces SET status = %s, updated_at = now() WHERE id = %s", (status, interface_id)
+        "UPDATE interfaces SET status = %s, updated_at = now() WHERE id = %s",
+        (status, interface_id),
     )
 
 

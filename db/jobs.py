@@ -29,7 +29,9 @@ class IdempotentReplay(Exception):
         self.job = job
 
 
-def find_by_idempotency_key(conn: Connection[DictRow], submitter: str, key: str | None) -> dict[str, Any] | None:
+def find_by_idempotency_key(
+    conn: Connection[DictRow], submitter: str, key: str | None
+) -> dict[str, Any] | None:
     if key is None:
         return None
     return conn.execute(
@@ -38,10 +40,18 @@ def find_by_idempotency_key(conn: Connection[DictRow], submitter: str, key: str 
     ).fetchone()
 
 
-def create_job(conn: Connection[DictRow], *, kind: str, queue: str, submitter: str,
-               payload: dict[str, Any] | None = None, idempotency_key: str | None = None,
-               hub_id: int | None = None, interface_id: int | None = None,
-               peer_id: int | None = None) -> dict[str, Any]:
+def create_job(
+    conn: Connection[DictRow],
+    *,
+    kind: str,
+    queue: str,
+    submitter: str,
+    payload: dict[str, Any] | None = None,
+    idempotency_key: str | None = None,
+    hub_id: int | None = None,
+    interface_id: int | None = None,
+    peer_id: int | None = None,
+) -> dict[str, Any]:
     """Insert a queued job in the caller's transaction.
 
     Raises IdempotentReplay when another transaction committed a job with the same key
@@ -51,8 +61,17 @@ def create_job(conn: Connection[DictRow], *, kind: str, queue: str, submitter: s
         f"INSERT INTO jobs (id, kind, queue, submitter, payload, idempotency_key, hub_id,"
         f" interface_id, peer_id) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
         f" ON CONFLICT (submitter, idempotency_key) DO NOTHING RETURNING {JOB_COLUMNS}",
-        (uuid.uuid4(), kind, queue, submitter, Jsonb(payload or {}), idempotency_key, hub_id,
-         interface_id, peer_id),
+        (
+            uuid.uuid4(),
+            kind,
+            queue,
+            submitter,
+            Jsonb(payload or {}),
+            idempotency_key,
+            hub_id,
+            interface_id,
+            peer_id,
+        ),
     ).fetchone()
     if row is None:
         existing = find_by_idempotency_key(conn, submitter, idempotency_key)
@@ -82,8 +101,13 @@ def start_job(conn: Connection[DictRow], job_id: uuid.UUID | str) -> dict[str, A
     ).fetchone()
 
 
-def claim_interface_jobs(conn: Connection[DictRow], queue: str, interface_id: int,
-                         kinds: Sequence[str], limit: int = 2000) -> list[dict[str, Any]]:
+def claim_interface_jobs(
+    conn: Connection[DictRow],
+    queue: str,
+    interface_id: int,
+    kinds: Sequence[str],
+    limit: int = 2000,
+) -> list[dict[str, Any]]:
     """Take every open peer job of one interface waiting on a hub queue (a burst), oldest first.
 
     Rows other workers hold are skipped, so two consumers never take one job.
@@ -105,7 +129,9 @@ def open_jobs_on_queue(conn: Connection[DictRow], queue: str) -> list[dict[str, 
     ).fetchall()
 
 
-def succeed_job(conn: Connection[DictRow], job_id: uuid.UUID | str, result: dict[str, Any] | None) -> bool:
+def succeed_job(
+    conn: Connection[DictRow], job_id: uuid.UUID | str, result: dict[str, Any] | None
+) -> bool:
     cur = conn.execute(
         "UPDATE jobs SET status = 'succeeded', result = %s, error_code = NULL,"
         " error_message = NULL, finished_at = now(), updated_at = now()"
@@ -132,7 +158,9 @@ def retry_job(conn: Connection[DictRow], job_id: uuid.UUID | str, code: str, mes
     )
 
 
-def stuck_queued_jobs(conn: Connection[DictRow], older_than_s: float, limit: int = 1000) -> list[dict[str, Any]]:
+def stuck_queued_jobs(
+    conn: Connection[DictRow], older_than_s: float, limit: int = 1000
+) -> list[dict[str, Any]]:
     """Jobs still waiting long after their message was sent (or never sent)."""
     return conn.execute(
         f"SELECT {JOB_COLUMNS} FROM jobs WHERE status IN ('queued', 'retrying')"

@@ -23,9 +23,16 @@ PEER_COLUMNS = (
 LIVE = "p.status NOT IN ('removed', 'expired', 'failed')"
 
 
-def create_peer(conn: Connection[DictRow], interface_id: int, name: str, public_key: str,
-                subnets: Sequence[str], expires_at: datetime | None, created_by: str,
-                enrollment_token_id: int | None = None) -> dict[str, Any]:
+def create_peer(
+    conn: Connection[DictRow],
+    interface_id: int,
+    name: str,
+    public_key: str,
+    subnets: Sequence[str],
+    expires_at: datetime | None,
+    created_by: str,
+    enrollment_token_id: int | None = None,
+) -> dict[str, Any]:
     """Allocate addresses and record a pending peer, inside the caller's transaction.
 
     Raises Conflict (public_key_in_use) when a live peer of the interface has the key and
@@ -39,8 +46,17 @@ def create_peer(conn: Connection[DictRow], interface_id: int, name: str, public_
                 "INSERT INTO peers (interface_id, name, public_key, address, address6, subnets,"
                 " expires_at, created_by, enrollment_token_id)"
                 " VALUES (%s, %s, %s, %s, %s, %s::cidr[], %s, %s, %s) RETURNING id",
-                (interface_id, name, public_key, address, address6, list(subnets), expires_at,
-                 created_by, enrollment_token_id),
+                (
+                    interface_id,
+                    name,
+                    public_key,
+                    address,
+                    address6,
+                    list(subnets),
+                    expires_at,
+                    created_by,
+                    enrollment_token_id,
+                ),
             ).fetchone()
     except errors.UniqueViolation as exc:
         raise _conflict(exc) from None
@@ -50,8 +66,11 @@ def create_peer(conn: Connection[DictRow], interface_id: int, name: str, public_
 
 def _conflict(exc: errors.UniqueViolation) -> Conflict:
     if "key" in (exc.diag.constraint_name or ""):
-        return Conflict("a peer with this public key is already on the interface",
-                        code="public_key_in_use", fields={"public_key": "already in use"})
+        return Conflict(
+            "a peer with this public key is already on the interface",
+            code="public_key_in_use",
+            fields={"public_key": "already in use"},
+        )
     return Conflict("address already in use", code="address_in_use")
 
 
@@ -71,9 +90,15 @@ def get_peers(conn: Connection[DictRow], peer_ids: Sequence[int]) -> list[dict[s
     ).fetchall()
 
 
-def list_peers(conn: Connection[DictRow], *, interface_id: int | None = None,
-               online: bool | None = None, after_id: int = 0, limit: int = 100,
-               include_gone: bool = False) -> list[dict[str, Any]]:
+def list_peers(
+    conn: Connection[DictRow],
+    *,
+    interface_id: int | None = None,
+    online: bool | None = None,
+    after_id: int = 0,
+    limit: int = 100,
+    include_gone: bool = False,
+) -> list[dict[str, Any]]:
     """Peers ordered by id, after a cursor id, optionally filtered."""
     where = ["p.id > %s"]
     params: list[Any] = [after_id]
@@ -102,7 +127,9 @@ def desired_peers(conn: Connection[DictRow], interface_id: int) -> list[dict[str
     ).fetchall()
 
 
-def routed_subnets(conn: Connection[DictRow], interface_id: int, except_peer: int | None) -> list[str]:
+def routed_subnets(
+    conn: Connection[DictRow], interface_id: int, except_peer: int | None
+) -> list[str]:
     """Subnets other live peers of the interface route (a peer reaches them via the hub)."""
     rows = conn.execute(
         "SELECT DISTINCT s::text AS subnet FROM peers p, unnest(p.subnets) AS s"
@@ -168,7 +195,9 @@ def finish_removal(conn: Connection[DictRow], peer_ids: Sequence[int]) -> None:
         )
 
 
-def peer_ids_for_keys(conn: Connection[DictRow], interface_id: int, keys: Sequence[str]) -> dict[str, int]:
+def peer_ids_for_keys(
+    conn: Connection[DictRow], interface_id: int, keys: Sequence[str]
+) -> dict[str, int]:
     rows = conn.execute(
         f"SELECT p.id, p.public_key FROM peers p WHERE p.interface_id = %s"
         f" AND p.public_key = ANY(%s) AND {LIVE}",

@@ -9,8 +9,13 @@ from psycopg_pool import ConnectionPool
 from elysium.settings import Settings
 
 
-def open_pool(settings: Settings, *, min_size: int | None = None,
-              max_size: int | None = None, name: str = "elysium") -> ConnectionPool[Connection[DictRow]]:
+def open_pool(
+    settings: Settings,
+    *,
+    min_size: int | None = None,
+    max_size: int | None = None,
+    name: str = "elysium",
+) -> ConnectionPool[Connection[DictRow]]:
     """Open a pool of autocommit dict-row connections (use ``conn.transaction()`` blocks)."""
     pool: ConnectionPool[Connection[DictRow]] = ConnectionPool(
         settings.database_url,

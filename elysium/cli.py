@@ -33,7 +33,8 @@ def db_migrate(settings: Settings) -> None:
     from db.migrate import migrate
 
     applied = migrate(settings.database_url)
-    click.echo(f"applied {len(applied)} migration(s)" + (": " + ", ".join(applied) if applied else ""))
+    names = ": " + ", ".join(applied) if applied else ""
+    click.echo(f"applied {len(applied)} migration(s){names}")
 
 
 @cli.group()

@@ -53,18 +53,20 @@ def parse_subnets(values: object, field: str = "subnets") -> list[IPNetwork]:
     return nets
 
 
-def check_subnets_outside(subnets: Iterable[IPNetwork], networks: Iterable[IPNetwork | None],
-                          field: str = "subnets") -> None:
+def check_subnets_outside(
+    subnets: Iterable[IPNetwork], networks: Iterable[IPNetwork | None], field: str = "subnets"
+) -> None:
     """Routed subnets must not overlap the interface's own networks."""
     own = [n for n in networks if n is not None]
     for i, sub in enumerate(subnets):
         for net in own:
-            if sub.version == net.version and sub.overlaps(net):  # type: ignore[arg-type]
+            if sub.version == net.version and sub.overlaps(net):
                 raise ValidationError(f"{field}.{i}", f"overlaps the interface network {net}")
 
 
-def check_subnets_allowed(subnets: Iterable[IPNetwork], allowed: Sequence[IPNetwork],
-                          field: str = "subnets") -> None:
+def check_subnets_allowed(
+    subnets: Iterable[IPNetwork], allowed: Sequence[IPNetwork], field: str = "subnets"
+) -> None:
     """Every requested subnet must lie inside one an enrollment token allows."""
     for i, sub in enumerate(subnets):
         if not any(sub.version == a.version and sub.subnet_of(a) for a in allowed):  # type: ignore[arg-type]
@@ -97,7 +99,9 @@ def peer_allowed_ips(address: str, address6: str | None, subnets: Iterable[str])
     return out
 
 
-def client_allowed_ips(network: str, network6: str | None, other_subnets: Iterable[str]) -> list[str]:
+def client_allowed_ips(
+    network: str, network6: str | None, other_subnets: Iterable[str]
+) -> list[str]:
     """What a peer routes into the tunnel: the interface networks and other peers' subnets."""
     out = [str(ipaddress.ip_network(network))]
     if network6:

@@ -26,8 +26,9 @@ def hub_queue(hub: str) -> str:
     return f"{HUB_QUEUE_PREFIX}{hub}"
 
 
-def route_task(name: str, args: Any, kwargs: dict[str, Any], options: Any,
-               task: Any = None, **_: Any) -> dict[str, str]:
+def route_task(
+    name: str, args: Any, kwargs: dict[str, Any], options: Any, task: Any = None, **_: Any
+) -> dict[str, str]:
     """Hub tasks go to their hub's queue (named by the ``hub`` argument); the rest to control."""
     if name.startswith("elysium.hub."):
         hub = kwargs.get("hub") if kwargs else None
@@ -45,7 +46,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "broker_transport_options": {
             # An unacknowledged message returns to its queue after this long (worker died).
             "visibility_timeout": max(60, int(settings.job_time_limit_s) * 2),
-            **({"global_keyprefix": settings.redis_key_prefix} if settings.redis_key_prefix else {}),
+            **(
+                {"global_keyprefix": settings.redis_key_prefix} if settings.redis_key_prefix else {}
+            ),
         },
         "task_routes": (route_task,),
         "task_default_queue": CONTROL_QUEUE,
@@ -75,8 +78,9 @@ class JobQueue:
         self.app = app
 
     def send_hub_job(self, job_id: uuid.UUID | str, hub: str) -> None:
-        self.app.send_task(HUB_RUN_JOB, kwargs={"job_id": str(job_id), "hub": hub},
-                           task_id=str(job_id))
+        self.app.send_task(
+            HUB_RUN_JOB, kwargs={"job_id": str(job_id), "hub": hub}, task_id=str(job_id)
+        )
 
     def send(self, name: str, **kwargs: Any) -> None:
         self.app.send_task(name, kwargs=kwargs)

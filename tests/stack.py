@@ -39,8 +39,9 @@ class Process:
         self.args = args
         self.log_path = log_path
         self._log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(args, env=dict(env), stdout=self._log,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(
+            args, env=dict(env), stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+        )
 
     @property
     def pid(self) -> int:
@@ -75,7 +76,9 @@ def elysium_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "elysium", *args]
 
 
-def wait_for(check: Callable[[], object], timeout: float, what: str, interval: float = 0.1) -> object:
+def wait_for(
+    check: Callable[[], object], timeout: float, what: str, interval: float = 0.1
+) -> object:
     """Poll ``check`` until it returns something truthy; fail with ``what`` after ``timeout``."""
     deadline = time.monotonic() + timeout
     last_exc: BaseException | None = None
@@ -87,5 +90,7 @@ def wait_for(check: Callable[[], object], timeout: float, what: str, interval: f
         except Exception as exc:  # the thing is not up yet
             last_exc = exc
         time.sleep(interval)
-    raise TimeoutError(f"timed out after {timeout}s waiting for {what}" +
-                       (f" (last error: {last_exc})" if last_exc else ""))
+    raise TimeoutError(
+        f"timed out after {timeout}s waiting for {what}"
+        + (f" (last error: {last_exc})" if last_exc else "")
+    )

@@ -71,8 +71,12 @@ def is_desired(peer: dict[str, Any]) -> bool:
 class HubWorker:
     """One hub's worker: heartbeat, recovery at start, and the jobs of its queue."""
 
-    def __init__(self, settings: Settings, pool: ConnectionPool[Connection[DictRow]],
-                 dataplane: Dataplane | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        pool: ConnectionPool[Connection[DictRow]],
+        dataplane: Dataplane | None = None,
+    ) -> None:
         self.settings = settings
         self.hub = settings.hub
         self.queue = hub_queue(self.hub)
@@ -81,8 +85,9 @@ class HubWorker:
         if dataplane is None:
             from workers.dataplane import make_dataplane
 
-            dataplane = make_dataplane(settings.wg_driver, self.state_dir,
-                                       settings.netns or None, settings.wireguard_go)
+            dataplane = make_dataplane(
+                settings.wg_driver, self.state_dir, settings.netns or None, settings.wireguard_go
+            )
         self.dataplane = dataplane
         self._ready: set[str] = set()  # interfaces converged since this process started
         self._started = False
@@ -106,8 +111,12 @@ class HubWorker:
         self._stop.set()
 
     def beat(self) -> None:
-        info = {"host": socket.gethostname(), "pid": os.getpid(),
-                "driver": type(self.dataplane).__name__, "netns": self.settings.netns or None}
+        info = {
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "driver": type(self.dataplane).__name__,
+            "netns": self.settings.netns or None,
+        }
         with self.pool.connection() as conn:
             hubs_db.record_heartbeat(conn, self.hub, info)
 
@@ -126,7 +135,9 @@ class HubWorker:
         peer_changes = self.dataplane.converge(iface["name"], peers)
         with conn.transaction():
             interfaces_db.set_interface_ready(conn, iface["id"], public_key)
-            peers_db.mark_applied(conn, [p["id"] for p in peers_db.desired_peers(conn, iface["id"])])
+            peers_db.mark_applied(
+                conn, [p["id"] for p in peers_db.desired_peers(conn, iface["id"])]
+            )
         self._ready.add(iface["name"])
         peer_changes.interface_created = changes.interface_created
         peer_changes.interface_changed = changes.interface_changed
@@ -170,7 +181,9 @@ class HubWorker:
                 self._run_delete_interface(conn, job)
             else:
                 with conn.transaction():
-                    jobs_db.fail_job(conn, job_id, "unknown_kind", f"unknown job kind {job['kind']}")
+                    jobs_db.fail_job(
+                        conn, job_id, "unknown_kind", f"unknown job kind {job['kind']}"
+                    )
 
     def _run_create_interface(self, conn: Connection[DictRow], job: dict[str, Any]) -> None:
         if jobs_db.start_job(conn, job["id"]) is None:
@@ -181,9 +194,16 @@ class HubWorker:
             return
         changes = self.converge_interface(conn, iface)
         iface = interfaces_db.get_interface(conn, job["interface_id"])
-        self._finish(conn, [job], lambda j: {"interface_id": iface["id"], "name": iface["name"],
-                                             "public_key": iface["public_key"],
-                                             "changes": changes.to_dict()})
+        self._finish(
+            conn,
+            [job],
+            lambda j: {
+                "interface_id": iface["id"],
+                "name": iface["name"],
+                "public_key": iface["public_key"],
+                "changes": changes.to_dict(),
+            },
+        )
 
     def _run_delete_interface(self, conn: Connection[DictRow], job: dict[str, Any]) -> None:
         if jobs_db.start_job(conn, job["id"]) is None:
@@ -193,10 +213,17 @@ class HubWorker:
         self._ready.discard(name)
         with conn.transaction():
             interfaces_db.delete_interface(conn, job["interface_id"])
-            jobs_db.succeed_job(conn, job["id"], {"interface_id": job["interface_id"],
-                                                 "device_removed": removed})
-            audit.record(conn, f"hub:{self.hub}", "delete_interface",
-                         f"interface:{job['interface_id']}", "succeeded", {"job_id": str(job["id"])})
+            jobs_db.succeed_job(
+                conn, job["id"], {"interface_id": job["interface_id"], "device_removed": removed}
+            )
+            audit.record(
+                conn,
+                f"hub:{self.hub}",
+                "delete_interface",
+                f"interface:{job['interface_id']}",
+                "succeeded",
+                {"job_id": str(job["id"])},
+            )
 
     def _run_peer_burst(self, conn: Connection[DictRow], job: dict[str, Any]) -> None:
         try:
@@ -218,8 +245,9 @@ class HubWorker:
             if iface["name"] not in self._ready:
                 self.converge_interface(conn, iface)  # device first; covers the whole burst
             else:
-                changes = self.dataplane.apply_peers(iface["name"], list(upserts.values()),
-                                                     sorted(removes))
+                changes = self.dataplane.apply_peers(
+                    iface["name"], list(upserts.values()), sorted(removes)
+                )
                 self.transactions += changes.transactions
         except DataplaneError as exc:
             if not exc.transient:
@@ -242,13 +270,16 @@ class HubWorker:
         peer = peers_db.get_peer(conn, job["peer_id"])
         return {"peer_id": peer["id"], "status": peer["status"], "enabled": peer["enabled"]}
 
-    def _finish(self, conn: Connection[DictRow], burst: Iterable[dict[str, Any]], result: Any) -> None:
+    def _finish(
+        self, conn: Connection[DictRow], burst: Iterable[dict[str, Any]], result: Any
+    ) -> None:
         with conn.transaction():
             for j in burst:
                 jobs_db.succeed_job(conn, j["id"], result(j))
 
-    def _fail_each(self, conn: Connection[DictRow], burst: list[dict[str, Any]],
-                   exc: DataplaneError) -> None:
+    def _fail_each(
+        self, conn: Connection[DictRow], burst: list[dict[str, Any]], exc: DataplaneError
+    ) -> None:
         """A batch the device refused: try each job alone so only the bad one fails."""
         iface_name = interfaces_db.get_interface(conn, burst[0]["interface_id"])["name"]
         for j in burst:
@@ -282,7 +313,7 @@ def run_job(self: Task, job_id: str, hub: str) -> None:
     try:
         worker.run_job(job_id)
     except psycopg.OperationalError as exc:  # PostgreSQL restarting: try again shortly
-        raise self.retry(countdown=min(30, 2 ** self.request.retries), exc=exc) from None
+        raise self.retry(countdown=min(30, 2**self.request.retries), exc=exc) from None
     except ElysiumError as exc:
         if not exc.transient:
             with worker.pool.connection() as conn, conn.transaction():
@@ -290,7 +321,7 @@ def run_job(self: Task, job_id: str, hub: str) -> None:
             return
         with worker.pool.connection() as conn, conn.transaction():
             jobs_db.retry_job(conn, job_id, exc.code, exc.message)
-        raise self.retry(countdown=min(30, 2 ** self.request.retries), exc=exc) from None
+        raise self.retry(countdown=min(30, 2**self.request.retries), exc=exc) from None
 
 
 @app.task(name=HUB_RECONCILE)
@@ -299,11 +330,24 @@ def reconcile(hub: str) -> dict[str, dict[str, object]]:
     worker = runtime().hub
     started = time.monotonic()
     report = worker.converge_all()
-    changed = {k: v for k, v in report.items() if v.get("added") or v.get("removed")
-               or v.get("updated") or v.get("routes_added") or v.get("routes_removed")
-               or v.get("interface_created") or v.get("interface_removed")}
+    changed = {
+        k: v
+        for k, v in report.items()
+        if v.get("added")
+        or v.get("removed")
+        or v.get("updated")
+        or v.get("routes_added")
+        or v.get("routes_removed")
+        or v.get("interface_created")
+        or v.get("interface_removed")
+    }
     with worker.pool.connection() as conn, conn.transaction():
-        audit.record(conn, f"hub:{hub}", "reconcile", f"hub:{hub}",
-                     "changed" if changed else "unchanged",
-                     {"changes": changed, "seconds": round(time.monotonic() - started, 3)})
+        audit.record(
+            conn,
+            f"hub:{hub}",
+            "reconcile",
+            f"hub:{hub}",
+            "changed" if changed else "unchanged",
+            {"changes": changed, "seconds": round(time.monotonic() - started, 3)},
+        )
     return report

@@ -48,9 +48,15 @@ class Submitted:
         return out
 
 
-def submit_hub_job(conn: Connection[DictRow], queue: JobQueue, *, kind: str, submitter: str,
-                   idempotency_key: str | None, write: Callable[[Connection[DictRow]], Record]
-                   ) -> Submitted:
+def submit_hub_job(
+    conn: Connection[DictRow],
+    queue: JobQueue,
+    *,
+    kind: str,
+    submitter: str,
+    idempotency_key: str | None,
+    write: Callable[[Connection[DictRow]], Record],
+) -> Submitted:
     """Run ``write`` and record a job for the hub it names in one transaction, then enqueue.
 
     ``write`` validates and records the desired state; any ElysiumError it raises rolls
@@ -63,9 +69,15 @@ def submit_hub_job(conn: Connection[DictRow], queue: JobQueue, *, kind: str, sub
         with conn.transaction():
             rec = write(conn)
             job = create_job(
-                conn, kind=kind, queue=hub_queue(rec.hub), submitter=submitter,
-                payload=rec.payload, idempotency_key=idempotency_key, hub_id=rec.hub_id,
-                interface_id=rec.interface_id, peer_id=rec.peer_id,
+                conn,
+                kind=kind,
+                queue=hub_queue(rec.hub),
+                submitter=submitter,
+                payload=rec.payload,
+                idempotency_key=idempotency_key,
+                hub_id=rec.hub_id,
+                interface_id=rec.interface_id,
+                peer_id=rec.peer_id,
             )
             audit.record(conn, submitter, kind, rec.target, "accepted", {"job_id": str(job["id"])})
     except IdempotentReplay as replay:

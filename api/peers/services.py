@@ -29,36 +29,80 @@ def check_expiry(expires_at: datetime | None, field: str = "expires_at") -> None
             raise ValidationError(field, "must be in the future")
 
 
-def record_new_peer(c: Connection[DictRow], interface_id: int, *, name: str, public_key: str,
-                    subnets: Sequence[str], expires_at: datetime | None, actor: str,
-                    enrollment_token_id: int | None = None,
-                    payload: dict[str, Any] | None = None) -> Record:
+def record_new_peer(
+    c: Connection[DictRow],
+    interface_id: int,
+    *,
+    name: str,
+    public_key: str,
+    subnets: Sequence[str],
+    expires_at: datetime | None,
+    actor: str,
+    enrollment_token_id: int | None = None,
+    payload: dict[str, Any] | None = None,
+) -> Record:
     """Validate against the interface, allocate addresses, insert the pending peer."""
     iface = get_interface(c, interface_id)
     if iface["status"] == "deleting":
         raise Conflict("the interface is being deleted", code="interface_deleting")
     nets = parse_subnets(list(subnets))
-    check_subnets_outside(nets, [ipaddress.ip_network(iface["network"]),
-                                 ipaddress.ip_network(iface["network6"]) if iface["network6"] else None])
-    peer = create_peer(c, interface_id, name, public_key, [str(n) for n in nets], expires_at,
-                       actor, enrollment_token_id)
-    return Record(hub=iface["hub"], target=f"peer:{peer['id']}", hub_id=iface["hub_id"],
-                  interface_id=interface_id, peer_id=peer["id"], payload=payload or {})
+    check_subnets_outside(
+        nets,
+        [
+            ipaddress.ip_network(iface["network"]),
+            ipaddress.ip_network(iface["network6"]) if iface["network6"] else None,
+        ],
+    )
+    peer = create_peer(
+        c,
+        interface_id,
+        name,
+        public_key,
+        [str(n) for n in nets],
+        expires_at,
+        actor,
+        enrollment_token_id,
+    )
+    return Record(
+        hub=iface["hub"],
+        target=f"peer:{peer['id']}",
+        hub_id=iface["hub_id"],
+        interface_id=interface_id,
+        peer_id=peer["id"],
+        payload=payload or {},
+    )
 
 
-def add_peer(conn: Connection[DictRow], queue: JobQueue, actor: str, interface_id: int, *,
-             name: str, public_key: str, subnets: Sequence[str] = (),
-             expires_at: datetime | None = None, idempotency_key: str | None = None) -> Submitted:
+def add_peer(
+    conn: Connection[DictRow],
+    queue: JobQueue,
+    actor: str,
+    interface_id: int,
+    *,
+    name: str,
+    public_key: str,
+    subnets: Sequence[str] = (),
+    expires_at: datetime | None = None,
+    idempotency_key: str | None = None,
+) -> Submitted:
     """Add a peer whose public key is known; the job result holds its config."""
     key = normalize_key(public_key)
     check_expiry(expires_at)
 
     def write(c: Connection[DictRow]) -> Record:
-        return record_new_peer(c, interface_id, name=name, public_key=key, subnets=subnets,
-                               expires_at=expires_at, actor=actor)
+        return record_new_peer(
+            c,
+            interface_id,
+            name=name,
+            public_key=key,
+            subnets=subnets,
+            expires_at=expires_at,
+            actor=actor,
+        )
 
-    return submit_hub_job(conn, queue, kind="add_peer", submitter=actor,
-                          idempotency_key=idempotency_key, write=write)
+    return submit_hub_job(
+        conn, queue, kind="add_peer", submitter=actor, idempotency_key=idempotency_key, write=write
+    )
 
 
 def _live_peer(c: Connection[DictRow], peer_id: int) -> dict[str, Any]:
@@ -68,8 +112,14 @@ def _live_peer(c: Connection[DictRow], peer_id: int) -> dict[str, Any]:
     return peer
 
 
-def change_peer(conn: Connection[DictRow], queue: JobQueue, actor: str, peer_id: int,
-                changes: dict[str, Any], idempotency_key: str | None = None) -> Submitted:
+def change_peer(
+    conn: Connection[DictRow],
+    queue: JobQueue,
+    actor: str,
+    peer_id: int,
+    changes: dict[str, Any],
+    idempotency_key: str | None = None,
+) -> Submitted:
     """PATCH: enabled, subnets, expires_at."""
     unknown = set(changes) - {"enabled", "subnets", "expires_at"}
     if unknown:
@@ -83,37 +133,73 @@ def change_peer(conn: Connection[DictRow], queue: JobQueue, actor: str, peer_id:
         values = dict(changes)
         if "subnets" in values:
             nets = parse_subnets(values["subnets"])
-            check_subnets_outside(nets, [ipaddress.ip_network(iface["network"]),
-                                         ipaddress.ip_network(iface["network6"]) if iface["network6"] else None])
+            check_subnets_outside(
+                nets,
+                [
+                    ipaddress.ip_network(iface["network"]),
+                    ipaddress.ip_network(iface["network6"]) if iface["network6"] else None,
+                ],
+            )
             values["subnets"] = [str(n) for n in nets]
         update_peer(c, peer_id, values)
-        return Record(hub=iface["hub"], target=f"peer:{peer_id}", hub_id=iface["hub_id"],
-                      interface_id=iface["id"], peer_id=peer_id,
-                      payload={k: (v.isoformat() if isinstance(v, datetime) else v)
-                               for k, v in values.items()})
+        return Record(
+            hub=iface["hub"],
+            target=f"peer:{peer_id}",
+            hub_id=iface["hub_id"],
+            interface_id=iface["id"],
+            peer_id=peer_id,
+            payload={
+                k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in values.items()
+            },
+        )
 
-    return submit_hub_job(conn, queue, kind="update_peer", submitter=actor,
-                          idempotency_key=idempotency_key, write=write)
+    return submit_hub_job(
+        conn,
+        queue,
+        kind="update_peer",
+        submitter=actor,
+        idempotency_key=idempotency_key,
+        write=write,
+    )
 
 
-def remove_peer(conn: Connection[DictRow], queue: JobQueue, actor: str, peer_id: int,
-                idempotency_key: str | None = None, *, kind: str = "remove_peer") -> Submitted:
+def remove_peer(
+    conn: Connection[DictRow],
+    queue: JobQueue,
+    actor: str,
+    peer_id: int,
+    idempotency_key: str | None = None,
+    *,
+    kind: str = "remove_peer",
+) -> Submitted:
     """Take a peer off its hub; its address is released when the hub has removed it."""
 
     def write(c: Connection[DictRow]) -> Record:
         peer = _live_peer(c, peer_id)
         iface = get_interface(c, peer["interface_id"])
         update_peer(c, peer_id, {"status": "expired" if kind == "expire_peer" else "removing"})
-        return Record(hub=iface["hub"], target=f"peer:{peer_id}", hub_id=iface["hub_id"],
-                      interface_id=iface["id"], peer_id=peer_id,
-                      payload={"public_key": peer["public_key"]})
+        return Record(
+            hub=iface["hub"],
+            target=f"peer:{peer_id}",
+            hub_id=iface["hub_id"],
+            interface_id=iface["id"],
+            peer_id=peer_id,
+            payload={"public_key": peer["public_key"]},
+        )
 
-    return submit_hub_job(conn, queue, kind=kind, submitter=actor,
-                          idempotency_key=idempotency_key, write=write)
+    return submit_hub_job(
+        conn, queue, kind=kind, submitter=actor, idempotency_key=idempotency_key, write=write
+    )
 
 
-def rotate_key(conn: Connection[DictRow], queue: JobQueue, actor: str, peer_id: int,
-               public_key: str, idempotency_key: str | None = None) -> Submitted:
+def rotate_key(
+    conn: Connection[DictRow],
+    queue: JobQueue,
+    actor: str,
+    peer_id: int,
+    public_key: str,
+    idempotency_key: str | None = None,
+) -> Submitted:
     """Replace a peer's public key: the hub drops the old key and sets the new one at once."""
     key = normalize_key(public_key)
 
@@ -123,9 +209,20 @@ def rotate_key(conn: Connection[DictRow], queue: JobQueue, actor: str, peer_id: 
             raise ValidationError("public_key", "is the current key", code="same_key")
         iface = get_interface(c, peer["interface_id"])
         update_peer(c, peer_id, {"public_key": key})
-        return Record(hub=iface["hub"], target=f"peer:{peer_id}", hub_id=iface["hub_id"],
-                      interface_id=iface["id"], peer_id=peer_id,
-                      payload={"old_public_key": peer["public_key"], "public_key": key})
+        return Record(
+            hub=iface["hub"],
+            target=f"peer:{peer_id}",
+            hub_id=iface["hub_id"],
+            interface_id=iface["id"],
+            peer_id=peer_id,
+            payload={"old_public_key": peer["public_key"], "public_key": key},
+        )
 
-    return submit_hub_job(conn, queue, kind="rotate_key", submitter=actor,
-                          idempotency_key=idempotency_key, write=write)
+    return submit_hub_job(
+        conn,
+        queue,
+        kind="rotate_key",
+        submitter=actor,
+        idempotency_key=idempotency_key,
+        write=write,
+    )

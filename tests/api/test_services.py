@@ -62,12 +62,14 @@ def test_add_peer_records_peer_job_and_audit_then_sends_one_message(
     sub = add_peer(conn, queue, "op", iface, name="laptop", public_key=key())
     job = sub.job
     assert job["status"] == "queued" and job["queue"] == "hub.hub-a"
-    peer = conn.execute("SELECT status, host(address) AS a FROM peers WHERE id = %s",
-                        (job["peer_id"],)).fetchone()
+    peer = conn.execute(
+        "SELECT status, host(address) AS a FROM peers WHERE id = %s", (job["peer_id"],)
+    ).fetchone()
     assert peer == {"status": "pending", "a": "10.20.0.2"}
     assert str(job["id"]) in sent(r, "hub.hub-a")
-    audit = conn.execute("SELECT actor, action, outcome FROM audit WHERE target = %s",
-                         (f"peer:{job['peer_id']}",)).fetchall()
+    audit = conn.execute(
+        "SELECT actor, action, outcome FROM audit WHERE target = %s", (f"peer:{job['peer_id']}",)
+    ).fetchall()
     assert audit == [{"actor": "op", "action": "add_peer", "outcome": "accepted"}]
     assert sub.body["peer_id"] == job["peer_id"]
 
@@ -90,13 +92,17 @@ def test_a_duplicate_public_key_is_refused_and_writes_nothing(
     queue, _ = broker
     k = key()
     add_peer(conn, queue, "op", iface, name="a", public_key=k)
-    before = conn.execute("SELECT (SELECT count(*) FROM jobs) j, (SELECT count(*) FROM peers) p,"
-                          " (SELECT count(*) FROM audit) a").fetchone()
+    before = conn.execute(
+        "SELECT (SELECT count(*) FROM jobs) j, (SELECT count(*) FROM peers) p,"
+        " (SELECT count(*) FROM audit) a"
+    ).fetchone()
     with pytest.raises(Conflict) as err:
         add_peer(conn, queue, "op", iface, name="b", public_key=k)
     assert err.value.code == "public_key_in_use" and "public_key" in err.value.fields
-    after = conn.execute("SELECT (SELECT count(*) FROM jobs) j, (SELECT count(*) FROM peers) p,"
-                         " (SELECT count(*) FROM audit) a").fetchone()
+    after = conn.execute(
+        "SELECT (SELECT count(*) FROM jobs) j, (SELECT count(*) FROM peers) p,"
+        " (SELECT count(*) FROM audit) a"
+    ).fetchone()
     assert after == before
 
 
@@ -121,8 +127,11 @@ def test_an_exhausted_network_is_refused_with_network_full(
     ],
 )
 def test_bad_peer_input_names_the_field_and_writes_nothing(
-    conn: Connection[DictRow], broker: tuple[JobQueue, redis.Redis], iface: int,
-    kwargs: dict[str, object], field: str,
+    conn: Connection[DictRow],
+    broker: tuple[JobQueue, redis.Redis],
+    iface: int,
+    kwargs: dict[str, object],
+    field: str,
 ) -> None:
     queue, _ = broker
     args: dict[str, object] = {"name": "x", "public_key": key(), **kwargs}
@@ -149,15 +158,17 @@ def test_interfaces_on_one_hub_cannot_share_name_port_or_network(
 ) -> None:
     queue, _ = broker
     with pytest.raises(Conflict) as err:
-        create_interface(conn, queue, "admin", "hub-a", name="wg0", network="10.30.0.0/24",
-                         listen_port=51821)
+        create_interface(
+            conn, queue, "admin", "hub-a", name="wg0", network="10.30.0.0/24", listen_port=51821
+        )
     assert err.value.code == "interface_exists"
     with pytest.raises(Conflict) as err:
         create_interface(conn, queue, "admin", "hub-a", name="wg1", network="10.30.0.0/24")
     assert err.value.code == "port_in_use"
     with pytest.raises(ValidationError) as verr:
-        create_interface(conn, queue, "admin", "hub-a", name="wg1", network="10.20.0.0/24",
-                         listen_port=51821)
+        create_interface(
+            conn, queue, "admin", "hub-a", name="wg1", network="10.20.0.0/24", listen_port=51821
+        )
     assert verr.value.code == "network_overlap"
 
 
@@ -173,7 +184,8 @@ def test_remove_change_and_rotate_record_their_jobs(
     assert chg.job["kind"] == "update_peer"
     rem = remove_peer(conn, queue, "op", peer_id)
     assert conn.execute("SELECT status FROM peers WHERE id = %s", (peer_id,)).fetchone() == {
-        "status": "removing"}
+        "status": "removing"
+    }
     with pytest.raises(Conflict):
         remove_peer(conn, queue, "op", peer_id)
     assert len(sent(r, "hub.hub-a")) == 5 and str(rem.job["id"]) in sent(r, "hub.hub-a")

@@ -18,7 +18,9 @@ from elysium.errors import NetworkFull, NotFound
 from elysium.keys import generate_private_key, public_key
 
 
-def make_interface(conn: Connection[DictRow], network: str, network6: str | None = None) -> dict[str, Any]:
+def make_interface(
+    conn: Connection[DictRow], network: str, network6: str | None = None
+) -> dict[str, Any]:
     hub = create_hub(conn, "hub-a", "192.0.2.1:51820")
     return create_interface(conn, hub["id"], "wg0", network, network6, 51820, None, [], 25)
 
@@ -66,7 +68,9 @@ def test_fifty_concurrent_allocations_into_a_26_get_distinct_lowest_addresses(
     assert sorted(got, key=ipaddress.ip_address) == [f"10.9.0.{i}" for i in range(2, 52)]
 
 
-def test_a_full_network_raises_network_full_and_a_release_is_reused(conn: Connection[DictRow]) -> None:
+def test_a_full_network_raises_network_full_and_a_release_is_reused(
+    conn: Connection[DictRow],
+) -> None:
     iface = make_interface(conn, "10.9.0.0/26")
     taken = []
     for _ in range(61):  # .2 … .62; .1 is the hub's, .63 the broadcast

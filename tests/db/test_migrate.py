@@ -30,10 +30,20 @@ def test_migrate_from_empty_applies_every_file_then_is_a_noop(empty_database: st
     assert migrate(empty_database) == names
     assert migrate(empty_database) == []
     with psycopg.connect(empty_database) as conn:
-        tables = {r[0] for r in conn.execute(
-            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
-    assert {"hubs", "interfaces", "peers", "jobs", "audit", "api_tokens",
-            "enrollment_tokens", "schema_migrations"} <= tables
+        tables = {
+            r[0]
+            for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+        }
+    assert {
+        "hubs",
+        "interfaces",
+        "peers",
+        "jobs",
+        "audit",
+        "api_tokens",
+        "enrollment_tokens",
+        "schema_migrations",
+    } <= tables
 
 
 def test_two_runners_at_once_apply_each_migration_once(empty_database: str) -> None:

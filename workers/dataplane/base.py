@@ -64,16 +64,25 @@ class ChangeSet:
     @property
     def changed(self) -> bool:
         return bool(
-            self.added or self.updated or self.removed or self.routes_added
-            or self.routes_removed or self.interface_created or self.interface_changed
+            self.added
+            or self.updated
+            or self.removed
+            or self.routes_added
+            or self.routes_removed
+            or self.interface_created
+            or self.interface_changed
         )
 
     def to_dict(self) -> dict[str, object]:
         return {
-            "added": len(self.added), "updated": len(self.updated), "removed": len(self.removed),
-            "routes_added": self.routes_added, "routes_removed": self.routes_removed,
+            "added": len(self.added),
+            "updated": len(self.updated),
+            "removed": len(self.removed),
+            "routes_added": self.routes_added,
+            "routes_removed": self.routes_removed,
             "interface_created": self.interface_created,
-            "interface_changed": self.interface_changed, "transactions": self.transactions,
+            "interface_changed": self.interface_changed,
+            "transactions": self.transactions,
         }
 
 
@@ -91,7 +100,9 @@ class Dataplane(Protocol):
         """Make the interface hold exactly ``peers`` (and their routes), in one batch."""
         ...
 
-    def apply_peers(self, name: str, upsert: Sequence[PeerSpec], remove: Sequence[str]) -> ChangeSet:
+    def apply_peers(
+        self, name: str, upsert: Sequence[PeerSpec], remove: Sequence[str]
+    ) -> ChangeSet:
         """Set or update some peers and remove others, touching only those: O(k), one batch."""
         ...
 
