@@ -1,0 +1,237 @@
+"""The WireGuard cross-platform UAPI text protocol: build ``set=1`` requests, parse ``get=1``.
+
+Spec: https://www.wireguard.com/xplatform/ -- ``key=value`` lines, keys in hex, a request and
+its answer both end with a blank line, the answer ends with ``errno=N``.
+"""
+
+from __future__ import annotations
+
+import base64
+import gc
+import re
+import socket
+from binascii import a2b_hex, b2a_base64
+from datetime import UTC, datetime
+from pathlib import Path
+
+from elysium.errors import DataplaneError
+from workers.dataplane.base import PeerStats
+from workers.dataplane.peer_state import ZERO_KEY_HEX, DeviceState, DeviceUpdate, PeerState
+
+EADDRINUSE = 98
+RECV_CHUNK = 1 << 20
+_b64 = base64.b64encode
+_b64d = base64.b64decode
+
+
+class UapiError(DataplaneError):
+    """The device answered a transaction with a non-zero errno."""
+
+    status = 500
+    code = "uapi"
+
+    def __init__(self, errno: int, message: str) -> None:
+        super().__init__(
+            message,
+            code="port_in_use" if abs(errno) == EADDRINUSE else "uapi",
+            status=409 if abs(errno) == EADDRINUSE else 500,
+        )
+        self.errno = errno
+
+
+def b64_to_hex(key: str) -> str:
+    return _b64d(key).hex()
+
+
+def hex_to_b64(key: bytes | str) -> str:
+    return _b64(bytes.fromhex(key.decode() if isinstance(key, bytes) else key)).decode()
+
+
+def encode_set(update: DeviceUpdate) -> bytes:
+    """One ``set=1`` request. ``listen_port`` goes first so a refused port changes nothing."""
+    lines = ["set=1"]
+    if update.listen_port is not None:
+        lines.append(f"listen_port={update.listen_port}")
+    if update.private_key is not None:
+        lines.append(f"private_key={b64_to_hex(update.private_key)}")
+    if update.fwmark is not None:
+        lines.append(f"fwmark={update.fwmark}")
+    add = lines.append
+    for p in update.peers:
+        add(f"public_key={b64_to_hex(p.public_key)}")
+        if p.remove:
+            add("remove=true")
+            continue
+        if p.update_only:
+            add("update_only=true")
+        if p.preshared_key is not None:
+            add(f"preshared_key={b64_to_hex(p.preshared_key) if p.preshared_key else ZERO_KEY_HEX}")
+        if p.endpoint is not None:
+            add(f"endpoint={p.endpoint}")
+        if p.keepalive is not None:
+            add(f"persistent_keepalive_interval={p.keepalive}")
+        if p.replace_allowed_ips:
+            add("replace_allowed_ips=true")
+        for ip in p.allowed_ips:
+            add(f"allowed_ip={ip}")
+    lines.append("\n")
+    return "\n".join(lines).encode()
+
+
+def transact(path: Path, request: bytes, timeout: float = 30.0) -> bytes:
+    """Send one request on a fresh connection and return the answer up to its blank line.
+
+    Raises OSError when nothing listens; :class:`UapiError` when the answer's errno is not 0.
+    """
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        sock.connect(str(path))
+        sock.sendall(request)
+        chunks: list[bytes] = []
+        tail = b""
+        while True:
+            chunk = sock.recv(RECV_CHUNK)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            tail = (tail + chunk)[-2:]
+            if tail == b"\n\n":
+                break
+    answer = b"".join(chunks)
+    if not answer.endswith(b"\n\n"):
+        raise DataplaneError(f"UAPI socket {path} closed mid-answer", code="uapi", status=503)
+    start = answer.rfind(b"errno=")
+    errno = int(answer[start + 6 : -2]) if start >= 0 else 0
+    if errno:
+        raise UapiError(errno, f"device refused the request (errno={errno})")
+    return answer[:start] if start >= 0 else answer
+
+
+def parse_state(answer: bytes) -> DeviceState:
+    """A ``get=1`` answer as device settings and peer configuration (no counters)."""
+    state = DeviceState()
+    peers = state.peers
+    key: str | None = None
+    ips: list[str] = []
+    endpoint: str | None = None
+    keepalive = 0
+    psk: str | None = None
+
+    def flush() -> None:
+        if key is not None:
+            peers[key] = PeerState(key, frozenset(ips), endpoint, keepalive, psk)
+
+    for line in answer.split(b"\n"):
+        name, _, value = line.partition(b"=")
+        if name == b"allowed_ip":
+            ips.append(value.decode())
+        elif name == b"public_key":
+            flush()
+            key, ips, endpoint, keepalive, psk = hex_to_b64(value), [], None, 0, None
+        elif name == b"endpoint":
+            endpoint = value.decode()
+        elif name == b"persistent_keepalive_interval":
+            keepalive = int(value)
+        elif name == b"preshared_key":
+            psk = None if value == ZERO_KEY_HEX.encode() else hex_to_b64(value)
+        elif key is None:
+            if name == b"private_key":
+                state.private_key = hex_to_b64(value)
+            elif name == b"listen_port":
+                state.listen_port = int(value)
+            elif name == b"fwmark":
+                state.fwmark = int(value)
+    flush()
+    return state
+
+
+# wireguard-go writes each peer's fields in this order; a device that does not (another
+# implementation) is parsed line by line instead, which is slower but order-free.
+_PEER_RE = re.compile(
+    rb"public_key=([0-9a-f]{64})\n(?:preshared_key=[0-9a-f]{64}\n)?(?:protocol_version=\d+\n)?"
+    rb"(?:endpoint=([^\n]*)\n)?last_handshake_time_sec=(\d+)\nlast_handshake_time_nsec=(\d+)\n"
+    rb"tx_bytes=(\d+)\nrx_bytes=(\d+)\n(?:persistent_keepalive_interval=\d+\n)?"
+    rb"((?:allowed_ip=[^\n]*\n)*)"
+)
+
+
+def parse_stats(answer: bytes) -> list[PeerStats]:
+    """A ``get=1`` answer as per-peer endpoint, handshake time, counters and allowed IPs."""
+    matches = _PEER_RE.findall(answer)
+    if len(matches) != answer.count(b"public_key="):
+        return _parse_stats_by_line(answer)
+    keys = _hex_keys_to_b64([m[0] for m in matches])
+    fromts = datetime.fromtimestamp
+    new = object.__new__
+    setattr_ = object.__setattr__
+    out: list[PeerStats] = []
+    append = out.append
+    gc_was_on = gc.isenabled()
+    gc.disable()  # 10k small objects would trigger several useless collections
+    try:
+        for key, (_, endpoint, sec, nsec, tx, rx, ips) in zip(keys, matches, strict=True):
+            # Same fields as PeerStats(...) builds, without the frozen dataclass's per-field
+            # setattr calls: half the cost of a 10k-peer dump.
+            stats = new(PeerStats)
+            setattr_(
+                stats,
+                "__dict__",
+                {
+                    "public_key": key,
+                    "endpoint": endpoint.decode() if endpoint else None,
+                    "last_handshake_at": (
+                        fromts(int(sec) + int(nsec) / 1e9, UTC) if sec != b"0" else None
+                    ),
+                    "rx_bytes": int(rx),
+                    "tx_bytes": int(tx),
+                    "allowed_ips": (
+                        tuple(ips[11:-1].decode().split("\nallowed_ip=")) if ips else ()
+                    ),
+                },
+            )
+            append(stats)
+    finally:
+        if gc_was_on:
+            gc.enable()
+    return out
+
+
+def _hex_keys_to_b64(hex_keys: list[bytes]) -> list[str]:
+    """Many hex keys to base64 in two C calls.
+
+    Each 32-byte key gets a zero byte appended: base64 of 33 bytes has no padding and its
+    first 43 characters are exactly those of the key's own 44-character form.
+    """
+    if not hex_keys:
+        return []
+    joined = b2a_base64(a2b_hex(b"00".join(hex_keys) + b"00"), newline=False).decode()
+    return [joined[i : i + 43] + "=" for i in range(0, len(joined), 44)]
+
+
+def _parse_stats_by_line(answer: bytes) -> list[PeerStats]:
+    out: list[PeerStats] = []
+    fromts = datetime.fromtimestamp
+    # Each peer section starts with public_key=; the device section comes before the first.
+    for section in (b"\n" + answer).split(b"\npublic_key=")[1:]:
+        fields = section.split(b"\n")
+        key = _b64(bytes.fromhex(fields[0].decode())).decode()
+        endpoint: str | None = None
+        sec = nsec = rx = tx = 0
+        ips: list[str] = []
+        for line in fields[1:]:
+            name, _, value = line.partition(b"=")
+            if name == b"allowed_ip":
+                ips.append(value.decode())
+            elif name == b"rx_bytes":
+                rx = int(value)
+            elif name == b"tx_bytes":
+                tx = int(value)
+            elif name == b"last_handshake_time_sec":
+                sec = int(value)
+            elif name == b"last_handshake_time_nsec":
+                nsec = int(value)
+            elif name == b"endpoint":
+                endpoint = value.decode()
+        handshake = fromts(sec + nsec / 1e9, UTC) if sec else None
+        out.append(PeerStats(key, endpoint, handshake, rx, tx, tuple(ips)))
+    return out
