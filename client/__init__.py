@@ -1,0 +1,1 @@
+"""``elysium-client``: a peer's enrollment, tunnel, status, config export and key rotation."""

@@ -1,0 +1,272 @@
+"""The ``elysium-client`` command: enroll, up, down, status, config, rotate."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from client import tunnel, wgquick
+from client.errors import EXIT_FAILED, ClientError
+from client.state import DEFAULT_INTERFACE, STATE_DIR_ENV, Enrollment, StateDir
+from elysium.errors import ElysiumError
+from elysium.settings import Settings
+
+err_console = Console(stderr=True)
+
+state_dir_option = click.option(
+    "--state-dir", type=click.Path(file_okay=False, path_type=Path), envvar=STATE_DIR_ENV,
+    help=f"Keys, certificate and config (default /var/lib/elysium-client, or ${STATE_DIR_ENV}).",
+)
+netns_option = click.option(
+    "--netns", metavar="NS", default=None,
+    help="Network namespace the tunnel lives in (default: as enrolled, else this one).",
+)
+
+
+class ClientGroup(click.Group):
+    """Expected failures become one line on stderr and their exit code, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ClientError as exc:
+            _fail(exc.message, exc.exit_code)
+        except ElysiumError as exc:  # the dataplane or a key file said no
+            _fail(f"{exc.message} ({exc.code})", EXIT_FAILED)
+        except OSError as exc:
+            _fail(str(exc), EXIT_FAILED)
+
+
+def _fail(message: str, code: int) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+@click.group(cls=ClientGroup, context_settings={"help_option_names": ["-h", "--help"]})
+def cli() -> None:
+    """Join an Elysium WireGuard network as a peer, and run its tunnel.
+
+    \b
+    A typical journey:
+      elysium-client enroll --server https://api.example:8443 --ca ca.pem \\
+                            --token ENROLL_TOKEN --name laptop
+      elysium-client up
+      elysium-client status
+      elysium-client rotate
+      elysium-client down
+    """
+
+
+@cli.command()
+@click.option("--server", required=True, metavar="URL", help="The API, e.g. https://api:8443.")
+@click.option("--token", required=True, metavar="TOKEN", help="One-time enrollment token.")
+@click.option("--name", required=True, help="A name for this peer (shown to operators).")
+@click.option("--ca", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="CA certificate (PEM) of the API; default: the system's trusted CAs.")
+@click.option("--subnet", "subnets", multiple=True, metavar="CIDR",
+              help="A subnet behind this peer to route through it (repeat).")
+@click.option("--interface", default=DEFAULT_INTERFACE, show_default=True,
+              help="Name of the tunnel interface (e.g. wg0).")
+@click.option("--timeout", default=120.0, show_default=True, help="Seconds to wait for the hub.")
+@netns_option
+@state_dir_option
+def enroll(server: str, token: str, name: str, ca: Path | None, subnets: tuple[str, ...],
+           interface: str, timeout: float, netns: str | None, state_dir: Path | None) -> None:
+    """Enroll this machine with a one-time token.
+
+    Makes the WireGuard key and a TLS key here (0600, never sent), sends the public key and a
+    CSR, waits for the hub to add the peer, and stores the config and client certificate.
+
+    \b
+    Examples:
+      elysium-client enroll --server https://10.0.0.1:8443 --ca ca.pem \\
+                            --token elyenr_XXXX --name laptop
+      elysium-client enroll --server https://api:8443 --token elyenr_XXXX --name office \\
+                            --subnet 192.168.10.0/24 --netns office
+    """
+    from client.enrollment import enroll as do_enroll
+
+    state = StateDir.from_option(state_dir)
+    with _progress(f"Enrolling {name}") as on_status:
+        done = do_enroll(state, server=server, token=token, name=name, ca=ca,
+                         subnets=list(subnets), netns=netns, interface=interface,
+                         timeout=timeout, on_status=on_status)
+    addresses = ", ".join(done.config.get("addresses", []))
+    click.echo(f"enrolled {name} as peer {done.peer_id}: {addresses} via "
+               f"{done.config.get('endpoint')}; state in {state.path}")
+    click.echo("next: elysium-client up")
+
+
+@cli.command()
+@click.option("--interface", default=None, help="Tunnel interface name (default: as enrolled).")
+@click.option("--offline", is_flag=True, help="Use the stored config; do not ask the server.")
+@netns_option
+@state_dir_option
+def up(interface: str | None, offline: bool, netns: str | None, state_dir: Path | None) -> None:
+    """Bring the tunnel up (or repair it): interface, key, addresses, hub peer, routes.
+
+    The current config is fetched from the server first (with the client certificate);
+    if the server cannot be reached the stored config is used.
+
+    \b
+    Examples:
+      elysium-client up
+      elysium-client up --netns peer1 --interface wg0
+    """
+    state, enrollment = _enrolled(state_dir, netns, interface)
+    if not offline:
+        _refresh_config(state, enrollment)
+    public = tunnel.up(state, enrollment, Settings.from_env())
+    where = f" in netns {enrollment.netns}" if enrollment.netns else ""
+    click.echo(f"{enrollment.interface}{where} is up: "
+               f"{', '.join(enrollment.config['addresses'])}, public key {public}")
+
+
+@cli.command()
+@netns_option
+@state_dir_option
+def down(netns: str | None, state_dir: Path | None) -> None:
+    """Take the tunnel down: the interface, its wireguard-go process, socket and routes go.
+
+    \b
+    Example:
+      elysium-client down
+    """
+    state, enrollment = _enrolled(state_dir, netns, None)
+    removed = tunnel.down(state, enrollment, Settings.from_env())
+    click.echo(f"{enrollment.interface} is down" if removed
+               else f"{enrollment.interface} was not up")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@netns_option
+@state_dir_option
+def status(as_json: bool, netns: str | None, state_dir: Path | None) -> None:
+    """Show the tunnel: interface, endpoint, latest handshake, transfer, addresses.
+
+    \b
+    Examples:
+      elysium-client status
+      elysium-client status --json | jq .handshake_age_s
+    """
+    state, enrollment = _enrolled(state_dir, netns, None)
+    st = tunnel.status(state, enrollment, Settings.from_env())
+    if as_json:
+        click.echo(json.dumps(st.to_dict(), indent=2))
+        return
+    age = st.handshake_age_s()
+    where = f" (netns {st.netns})" if st.netns else ""
+    rows = [
+        ("interface", f"{st.interface}{where}: {'up' if st.up else 'down'}"),
+        ("addresses", ", ".join(st.addresses) or "-"),
+        ("endpoint", st.endpoint or "-"),
+        ("handshake", "never" if age is None else f"{_duration(age)} ago"),
+        ("transfer", f"{_size(st.rx_bytes)} received, {_size(st.tx_bytes)} sent"),
+        ("public key", st.public_key or "-"),
+    ]
+    for label, value in rows:
+        click.echo(f"{label:<11}{value}")
+
+
+@cli.command()
+@click.option("--qr", is_flag=True, help="Print the config as a terminal QR code.")
+@state_dir_option
+def config(qr: bool, state_dir: Path | None) -> None:
+    """Print a wg-quick config for this peer (it includes the private key: keep it private).
+
+    \b
+    Examples:
+      elysium-client config > /etc/wireguard/elysium0.conf
+      elysium-client config --qr      # scan with the WireGuard mobile app
+    """
+    state, enrollment = _enrolled(state_dir, None, None)
+    text = wgquick.render(enrollment.config, state.read_wg_key(), enrollment.name)
+    click.echo(wgquick.qr_text(text) if qr else text, nl=False)
+
+
+@cli.command()
+@click.option("--timeout", default=120.0, show_default=True, help="Seconds to wait for the hub.")
+@state_dir_option
+def rotate(timeout: float, state_dir: Path | None) -> None:
+    """Replace this peer's WireGuard key: the hub gets the new public key, then the tunnel.
+
+    The old key stays in use until the hub has taken the new one.
+
+    \b
+    Example:
+      elysium-client rotate
+    """
+    from client.rotation import rotate as do_rotate
+
+    state, enrollment = _enrolled(state_dir, None, None)
+    with _progress("Rotating the key") as on_status:
+        new_public = do_rotate(state, enrollment, Settings.from_env(), timeout=timeout,
+                               on_status=on_status)
+    click.echo(f"rotated: new public key {new_public}")
+
+
+def _enrolled(state_dir: Path | None, netns: str | None,
+              interface: str | None) -> tuple[StateDir, Enrollment]:
+    state = StateDir.from_option(state_dir)
+    enrollment = state.load()
+    if netns is not None:
+        enrollment.netns = netns or None
+    if interface is not None:
+        enrollment.interface = interface
+    return state, enrollment
+
+
+def _refresh_config(state: StateDir, enrollment: Enrollment) -> None:
+    from client.rotation import api_for
+
+    try:
+        current = api_for(state, enrollment).peer_config()
+    except ClientError as exc:
+        err_console.print(f"[yellow]warning:[/] using the stored config ({exc.message})")
+        return
+    enrollment.config.update(current)
+    state.save(enrollment)
+
+
+@contextmanager
+def _progress(title: str) -> Iterator[Callable[[str], None]]:
+    """A spinner on stderr naming the job's status as it moves."""
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
+    with Progress(*columns, console=err_console, transient=True) as progress:
+        task = progress.add_task(f"{title}: starting")
+
+        def on_status(status: str) -> None:
+            progress.update(task, description=f"{title}: {status}")
+
+        yield on_status
+
+
+def _duration(seconds: float) -> str:
+    s = int(max(0, seconds))
+    if s < 120:
+        return f"{s}s"
+    if s < 7200:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"
+
+
+def _size(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} B"
+
+
+def main() -> None:
+    cli()
