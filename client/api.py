@@ -37,8 +37,9 @@ class Api:
                  client_cert: tuple[Path, Path] | None = None) -> None:
         self.server = server.rstrip("/")
         self.ca = ca
+        # Passed with each request: a Session's own ``verify`` loses to $REQUESTS_CA_BUNDLE.
+        self.verify: str | bool = str(ca) if ca is not None else True
         self.session = requests.Session()
-        self.session.verify = str(ca) if ca is not None else True
         if client_cert is not None:
             self.session.cert = (str(client_cert[0]), str(client_cert[1]))
         self.session.headers["User-Agent"] = "elysium-client"
@@ -93,8 +94,9 @@ class Api:
               token_call: bool = False, mtls: bool = False) -> dict[str, Any]:
         url = self.server + path
         try:
-            resp = self.session.request(method, url, json=json, params=params, headers=headers,
-                                        timeout=(CONNECT_TIMEOUT_S, read_timeout))
+            resp = self.session.request(
+                method, url, json=json, params=params, headers=headers, verify=self.verify,
+                timeout=(CONNECT_TIMEOUT_S, read_timeout))
         except requests.exceptions.SSLError as exc:
             raise self._tls_error(exc) from None
         except requests.exceptions.InvalidURL as exc:

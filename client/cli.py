@@ -241,7 +241,8 @@ def _refresh_config(state: StateDir, enrollment: Enrollment) -> None:
 def _progress(title: str) -> Iterator[Callable[[str], None]]:
     """A spinner on stderr naming the job's status as it moves."""
     columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
-    with Progress(*columns, console=err_console, transient=True) as progress:
+    with Progress(*columns, console=err_console, transient=True,
+                  disable=not err_console.is_terminal) as progress:
         task = progress.add_task(f"{title}: starting")
 
         def on_status(status: str) -> None:

@@ -1,0 +1,162 @@
+"""The real stack a peer talks to: gunicorn over TLS (private CA), a hub worker in a hub
+namespace, and the namespace topology; plus a way to run ``elysium-client`` as a process.
+
+Everything is started by these fixtures and stopped by its own pid; namespaces are ours.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+import requests
+
+from db.tokens import create_api_token
+from elysium import pki
+from elysium.settings import Settings
+from tests.conftest import TABLES
+from tests.netns import Topology, can_run
+from tests.stack import Process, elysium_command, settings_env, wait_for
+from workers.dataplane.wireguard_go import WireguardGo
+
+HUB = "hub-a"
+NETWORK = "10.77.0.0/24"
+HUB_TUNNEL_IP = "10.77.0.1"
+LISTEN_PORT = 51820
+
+
+@dataclass
+class ApiServer:
+    url: str
+    ca: Path
+    admin_token: str
+    settings: Settings
+
+    def call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        resp = requests.request(method, self.url + path, verify=str(self.ca), timeout=40,
+                                headers={"Authorization": f"Bearer {self.admin_token}"}, **kwargs)
+        assert resp.status_code < 400, resp.text
+        return dict(resp.json())
+
+    def wait_job(self, job_id: str) -> dict[str, Any]:
+        job = self.call("GET", f"/v1/jobs/{job_id}", params={"wait": 30})
+        assert job["status"] == "succeeded", job
+        return job
+
+    def enrollment_token(self, interface_id: int, uses: int = 1) -> str:
+        body = {"ttl_seconds": 600, "uses": uses}
+        return str(self.call("POST", f"/v1/interfaces/{interface_id}/enrollment-tokens",
+                             json=body)["token"])
+
+
+@dataclass
+class HubStack:
+    api: ApiServer
+    topology: Topology
+    interface_id: int
+    hub_state_dir: Path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def pki_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A CA with a server certificate for 127.0.0.1, as ``elysium pki init`` makes them."""
+    directory = tmp_path_factory.mktemp("pki")
+    ca_cert, ca_key = pki.create_ca()
+    pki.write_certificate(directory / "ca.pem", ca_cert)
+    pki.write_private_key(directory / "ca.key", ca_key)
+    cert, key = pki.create_server_certificate(ca_cert, ca_key, ["127.0.0.1"])
+    pki.write_certificate(directory / "server.pem", cert)
+    pki.write_private_key(directory / "server.key", key)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def api_server(settings: Settings, database_url: str, pki_dir: Path,
+               tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
+        _, admin_token = create_api_token(conn, "client-tests", "admin", 3600, "tests")
+    logs = tmp_path_factory.mktemp("api")
+    port = free_port()
+    api_settings = dataclasses.replace(
+        settings, api_bind=f"127.0.0.1:{port}", api_workers=1, state_dir=logs,
+        tls_cert=pki_dir / "server.pem", tls_key=pki_dir / "server.key",
+        tls_ca=pki_dir / "ca.pem", ca_key=pki_dir / "ca.key",
+    )
+    proc = Process([sys.executable, "-m", "gunicorn", "-c", "api/gunicorn_conf.py"],
+                   settings_env(api_settings), logs / "gunicorn.log")
+    server = ApiServer(f"https://127.0.0.1:{port}", pki_dir / "ca.pem", admin_token,
+                       api_settings)
+    try:
+        wait_for(lambda: proc.alive() and requests.get(server.url + "/healthz",
+                                                       verify=str(server.ca), timeout=2).ok,
+                 30, f"the API ({proc.log()[-2000:]})")
+        yield server
+    finally:
+        proc.stop()
+
+
+@pytest.fixture(scope="module")
+def hub_stack(api_server: ApiServer, settings: Settings,
+              tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubStack]:
+    """Hub ``hub-a`` with ``wg0`` (10.77.0.0/24) in its namespace, ready for peers."""
+    reason = can_run()
+    if reason:
+        pytest.skip(reason)
+    topo = Topology(peer_count=2).create()
+    state_dir = tmp_path_factory.mktemp("hub")
+    worker: Process | None = None
+    try:
+        api_server.call("POST", "/v1/hubs", json={"name": HUB, "endpoint": topo.hub_ip})
+        worker = Process(elysium_command("hub-worker", "--hub", HUB, "--netns", topo.hub,
+                                         "--state-dir", str(state_dir)),
+                         settings_env(settings), state_dir / "hub-worker.log")
+        created = api_server.call("POST", f"/v1/hubs/{HUB}/interfaces", json={
+            "name": "wg0", "network": NETWORK, "listen_port": LISTEN_PORT, "keepalive": 5,
+        })
+        api_server.wait_job(created["job_id"])
+        yield HubStack(api_server, topo, int(created["interface_id"]), state_dir / "hubs" / HUB)
+    finally:
+        if worker is not None:
+            worker.stop()
+        stop_devices(state_dir / "hubs" / HUB, topo.hub)
+        topo.destroy()
+
+
+def stop_devices(state_dir: Path, netns: str) -> None:
+    """Stop the wireguard-go processes a driver started under ``state_dir`` (by pidfile)."""
+    processes = WireguardGo(state_dir, netns)
+    for name in processes.names():
+        processes.stop(name)
+
+
+@dataclass
+class Run:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_client(*args: str, state_dir: Path, settings: Settings | None = None,
+               timeout: float = 120) -> Run:
+    """``elysium-client ARGS`` as a process (the real entry point, exit code and output)."""
+    env = settings_env(settings or Settings.from_env({}, wg_driver="userspace"))
+    env["ELYSIUM_CLIENT_STATE_DIR"] = str(state_dir)
+    env["COLUMNS"] = "120"
+    done = subprocess.run([sys.executable, "-m", "client", *args], env=env, capture_output=True,
+                          text=True, timeout=timeout)
+    return Run(done.returncode, done.stdout, done.stderr)

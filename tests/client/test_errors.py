@@ -1,0 +1,66 @@
+"""Expected failures are one line on stderr with their own exit code, never a traceback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from client.errors import EXIT_STATE, EXIT_TLS, EXIT_TOKEN, EXIT_UNREACHABLE
+from elysium import pki
+from tests.client.conftest import ApiServer, Run, free_port, run_client
+
+
+def assert_one_line_error(run: Run, exit_code: int, words: str) -> None:
+    assert run.returncode == exit_code, (run.stdout, run.stderr)
+    assert run.stderr.startswith("error: "), run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1, run.stderr
+    assert words in run.stderr
+    assert "Traceback" not in run.stderr
+
+
+def enroll(server: str, ca: Path | None, token: str, state_dir: Path) -> Run:
+    args = ["enroll", "--server", server, "--token", token, "--name", "laptop"]
+    if ca is not None:
+        args += ["--ca", str(ca)]
+    return run_client(*args, state_dir=state_dir)
+
+
+def test_an_unknown_token_is_refused(api_server: ApiServer, tmp_path: Path) -> None:
+    run = enroll(api_server.url, api_server.ca, "elyenr_not-a-real-token", tmp_path)
+
+    assert_one_line_error(run, EXIT_TOKEN, "the enrollment token is not valid")
+    assert not (tmp_path / "client.json").exists()
+
+
+def test_a_server_certificate_from_another_ca_is_not_trusted(
+    api_server: ApiServer, tmp_path: Path
+) -> None:
+    other_ca, _ = pki.create_ca("Someone else")
+    pki.write_certificate(tmp_path / "other-ca.pem", other_ca)
+
+    run = enroll(api_server.url, tmp_path / "other-ca.pem", "elyenr_x", tmp_path / "state")
+
+    assert_one_line_error(run, EXIT_TLS, "not trusted by the CA in")
+    assert "wrong CA?" in run.stderr
+
+
+def test_an_unreachable_server_says_so(tmp_path: Path) -> None:
+    server = f"https://127.0.0.1:{free_port()}"
+
+    run = enroll(server, None, "elyenr_x", tmp_path)
+
+    assert_one_line_error(run, EXIT_UNREACHABLE, f"cannot reach the server at {server}")
+
+
+def test_commands_before_enrollment_say_to_enroll_first(tmp_path: Path) -> None:
+    for command in (["up"], ["down"], ["status"], ["config"], ["rotate"]):
+        run = run_client(*command, state_dir=tmp_path)
+
+        assert_one_line_error(run, EXIT_STATE, "run `elysium-client enroll` first")
+
+
+def test_every_command_has_help_with_an_example(tmp_path: Path) -> None:
+    for command in ("enroll", "up", "down", "status", "config", "rotate"):
+        run = run_client(command, "--help", state_dir=tmp_path)
+
+        assert run.returncode == 0
+        assert "Example" in run.stdout and f"elysium-client {command}" in run.stdout
