@@ -221,3 +221,24 @@ def control_worker(settings: Settings, concurrency: int, loglevel: str) -> None:
     from workers.celery_app import app
 
     app.worker_main(_worker_argv(CONTROL_QUEUE, "control", "threads", concurrency, loglevel))
+
+
+@cli.command("api")
+@click.option("--bind", help="host:port (default: ELYSIUM_API_BIND).")
+@click.option("--workers", type=click.IntRange(min=1), help="default: ELYSIUM_API_WORKERS.")
+@click.pass_obj
+def api_server(settings: Settings, bind: str | None, workers: int | None) -> None:
+    """Serve the HTTPS API with gunicorn (config api/gunicorn_conf.py, TLS from ELYSIUM_TLS_*)."""
+    import os
+
+    from gunicorn.app.wsgiapp import run
+
+    import api
+
+    if bind:
+        os.environ["ELYSIUM_API_BIND"] = bind
+    if workers:
+        os.environ["ELYSIUM_API_WORKERS"] = str(workers)
+    conf = Path(api.__file__).parent / "gunicorn_conf.py"
+    sys.argv = ["gunicorn", "-c", str(conf), "api.app:create_app()"]
+    run()

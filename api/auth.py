@@ -1,0 +1,136 @@
+"""Who is calling: API bearer tokens (scopes), enrollment tokens, peer client certificates.
+
+The verified client certificate comes only from the WSGI environ key that our gunicorn worker
+sets from the TLS socket (``CLIENT_CERT_ENVIRON``); no request header is ever trusted for it.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from cryptography import x509
+from flask import g, request
+
+from api import state
+from db import tokens
+from db.peers import get_peer
+from elysium import pki
+from elysium.errors import Forbidden, Unauthorized
+
+CLIENT_CERT_ENVIRON = "elysium.client_cert_der"
+LIVE_PEER = ("pending", "active", "disabled")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The authenticated caller: ``actor`` names it in jobs and audit records."""
+
+    actor: str
+    scope: str | None = None  # API tokens only
+    peer_id: int | None = None  # peer certificates only
+
+    def allows(self, need: str) -> bool:
+        return self.scope is not None and tokens.scope_allows(self.scope, need)
+
+
+def caller() -> Caller:
+    return g.caller  # type: ignore[no-any-return]
+
+
+def bearer() -> str | None:
+    header = request.headers.get("Authorization", "")
+    kind, _, value = header.partition(" ")
+    if kind.lower() != "bearer" or not value.strip():
+        return None
+    return value.strip()
+
+
+def authenticate_api_token() -> Caller:
+    text = bearer()
+    if text is None:
+        raise Unauthorized("an API token is needed (Authorization: Bearer ...)",
+                           code="token_missing")
+    with state.connection() as conn:
+        row = tokens.authenticate_api_token(conn, text)
+    return Caller(actor=f"token:{row['id']}:{row['name']}", scope=row["scope"])
+
+
+def require_scope(need: str) -> Callable[[F], F]:
+    """A view decorator: a valid API token whose scope includes ``need``."""
+
+    def decorate(view: F) -> F:
+        @functools.wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            who = authenticate_api_token()
+            if not who.allows(need):
+                raise Forbidden(f"this call needs the {need} scope", code="insufficient_scope")
+            g.caller = who
+            return view(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
+
+
+def enrollment_actor(token_text: str) -> str:
+    """The submitter of jobs made with an enrollment token: derived from the token itself,
+    so its holder can read those jobs back (with the token as bearer) before it has a
+    certificate. Never the token text: this string is stored and shown in audit records."""
+    return "enroll:" + hashlib.sha256(token_text.encode()).hexdigest()[:24]
+
+
+def peer_from_certificate() -> Caller:
+    """The live peer named by the verified client certificate of this connection."""
+    der = request.environ.get(CLIENT_CERT_ENVIRON)
+    if not der:
+        raise Unauthorized("a peer client certificate is needed", code="certificate_missing")
+    try:
+        cert = x509.load_der_x509_certificate(der)
+    except ValueError:
+        raise Unauthorized("the client certificate is not readable",
+                           code="certificate_invalid") from None
+    ca_cert = state.state().ca_cert
+    # TLS verified the chain already; checking again keeps a misconfigured server safe.
+    peer_id = pki.peer_id_from_certificate(cert) if pki.verify_issued_by(ca_cert, cert) else None
+    if peer_id is None:
+        raise Unauthorized("the client certificate does not name a peer of this CA",
+                           code="certificate_invalid")
+    with state.connection() as conn:
+        peer = get_peer(conn, peer_id)
+    if peer["status"] not in LIVE_PEER:
+        raise Forbidden(f"peer {peer_id} is {peer['status']}", code="peer_not_live")
+    return Caller(actor=f"peer:{peer_id}", peer_id=peer_id)
+
+
+def require_peer(view: F) -> F:
+    """A view decorator: the caller is a live peer, by its client certificate."""
+
+    @functools.wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        g.caller = peer_from_certificate()
+        return view(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def require_any(view: F) -> F:
+    """A view decorator: an API token, an enrollment token (bearer), or a peer certificate."""
+
+    @functools.wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        text = bearer()
+        if text is not None and text.startswith(tokens.ENROLLMENT_PREFIX):
+            g.caller = Caller(actor=enrollment_actor(text))
+        elif text is None and request.environ.get(CLIENT_CERT_ENVIRON):
+            g.caller = peer_from_certificate()
+        else:
+            g.caller = authenticate_api_token()
+        return view(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]

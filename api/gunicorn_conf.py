@@ -1,0 +1,61 @@
+"""gunicorn configuration of the API: ``gunicorn -c api/gunicorn_conf.py 'api.app:create_app()'``.
+
+Everything comes from the ``ELYSIUM_*`` settings: bind address, workers, TLS certificate and
+key, and the Elysium CA for optional client certificates (peers use them; tokens need none).
+Prometheus multiprocess files go to ``<state_dir>/prometheus-api`` (emptied at start).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import ssl
+from typing import Any
+
+from elysium.settings import Settings
+
+_settings = Settings.from_env()
+
+bind = [_settings.api_bind]
+workers = _settings.api_workers
+worker_class = "api.gunicorn_worker.ClientCertWorker"
+threads = 8
+keepalive = 30
+timeout = max(60, _settings.job_wait_max_s + 30)
+graceful_timeout = 10
+accesslog = None
+errorlog = "-"
+loglevel = os.environ.get("ELYSIUM_API_LOGLEVEL", "info")
+wsgi_app = "api.app:create_app()"
+
+if _settings.tls_cert is not None and _settings.tls_key is not None:
+    certfile = str(_settings.tls_cert)
+    keyfile = str(_settings.tls_key)
+    if _settings.tls_ca is not None:
+        ca_certs = str(_settings.tls_ca)
+        cert_reqs = ssl.CERT_OPTIONAL
+    do_handshake_on_connect = True
+
+_metrics_dir = _settings.state_dir / "prometheus-api"
+shutil.rmtree(_metrics_dir, ignore_errors=True)
+_metrics_dir.mkdir(parents=True, exist_ok=True)
+# Set before any worker imports prometheus_client: its counters then live in shared files.
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(_metrics_dir)
+
+_contexts: dict[int, ssl.SSLContext] = {}
+
+
+def ssl_context(config: Any, default_ssl_context_factory: Any) -> ssl.SSLContext:
+    """One TLS context per worker process (gunicorn would build one per connection)."""
+    pid = os.getpid()
+    if pid not in _contexts:
+        context = default_ssl_context_factory()
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        _contexts[pid] = context
+    return _contexts[pid]
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    from api.metrics import mark_worker_dead
+
+    mark_worker_dead(worker.pid)

@@ -1,0 +1,45 @@
+"""``/v1/hubs``: declare hubs (admin), list them with their worker's heartbeat (reader)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from api import state
+from api.auth import caller, require_scope
+from api.hubs.schemas import HubCreateSchema, HubListSchema, HubSchema
+from api.hubs.services import declare_hub
+from api.schemas import HUB_NAME, Blueprint
+from db.hubs import get_hub, list_hubs
+from elysium.errors import NotFound
+
+blp = Blueprint("hubs", __name__, url_prefix="/v1/hubs", description="Hubs")
+
+
+@blp.route("", methods=["POST"])
+@require_scope("admin")
+@blp.arguments(HubCreateSchema)
+@blp.response(201, HubSchema)
+def create_hub(body: dict[str, Any]) -> dict[str, Any]:
+    """Declare a hub; its worker connects to the queue ``hub.<name>``."""
+    with state.connection() as conn:
+        return declare_hub(conn, caller().actor, body["name"], body["endpoint"])
+
+
+@blp.route("", methods=["GET"])
+@require_scope("reader")
+@blp.response(200, HubListSchema)
+def hubs() -> dict[str, Any]:
+    """Every hub, by name."""
+    with state.connection() as conn:
+        return {"items": list_hubs(conn)}
+
+
+@blp.route("/<string:name>", methods=["GET"])
+@require_scope("reader")
+@blp.response(200, HubSchema)
+def hub(name: str) -> dict[str, Any]:
+    """One hub with its worker's last heartbeat."""
+    if not HUB_NAME.match(name):
+        raise NotFound(f"hub {name!r} does not exist", code="hub_not_found")
+    with state.connection() as conn:
+        return get_hub(conn, name)

@@ -1,0 +1,69 @@
+"""``/v1/hubs/{name}/interfaces``, ``/v1/interfaces/{id}`` and its enrollment tokens."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from api import state
+from api.auth import caller, require_scope
+from api.interfaces import services
+from api.interfaces.schemas import (
+    EnrollmentTokenCreatedSchema,
+    EnrollmentTokenCreateSchema,
+    InterfaceCreateSchema,
+    InterfaceSchema,
+)
+from api.jobs.schemas import JobAcceptedSchema
+from api.schemas import HUB_NAME, IDEMPOTENCY_PARAM, Blueprint, idempotency_key
+from api.tokens.services import issue_enrollment_token
+from db.interfaces import get_interface
+from elysium.errors import NotFound
+
+blp = Blueprint("interfaces", __name__, url_prefix="/v1", description="WireGuard interfaces")
+
+
+@blp.route("/hubs/<string:hub>/interfaces", methods=["POST"])
+@require_scope("admin")
+@blp.arguments(InterfaceCreateSchema)
+@blp.response(202, JobAcceptedSchema)
+@blp.doc(parameters=[IDEMPOTENCY_PARAM])
+def create_interface(body: dict[str, Any], hub: str) -> dict[str, Any]:
+    """Record an interface on a hub; the hub creates it and reports its public key."""
+    if not HUB_NAME.match(hub):
+        raise NotFound(f"hub {hub!r} does not exist", code="hub_not_found")
+    with state.connection() as conn:
+        sub = services.create_interface(conn, state.queue(), caller().actor, hub, **body,
+                                        idempotency_key=idempotency_key())
+    return sub.body
+
+
+@blp.route("/interfaces/<id:interface_id>", methods=["GET"])
+@require_scope("reader")
+@blp.response(200, InterfaceSchema)
+def interface(interface_id: int) -> dict[str, Any]:
+    """One interface, its status and (once built) the hub's public key."""
+    with state.connection() as conn:
+        return get_interface(conn, interface_id)
+
+
+@blp.route("/interfaces/<id:interface_id>", methods=["DELETE"])
+@require_scope("admin")
+@blp.response(202, JobAcceptedSchema)
+@blp.doc(parameters=[IDEMPOTENCY_PARAM])
+def delete_interface(interface_id: int) -> dict[str, Any]:
+    """Delete an interface: its hub removes the device, then its records go."""
+    with state.connection() as conn:
+        sub = services.delete_interface(conn, state.queue(), caller().actor, interface_id,
+                                        idempotency_key=idempotency_key())
+    return sub.body
+
+
+@blp.route("/interfaces/<id:interface_id>/enrollment-tokens", methods=["POST"])
+@require_scope("operator")
+@blp.arguments(EnrollmentTokenCreateSchema)
+@blp.response(201, EnrollmentTokenCreatedSchema)
+def create_enrollment_token(body: dict[str, Any], interface_id: int) -> dict[str, Any]:
+    """A token that enrolls up to ``uses`` peers on this interface; shown only here."""
+    with state.connection() as conn:
+        row, text = issue_enrollment_token(conn, caller().actor, interface_id, **body)
+    return {**row, "token": text}

@@ -1,0 +1,28 @@
+"""What a peer reads and sends about itself."""
+
+from __future__ import annotations
+
+import marshmallow as ma
+
+from api.peers.schemas import key_field
+from api.schemas import StrictSchema
+
+
+class PeerConfigSchema(ma.Schema):
+    peer_id = ma.fields.Integer(required=True)
+    interface_id = ma.fields.Integer()
+    public_key = ma.fields.String()
+    address = ma.fields.String(allow_none=True)
+    address6 = ma.fields.String(allow_none=True)
+    addresses = ma.fields.List(ma.fields.String())
+    allowed_ips = ma.fields.List(ma.fields.String())
+    hub_public_key = ma.fields.String(allow_none=True)
+    hub_addresses = ma.fields.List(ma.fields.String())
+    endpoint = ma.fields.String()
+    keepalive = ma.fields.Integer(allow_none=True)
+    dns = ma.fields.List(ma.fields.String())
+    mtu = ma.fields.Integer(allow_none=True)
+
+
+class PeerKeySchema(StrictSchema):
+    public_key = key_field(required=True)

@@ -1,0 +1,64 @@
+"""``/v1/peer/*``: calls a peer makes about itself, authenticated by its client certificate."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Response, request
+
+from api import state
+from api.auth import caller, require_peer
+from api.jobs.schemas import JobAcceptedSchema
+from api.peer_self.schemas import PeerConfigSchema, PeerKeySchema
+from api.peers.services import rotate_key
+from api.schemas import IDEMPOTENCY_PARAM, Blueprint, idempotency_key
+from db.peers import peer_config
+
+blp = Blueprint("peer", __name__, url_prefix="/v1/peer",
+                description="A peer's own config and key (client certificate)")
+
+TEXT_DOC = {"responses": {"200": {"content": {"text/plain": {"schema": {"type": "string"}}}}}}
+
+
+def render_wg_quick(config: dict[str, Any]) -> str:
+    """A wg-quick file; the private key never left the peer, so it is a placeholder to fill."""
+    lines = ["[Interface]", "# PrivateKey = <this peer's private key, kept on the peer>"]
+    lines += [f"Address = {', '.join(config['addresses'])}"]
+    if config["dns"]:
+        lines.append(f"DNS = {', '.join(config['dns'])}")
+    if config["mtu"]:
+        lines.append(f"MTU = {config['mtu']}")
+    lines += ["", "[Peer]", f"PublicKey = {config['hub_public_key'] or ''}",
+              f"AllowedIPs = {', '.join(config['allowed_ips'])}",
+              f"Endpoint = {config['endpoint']}"]
+    if config["keepalive"]:
+        lines.append(f"PersistentKeepalive = {config['keepalive']}")
+    return "\n".join(lines) + "\n"
+
+
+@blp.route("/config", methods=["GET"])
+@require_peer
+@blp.response(200, PeerConfigSchema)
+@blp.doc(security=[], **TEXT_DOC)
+def config() -> Any:
+    """This peer's current config: JSON, or a wg-quick file with ``Accept: text/plain``."""
+    with state.connection() as conn:
+        found = peer_config(conn, caller().peer_id or 0)
+    best = request.accept_mimetypes.best_match(["application/json", "text/plain"])
+    if best == "text/plain":
+        return Response(render_wg_quick(found), mimetype="text/plain")
+    return found
+
+
+@blp.route("/key", methods=["PUT"])
+@require_peer
+@blp.arguments(PeerKeySchema)
+@blp.response(202, JobAcceptedSchema)
+@blp.doc(security=[], parameters=[IDEMPOTENCY_PARAM])
+def put_key(body: dict[str, Any]) -> dict[str, Any]:
+    """Rotate this peer's public key; the hub swaps the old key for the new one at once."""
+    who = caller()
+    with state.connection() as conn:
+        sub = rotate_key(conn, state.queue(), who.actor, who.peer_id or 0, body["public_key"],
+                         idempotency_key=idempotency_key())
+    return sub.body

@@ -1,0 +1,113 @@
+"""Per-process resources of the API: settings, the database pool, the job queue, the CA.
+
+They are opened lazily on first use, so each gunicorn worker opens its own after the fork.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from cryptography import x509
+from flask import current_app
+from psycopg import Connection
+from psycopg.rows import DictRow
+from psycopg_pool import ConnectionPool
+
+from db.pool import open_pool
+from elysium import pki
+from elysium.errors import Unavailable
+from elysium.queue import JobQueue
+from elysium.settings import Settings
+
+EXTENSION = "elysium"
+
+
+@dataclass
+class ApiState:
+    settings: Settings
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _pid: int = 0
+    _pool: ConnectionPool[Connection[DictRow]] | None = None
+    _queue: JobQueue | None = None
+    _ca_cert: x509.Certificate | None = None
+    _ca_key: pki.CertificateKey | None = None
+
+    def _fresh(self) -> None:
+        # A forked child must not reuse its parent's sockets.
+        if self._pid != os.getpid():
+            self._pid, self._pool, self._queue = os.getpid(), None, None
+
+    @property
+    def pool(self) -> ConnectionPool[Connection[DictRow]]:
+        with self._lock:
+            self._fresh()
+            if self._pool is None:
+                self._pool = open_pool(self.settings, name=f"api-{os.getpid()}")
+            return self._pool
+
+    @property
+    def queue(self) -> JobQueue:
+        with self._lock:
+            self._fresh()
+            if self._queue is None:
+                self._queue = JobQueue(self.settings)
+            return self._queue
+
+    @property
+    def ca_cert(self) -> x509.Certificate:
+        """The Elysium CA certificate, which peer client certificates must come from."""
+        with self._lock:
+            if self._ca_cert is None:
+                if self.settings.tls_ca is None:
+                    raise Unavailable("this API has no CA configured", code="pki_not_configured")
+                self._ca_cert = pki.load_certificate(self.settings.tls_ca)
+            return self._ca_cert
+
+    @property
+    def ca_key(self) -> pki.CertificateKey:
+        """The CA's private key, which signs peer certificates at enrollment."""
+        with self._lock:
+            if self._ca_key is None:
+                if self.settings.ca_key is None:
+                    raise Unavailable("this API cannot sign certificates (no CA key configured)",
+                                      code="pki_not_configured")
+                self._ca_key = pki.load_private_key(self.settings.ca_key)
+            return self._ca_key
+
+    def close(self) -> None:
+        with self._lock:
+            if self._pool is not None and self._pid == os.getpid():
+                self._pool.close()
+            if self._queue is not None and self._pid == os.getpid():
+                self._queue.close()
+            self._pool = self._queue = None
+
+
+def state() -> ApiState:
+    return current_app.extensions[EXTENSION]  # type: ignore[no-any-return]
+
+
+def settings() -> Settings:
+    return state().settings
+
+
+def queue() -> JobQueue:
+    return state().queue
+
+
+@contextmanager
+def connection() -> Iterator[Connection[DictRow]]:
+    """A pooled autocommit connection for one request's work."""
+    pool = state().pool
+    try:
+        conn = pool.getconn(timeout=10)
+    except Exception as exc:  # pool timeout or database down: not the caller's fault
+        raise Unavailable("the database is not reachable", code="database_unavailable") from exc
+    try:
+        yield conn
+    finally:
+        pool.putconn(conn)

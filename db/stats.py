@@ -1,0 +1,25 @@
+"""Counts for the metrics endpoint, computed when Prometheus scrapes."""
+
+from __future__ import annotations
+
+from psycopg import Connection
+from psycopg.rows import DictRow
+
+
+def jobs_by_kind_and_status(conn: Connection[DictRow]) -> list[tuple[str, str, int]]:
+    rows = conn.execute(
+        "SELECT kind, status, count(*) AS n FROM jobs GROUP BY kind, status ORDER BY 1, 2"
+    ).fetchall()
+    return [(r["kind"], r["status"], int(r["n"])) for r in rows]
+
+
+def peers_online(conn: Connection[DictRow]) -> int:
+    row = conn.execute(
+        "SELECT count(*) AS n FROM peers WHERE online"
+        " AND status NOT IN ('removed', 'expired', 'failed')"
+    ).fetchone()
+    return int(row["n"]) if row else 0
+
+
+def ping(conn: Connection[DictRow]) -> None:
+    conn.execute("SELECT 1").fetchone()
