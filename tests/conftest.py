@@ -91,3 +91,22 @@ def pool(settings: Settings, clean_db: str) -> Iterator[ConnectionPool[Connectio
         yield p
     finally:
         p.close()
+
+
+# ---- network namespaces (tests/netns.py) ----------------------------------------------
+from tests.netns import Topology  # noqa: E402
+from tests.netns import can_run as netns_unavailable  # noqa: E402
+from tests.netns import topology as netns_topology_cm  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def netns_topology() -> Iterator[Topology]:
+    """Hub and peer namespaces on a bridged underlay (see tests/netns.py), per test module.
+
+    Skips when the host cannot run namespaces with wireguard-go (not root, no /dev/net/tun).
+    """
+    reason = netns_unavailable()
+    if reason:
+        pytest.skip(f"network namespaces: {reason}")
+    with netns_topology_cm() as topo:
+        yield topo

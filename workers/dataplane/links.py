@@ -22,6 +22,9 @@ ROUTE_PROTO = 69  # "E"; not among /etc/iproute2/rt_protos' reserved numbers
 NETNS_DIR = Path("/run/netns")
 EEXIST = 17
 ENODEV = 19
+ESRCH = 3
+SCOPE_UNIVERSE = 0
+SCOPE_LINK = 253
 
 
 def require_netns(netns: str | None) -> None:
@@ -162,14 +165,20 @@ class InterfaceLinks:
         if idx is None:
             return removed
         for dst in dsts:
-            try:
-                self.ipr.route("del", dst=dst, oif=idx, proto=ROUTE_PROTO)
-            except NetlinkError as exc:
-                if exc.code not in (3, ENODEV):  # ESRCH: not there
-                    raise
-                continue
-            removed.append(dst)
+            if self._delete_route(dst, idx):
+                removed.append(dst)
         return removed
+
+    def _delete_route(self, dst: str, idx: int) -> bool:
+        # Ours are scope universe; one added by hand as "dev wg0 proto 69" has scope link.
+        for scope in (SCOPE_UNIVERSE, SCOPE_LINK):
+            try:
+                self.ipr.route("del", dst=dst, oif=idx, proto=ROUTE_PROTO, scope=scope)
+                return True
+            except NetlinkError as exc:
+                if exc.code not in (ESRCH, ENODEV):
+                    raise
+        return False
 
     def _need_index(self, ifname: str) -> int:
         idx = self.index(ifname)
