@@ -243,3 +243,73 @@ def peer_config(conn: Connection[DictRow], peer_id: int) -> dict[str, Any]:
         "dns": list(row["dns"] or []),
         "mtu": row["mtu"],
     }
+
+
+def record_liveness(
+    conn: Connection[DictRow],
+    interface_id: int,
+    keys: Sequence[str],
+    handshakes: Sequence[datetime | None],
+    rx: Sequence[int],
+    tx: Sequence[int],
+    endpoints: Sequence[str | None],
+    online_after_s: float,
+) -> int:
+    """Write one interface's dump in one statement; return how many peers changed.
+
+    A peer is online when its latest handshake is younger than ``online_after_s``. A dump
+    without a handshake keeps the last one known; rows whose values did not change are not
+    rewritten.
+    """
+    cur = conn.execute(
+        "UPDATE peers p SET last_handshake_at = n.hs, rx_bytes = n.rx, tx_bytes = n.tx,"
+        " endpoint = n.ep, online = n.online"
+        " FROM (SELECT s.key, coalesce(s.hs, q.last_handshake_at) AS hs, s.rx, s.tx,"
+        "   coalesce(s.ep, q.endpoint) AS ep, q.id,"
+        "   coalesce(coalesce(s.hs, q.last_handshake_at)"
+        "            > now() - make_interval(secs => %s), false) AS online"
+        "  FROM unnest(%s::text[], %s::timestamptz[], %s::bigint[], %s::bigint[], %s::text[])"
+        "   AS s(key, hs, rx, tx, ep)"
+        "  JOIN peers q ON q.interface_id = %s AND q.public_key = s.key"
+        "   AND q.status NOT IN ('removed', 'expired', 'failed')) AS n"
+        " WHERE p.id = n.id AND (p.last_handshake_at, p.rx_bytes, p.tx_bytes, p.endpoint,"
+        " p.online) IS DISTINCT FROM (n.hs, n.rx, n.tx, n.ep, n.online)",
+        (
+            online_after_s,
+            list(keys),
+            list(handshakes),
+            list(rx),
+            list(tx),
+            list(endpoints),
+            interface_id,
+        ),
+    )
+    return cur.rowcount
+
+
+def mark_offline_peers(conn: Connection[DictRow], online_after_s: float) -> int:
+    """Peers shown online whose last handshake is now too old (or whose hub went silent)."""
+    cur = conn.execute(
+        "UPDATE peers SET online = false WHERE online AND (last_handshake_at IS NULL"
+        " OR last_handshake_at <= now() - make_interval(secs => %s))",
+        (online_after_s,),
+    )
+    return cur.rowcount
+
+
+def expire_due_peers(conn: Connection[DictRow], limit: int = 1000) -> list[dict[str, Any]]:
+    """Mark peers past ``expires_at`` as expired, in the caller's transaction.
+
+    Returns each with what its removal job needs: id, public_key, interface_id, hub, hub_id.
+    Rows another sweep is expiring are skipped, so each peer expires once.
+    """
+    return conn.execute(
+        "UPDATE peers p SET status = 'expired', online = false, updated_at = now()"
+        " FROM interfaces i JOIN hubs h ON h.id = i.hub_id"
+        " WHERE i.id = p.interface_id AND p.id IN ("
+        "  SELECT id FROM peers WHERE expires_at <= now()"
+        "  AND status NOT IN ('removed', 'expired', 'failed', 'removing')"
+        "  ORDER BY expires_at LIMIT %s FOR UPDATE SKIP LOCKED)"
+        " RETURNING p.id, p.public_key, p.interface_id, h.name AS hub, h.id AS hub_id",
+        (limit,),
+    ).fetchall()

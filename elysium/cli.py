@@ -223,6 +223,29 @@ def control_worker(settings: Settings, concurrency: int, loglevel: str) -> None:
     app.worker_main(_worker_argv(CONTROL_QUEUE, "control", "threads", concurrency, loglevel))
 
 
+@cli.command("beat")
+@click.option("--loglevel", default="INFO", show_default=True)
+@click.pass_obj
+def beat_command(settings: Settings, loglevel: str) -> None:
+    """Run Celery beat: the periodic workflows, sent only by the beat holding the lease.
+
+    Run as many as you like; exactly one sends at a time (table ``leases``, name ``beat``).
+    """
+    from functools import partial
+
+    from workers import runtime as worker_runtime
+
+    worker_runtime.configure(settings)
+    from beat.leader import LeaderScheduler
+    from workers.celery_app import app
+
+    app.Beat(
+        scheduler=partial(LeaderScheduler, settings=settings),
+        loglevel=loglevel,
+        max_interval=settings.beat_lease_s / 3,
+    ).run()
+
+
 @cli.command("api")
 @click.option("--bind", help="host:port (default: ELYSIUM_API_BIND).")
 @click.option("--workers", type=click.IntRange(min=1), help="default: ELYSIUM_API_WORKERS.")

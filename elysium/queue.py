@@ -20,6 +20,11 @@ HUB_QUEUE_PREFIX = "hub."
 HUB_RUN_JOB = "elysium.hub.run_job"
 HUB_RECONCILE = "elysium.hub.reconcile"
 HUB_REPORT_LIVENESS = "elysium.hub.report_liveness"
+CONTROL_LIVENESS_SWEEP = "elysium.control.liveness_sweep"
+CONTROL_RECORD_LIVENESS = "elysium.control.record_liveness"
+CONTROL_EXPIRE = "elysium.control.expire"
+CONTROL_RECONCILE_ALL = "elysium.control.reconcile_all"
+CONTROL_JANITOR = "elysium.control.janitor"
 
 
 def hub_queue(hub: str) -> str:

@@ -30,10 +30,16 @@ from db import jobs as jobs_db
 from db import peers as peers_db
 from elysium.errors import DataplaneError, ElysiumError
 from elysium.networks import hub_address, peer_allowed_ips
-from elysium.queue import HUB_RECONCILE, HUB_RUN_JOB, hub_queue
+from elysium.queue import (
+    CONTROL_RECORD_LIVENESS,
+    HUB_RECONCILE,
+    HUB_REPORT_LIVENESS,
+    HUB_RUN_JOB,
+    hub_queue,
+)
 from elysium.settings import Settings
 from workers.celery_app import app
-from workers.dataplane import ChangeSet, Dataplane, InterfaceSpec, PeerSpec
+from workers.dataplane import ChangeSet, Dataplane, InterfaceSpec, PeerSpec, PeerStats
 from workers.runtime import runtime
 
 log = logging.getLogger(__name__)
@@ -159,6 +165,23 @@ class HubWorker:
                     self.dataplane.remove_interface(name)
                     report[name] = {"interface_removed": True}
         return report
+
+    def dump_all(self) -> dict[int, list[PeerStats]]:
+        """Liveness of every ready interface: interface id -> its peers, one dump per device.
+
+        A device that is not running is skipped (reconcile repairs it).
+        """
+        with self.pool.connection() as conn:
+            interfaces = interfaces_db.list_hub_interfaces(conn, self.hub)
+        dumps: dict[int, list[PeerStats]] = {}
+        for iface in interfaces:
+            if iface["status"] != "ready":
+                continue
+            try:
+                dumps[iface["id"]] = self.dataplane.dump(iface["name"])
+            except DataplaneError as exc:
+                log.warning("liveness: %s not dumped (%s)", iface["name"], exc.message)
+        return dumps
 
     def finish_open_jobs(self) -> None:
         """Jobs left queued or running on this hub's queue (e.g. after a crash) end now."""
@@ -351,3 +374,28 @@ def reconcile(hub: str) -> dict[str, dict[str, object]]:
             {"changes": changed, "seconds": round(time.monotonic() - started, 3)},
         )
     return report
+
+
+@app.task(name=HUB_REPORT_LIVENESS)
+def report_liveness(hub: str) -> int:
+    """Dump every interface of this hub once and send the stats to the control side."""
+    worker = runtime().hub
+    if hub != worker.hub:
+        raise RuntimeError(f"message for hub {hub} reached the worker of {worker.hub}")
+    dumps = worker.dump_all()
+    for interface_id, stats in dumps.items():
+        app.send_task(
+            CONTROL_RECORD_LIVENESS,
+            kwargs={
+                "hub": hub,
+                "interface_id": interface_id,
+                "keys": [s.public_key for s in stats],
+                "handshakes": [
+                    s.last_handshake_at.timestamp() if s.last_handshake_at else None for s in stats
+                ],
+                "rx": [s.rx_bytes for s in stats],
+                "tx": [s.tx_bytes for s in stats],
+                "endpoints": [s.endpoint for s in stats],
+            },
+        )
+    return sum(len(stats) for stats in dumps.values())

@@ -1,0 +1,1 @@
+"""Celery beat for Elysium: the periodic workflows and the lease that makes one beat leader."""
