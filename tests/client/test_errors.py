@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from client.errors import EXIT_STATE, EXIT_TLS, EXIT_TOKEN, EXIT_UNREACHABLE
+from client.state import Enrollment, StateDir, write_secret
 from elysium import pki
+from elysium.keys import generate_private_key
 from tests.client.conftest import ApiServer, Run, free_port, run_client
 
 
@@ -64,3 +67,36 @@ def test_every_command_has_help_with_an_example(tmp_path: Path) -> None:
 
         assert run.returncode == 0
         assert "Example" in run.stdout and f"elysium-client {command}" in run.stdout
+
+
+def enrolled_state(state_dir: Path, server: str, ca: Path, issuer: tuple[Any, Any]) -> StateDir:
+    """A state dir as enrollment leaves it, with a peer certificate from ``issuer``."""
+    state = StateDir(state_dir)
+    state.create()
+    write_secret(state.wg_key, generate_private_key() + "\n")
+    tls_key = pki.new_private_key()
+    pki.write_private_key(state.tls_key, tls_key)
+    cert = pki.sign_csr(issuer[0], issuer[1], pki.make_csr(tls_key), 1, 1)
+    write_secret(state.tls_cert, pki.certificate_pem(cert))
+    state.save(Enrollment(server=server, name="laptop", peer_id=1, ca=str(ca),
+                          config={"addresses": ["10.77.0.2/24"]}))
+    return state
+
+
+def test_a_certificate_from_another_ca_is_rejected(api_server: ApiServer, tmp_path: Path) -> None:
+    state = enrolled_state(tmp_path, api_server.url, api_server.ca, pki.create_ca("Other"))
+
+    run = run_client("rotate", state_dir=state.path)
+
+    assert_one_line_error(run, EXIT_TLS, "the server rejected this client's certificate")
+
+
+def test_a_failed_rotation_keeps_the_current_key(api_server: ApiServer, tmp_path: Path) -> None:
+    state = enrolled_state(tmp_path, f"https://127.0.0.1:{free_port()}", api_server.ca,
+                           pki.create_ca("Any"))
+    before = state.wg_key.read_text()
+
+    run = run_client("rotate", state_dir=state.path)
+
+    assert_one_line_error(run, EXIT_UNREACHABLE, "cannot reach the server")
+    assert state.wg_key.read_text() == before
