@@ -1,13 +1,11 @@
-"""The real stack a peer talks to: gunicorn over TLS (private CA), a hub worker in a hub
-namespace, and the namespace topology; plus a way to run ``elysium-client`` as a process.
+"""The real stack a peer talks to: the API tests' gunicorn over TLS (private CA), a hub worker
+in a hub namespace, and the namespace topology; plus ``elysium-client`` run as a process.
 
 Everything is started by these fixtures and stopped by its own pid; namespaces are ours.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -20,12 +18,17 @@ import pytest
 import requests
 
 from db.tokens import create_api_token
-from elysium import pki
 from elysium.settings import Settings
+from tests.api import conftest as api_fixtures
+from tests.api.conftest import Pki
 from tests.conftest import TABLES
 from tests.netns import Topology, can_run
-from tests.stack import Process, elysium_command, settings_env, wait_for
+from tests.stack import Process, elysium_command, settings_env
 from workers.dataplane.wireguard_go import WireguardGo
+
+# The API tests' session server and PKI, shared rather than started twice.
+api_pki = api_fixtures.api_pki
+api_url = api_fixtures.api_url
 
 HUB = "hub-a"
 NETWORK = "10.77.0.0/24"
@@ -38,7 +41,6 @@ class ApiServer:
     url: str
     ca: Path
     admin_token: str
-    settings: Settings
 
     def call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         resp = requests.request(method, self.url + path, verify=str(self.ca), timeout=40,
@@ -65,49 +67,13 @@ class HubStack:
     hub_state_dir: Path
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
-def pki_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A CA with a server certificate for 127.0.0.1, as ``elysium pki init`` makes them."""
-    directory = tmp_path_factory.mktemp("pki")
-    ca_cert, ca_key = pki.create_ca()
-    pki.write_certificate(directory / "ca.pem", ca_cert)
-    pki.write_private_key(directory / "ca.key", ca_key)
-    cert, key = pki.create_server_certificate(ca_cert, ca_key, ["127.0.0.1"])
-    pki.write_certificate(directory / "server.pem", cert)
-    pki.write_private_key(directory / "server.key", key)
-    return directory
-
-
-@pytest.fixture(scope="module")
-def api_server(settings: Settings, database_url: str, pki_dir: Path,
-               tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]:
+def api_server(api_url: str, api_pki: Pki, database_url: str) -> ApiServer:
+    """The API tests' server (gunicorn over TLS), an empty database and an admin token."""
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
         _, admin_token = create_api_token(conn, "client-tests", "admin", 3600, "tests")
-    logs = tmp_path_factory.mktemp("api")
-    port = free_port()
-    api_settings = dataclasses.replace(
-        settings, api_bind=f"127.0.0.1:{port}", api_workers=1, state_dir=logs,
-        tls_cert=pki_dir / "server.pem", tls_key=pki_dir / "server.key",
-        tls_ca=pki_dir / "ca.pem", ca_key=pki_dir / "ca.key",
-    )
-    proc = Process([sys.executable, "-m", "gunicorn", "-c", "api/gunicorn_conf.py"],
-                   settings_env(api_settings), logs / "gunicorn.log")
-    server = ApiServer(f"https://127.0.0.1:{port}", pki_dir / "ca.pem", admin_token,
-                       api_settings)
-    try:
-        wait_for(lambda: proc.alive() and requests.get(server.url + "/healthz",
-                                                       verify=str(server.ca), timeout=2).ok,
-                 30, f"the API ({proc.log()[-2000:]})")
-        yield server
-    finally:
-        proc.stop()
+    return ApiServer(api_url, api_pki.ca, admin_token)
 
 
 @pytest.fixture(scope="module")

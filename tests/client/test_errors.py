@@ -9,7 +9,8 @@ from client.errors import EXIT_STATE, EXIT_TLS, EXIT_TOKEN, EXIT_UNREACHABLE
 from client.state import Enrollment, StateDir, write_secret
 from elysium import pki
 from elysium.keys import generate_private_key
-from tests.client.conftest import ApiServer, Run, free_port, run_client
+from tests.api.conftest import free_port
+from tests.client.conftest import ApiServer, Run, run_client
 
 
 def assert_one_line_error(run: Run, exit_code: int, words: str) -> None:
