@@ -1,0 +1,106 @@
+"""Enrollment: a peer redeems a token; token use, peer, certificate and job commit together."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import psycopg
+from cryptography import x509
+
+from elysium import pki
+from tests.api.conftest import Api, enrollment_token, new_key
+
+
+def enroll(api: Api, token: str, **extra: Any) -> Any:
+    return api.post("/v1/enroll", json={"token": token, "name": "phone", "public_key": new_key(),
+                                        **extra})
+
+
+def test_enrollment_records_the_peer_and_queues_its_job(anonymous: Api, interface_id: int,
+                                                        db: psycopg.Connection[Any]) -> None:
+    r = enroll(anonymous, enrollment_token(db, interface_id))
+    assert r.status_code == 202
+    body = r.json()
+    job = db.execute("SELECT kind, queue, peer_id FROM jobs WHERE id = %s", (body["job_id"],)
+                     ).fetchone()
+    assert job == {"kind": "enroll_peer", "queue": "hub.hub-a", "peer_id": body["peer_id"]}
+    assert db.execute("SELECT uses_left FROM enrollment_tokens").fetchone() == {"uses_left": 0}
+
+
+def test_a_csr_is_signed_into_the_job_payload_naming_the_peer(
+    anonymous: Api, interface_id: int, db: psycopg.Connection[Any]
+) -> None:
+    csr = pki.make_csr(pki.new_private_key()).decode()
+    body = enroll(anonymous, enrollment_token(db, interface_id), csr=csr).json()
+    payload = db.execute("SELECT payload FROM jobs WHERE id = %s", (body["job_id"],)).fetchone()
+    cert = x509.load_pem_x509_certificate(payload["payload"]["certificate"].encode())
+    assert pki.peer_id_from_certificate(cert) == body["peer_id"]
+
+
+def test_a_used_up_token_is_410_and_an_unknown_one_401(anonymous: Api, interface_id: int,
+                                                       db: psycopg.Connection[Any]) -> None:
+    token = enrollment_token(db, interface_id)
+    assert enroll(anonymous, token).status_code == 202
+    again = enroll(anonymous, token)
+    assert again.status_code == 410 and again.json()["error"]["code"] == "token_used_up"
+    bad = enroll(anonymous, "elyenr_unknown")
+    assert bad.status_code == 401 and bad.json()["error"]["code"] == "token_invalid"
+
+
+def test_an_expired_token_is_410(anonymous: Api, interface_id: int, db: psycopg.Connection[Any]
+                                 ) -> None:
+    token = enrollment_token(db, interface_id)
+    db.execute("UPDATE enrollment_tokens SET expires_at = now() - interval '1 second'")
+    r = enroll(anonymous, token)
+    assert r.status_code == 410 and r.json()["error"]["code"] == "token_expired"
+
+
+def test_a_subnet_the_token_does_not_allow_is_refused_and_the_use_given_back(
+    anonymous: Api, interface_id: int, db: psycopg.Connection[Any]
+) -> None:
+    token = enrollment_token(db, interface_id, subnets=["192.168.0.0/16"])
+    r = enroll(anonymous, token, subnets=["172.16.0.0/24"])
+    assert r.status_code == 400 and "subnets.0" in r.json()["error"]["fields"]
+    assert db.execute("SELECT uses_left FROM enrollment_tokens").fetchone() == {"uses_left": 1}
+    assert db.execute("SELECT count(*) AS n FROM peers").fetchone() == {"n": 0}
+    assert enroll(anonymous, token, subnets=["192.168.5.0/24"]).status_code == 202
+
+
+def test_a_bad_csr_or_key_writes_nothing(anonymous: Api, interface_id: int,
+                                         db: psycopg.Connection[Any]) -> None:
+    token = enrollment_token(db, interface_id)
+    r = enroll(anonymous, token, csr="-----BEGIN CERTIFICATE REQUEST-----\nxx\n")
+    assert r.status_code == 400 and "csr" in r.json()["error"]["fields"]
+    r = anonymous.post("/v1/enroll", json={"token": token, "name": "x", "public_key": "AAAA"})
+    assert r.status_code == 400 and "public_key" in r.json()["error"]["fields"]
+    assert db.execute("SELECT uses_left FROM enrollment_tokens").fetchone() == {"uses_left": 1}
+    assert db.execute("SELECT count(*) AS n FROM jobs WHERE kind = 'enroll_peer'"
+                      ).fetchone() == {"n": 0}
+
+
+def test_twenty_concurrent_redemptions_of_a_one_use_token_succeed_once(
+    api_url: str, anonymous: Api, interface_id: int, db: psycopg.Connection[Any]
+) -> None:
+    token = enrollment_token(db, interface_id, uses=1)
+
+    def attempt(_: int) -> Any:
+        return enroll(Api(api_url, anonymous.ca), token)
+
+    with ThreadPoolExecutor(20) as pool:
+        results = list(pool.map(attempt, range(20)))
+    statuses = sorted(r.status_code for r in results)
+    assert statuses.count(202) == 1
+    assert all(r.status_code in (409, 410) and r.json()["error"]["code"] for r in results
+               if r.status_code != 202)
+    assert db.execute("SELECT count(*) AS n FROM peers").fetchone() == {"n": 1}
+
+
+def test_an_idempotent_retry_of_an_enrollment_redeems_once(anonymous: Api, interface_id: int,
+                                                           db: psycopg.Connection[Any]) -> None:
+    token = enrollment_token(db, interface_id, uses=5)
+    body = {"token": token, "name": "phone", "public_key": new_key()}
+    first = anonymous.post("/v1/enroll", json=body, headers={"Idempotency-Key": "e1"})
+    again = anonymous.post("/v1/enroll", json=body, headers={"Idempotency-Key": "e1"})
+    assert first.json()["job_id"] == again.json()["job_id"]
+    assert db.execute("SELECT uses_left FROM enrollment_tokens").fetchone() == {"uses_left": 4}

@@ -1,0 +1,93 @@
+"""A peer's own calls need its client certificate (mTLS): its config and its key rotation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+import requests
+
+from elysium import pki
+from tests.api.conftest import Api, Pki, enrollment_token, new_key
+
+
+@pytest.fixture
+def peer(api_url: str, anonymous: Api, interface_id: int, db: psycopg.Connection[Any],
+         tmp_path: Path) -> tuple[Api, int]:
+    """An enrolled peer holding the certificate signed from its CSR."""
+    key = pki.new_private_key()
+    body = anonymous.post("/v1/enroll", json={
+        "token": enrollment_token(db, interface_id), "name": "phone", "public_key": new_key(),
+        "csr": pki.make_csr(key).decode()}).json()
+    row = db.execute("SELECT payload FROM jobs WHERE id = %s", (body["job_id"],)).fetchone()
+    assert row is not None
+    (tmp_path / "peer.pem").write_text(row["payload"]["certificate"])
+    pki.write_private_key(tmp_path / "peer.key", key)
+    cert = (str(tmp_path / "peer.pem"), str(tmp_path / "peer.key"))
+    return Api(api_url, anonymous.ca, cert=cert), body["peer_id"]
+
+
+def test_a_peer_reads_its_config_as_json(peer: tuple[Api, int]) -> None:
+    api, peer_id = peer
+    r = api.get("/v1/peer/config")
+    assert r.status_code == 200
+    config = r.json()
+    assert config["peer_id"] == peer_id and config["addresses"] == ["10.30.0.2/24"]
+    assert config["allowed_ips"] == ["10.30.0.0/24"] and config["endpoint"] == "192.0.2.1:51820"
+
+
+def test_a_peer_reads_its_config_as_a_wg_quick_file(peer: tuple[Api, int]) -> None:
+    api, _ = peer
+    r = api.get("/v1/peer/config", headers={"Accept": "text/plain"})
+    assert r.headers["Content-Type"].startswith("text/plain")
+    assert "[Interface]" in r.text and "Address = 10.30.0.2/24" in r.text
+    assert "Endpoint = 192.0.2.1:51820" in r.text
+
+
+def test_a_peer_rotates_its_key_and_reads_the_job(peer: tuple[Api, int],
+                                                  db: psycopg.Connection[Any]) -> None:
+    api, peer_id = peer
+    key = new_key()
+    r = api.put("/v1/peer/key", json={"public_key": key})
+    assert r.status_code == 202
+    assert api.get(f"/v1/jobs/{r.json()['job_id']}").json()["kind"] == "rotate_key"
+    assert db.execute("SELECT public_key FROM peers WHERE id = %s", (peer_id,)
+                      ).fetchone() == {"public_key": key}
+
+
+def test_peer_calls_without_a_certificate_are_401(anonymous: Api) -> None:
+    r = anonymous.get("/v1/peer/config")
+    assert r.status_code == 401 and r.json()["error"]["code"] == "certificate_missing"
+    assert anonymous.put("/v1/peer/key", json={"public_key": new_key()}).status_code == 401
+
+
+def test_a_header_cannot_stand_in_for_a_certificate(anonymous: Api) -> None:
+    r = anonymous.get("/v1/peer/config", headers={"Elysium.Client-Cert-Der": "x",
+                                                  "X-Client-Cert": "x"})
+    assert r.status_code == 401
+
+
+def test_a_certificate_from_another_ca_is_refused_by_tls(api_url: str, api_pki: Pki) -> None:
+    foreign = Api(api_url, api_pki.ca, cert=(str(api_pki.foreign_cert), str(api_pki.foreign_key)))
+    with pytest.raises((requests.exceptions.SSLError, requests.exceptions.ConnectionError)):
+        foreign.get("/v1/peer/config")
+
+
+def test_a_removed_peer_is_refused(peer: tuple[Api, int], operator: Api) -> None:
+    api, peer_id = peer
+    assert operator.delete(f"/v1/peers/{peer_id}").status_code == 202
+    r = api.get("/v1/peer/config")
+    assert r.status_code == 403 and r.json()["error"]["code"] == "peer_not_live"
+
+
+def test_an_admin_client_certificate_is_not_a_peer(api_url: str, api_pki: Pki, tmp_path: Path
+                                                   ) -> None:
+    cert, key = pki.create_client_certificate(pki.load_certificate(api_pki.ca),
+                                              pki.load_private_key(api_pki.ca_key), "alice")
+    pki.write_certificate(tmp_path / "a.pem", cert)
+    pki.write_private_key(tmp_path / "a.key", key)
+    api = Api(api_url, api_pki.ca, cert=(str(tmp_path / "a.pem"), str(tmp_path / "a.key")))
+    r = api.get("/v1/peer/config")
+    assert r.status_code == 401 and r.json()["error"]["code"] == "certificate_invalid"
