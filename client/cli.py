@@ -122,6 +122,7 @@ def up(interface: str | None, offline: bool, netns: str | None, state_dir: Path 
       elysium-client up --netns peer1 --interface wg0
     """
     state, enrollment = _enrolled(state_dir, netns, interface)
+    state.save(enrollment)  # down and status then act where up did
     if not offline:
         _refresh_config(state, enrollment)
     public = tunnel.up(state, enrollment, Settings.from_env())

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import psycopg
+
 from client.errors import EXIT_STATE, EXIT_TLS, EXIT_TOKEN, EXIT_UNREACHABLE
 from client.state import Enrollment, StateDir, write_secret
 from elysium import pki
@@ -101,3 +103,17 @@ def test_a_failed_rotation_keeps_the_current_key(api_server: ApiServer, tmp_path
 
     assert_one_line_error(run, EXIT_UNREACHABLE, "cannot reach the server")
     assert state.wg_key.read_text() == before
+
+
+def test_an_expired_token_says_so(api_server: ApiServer, database_url: str,
+                                  tmp_path: Path) -> None:
+    api_server.call("POST", "/v1/hubs", json={"name": "hub-x", "endpoint": "192.0.2.1"})
+    iface = api_server.call("POST", "/v1/hubs/hub-x/interfaces",
+                            json={"name": "wg9", "network": "10.99.0.0/24", "listen_port": 51999})
+    token = api_server.enrollment_token(int(iface["interface_id"]))
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("UPDATE enrollment_tokens SET expires_at = now() - interval '1 second'")
+
+    run = enroll(api_server.url, api_server.ca, token, tmp_path)
+
+    assert_one_line_error(run, EXIT_TOKEN, "the enrollment token has expired")
