@@ -27,3 +27,5 @@ lint: deps
 
 bench: deps
 	$(PY) -m bench.alloc
+	$(PY) -m bench.dataplane
+	$(PY) -m bench.liveness

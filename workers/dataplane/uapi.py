@@ -13,7 +13,7 @@ from elysium.errors import DataplaneError
 from workers.dataplane.base import PeerStats
 from workers.dataplane.driver import ConvergingDriver
 from workers.dataplane.peer_state import DeviceState, DeviceUpdate
-from workers.dataplane.uapi_protocol import encode_set, parse_state, parse_stats, transact
+from workers.dataplane.uapi_protocol import encode_set_parts, parse_state, parse_stats, transact
 from workers.dataplane.wireguard_go import GET, WireguardGo
 
 
@@ -63,7 +63,7 @@ class UapiDriver(ConvergingDriver):
 
     def _write(self, name: str, update: DeviceUpdate) -> None:
         try:
-            transact(self.socket_path(name), encode_set(update))
+            transact(self.socket_path(name), encode_set_parts(update))
         except OSError as exc:
             raise DataplaneError(
                 f"{name}: UAPI socket does not answer: {exc}", code="device_not_running", status=503

@@ -1,0 +1,1 @@
+"""Benchmarks with their baselines; results go to bench/results/."""
