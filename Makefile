@@ -27,5 +27,6 @@ lint: deps
 
 bench: deps
 	$(PY) -m bench.alloc
+	$(PY) -m bench.liveness
 	$(PY) -m bench.dataplane
 	$(PY) -m bench.liveness
