@@ -14,7 +14,8 @@ services:
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
 	@echo "deps: installing the elysium package into $(VENV)"
-	@$(PY) -m pip install -q --disable-pip-version-check -e '.[test,lint]'
+	@$(PY) -m pip install -q --disable-pip-version-check -e '.[test,lint]' \
+		--config-settings editable_mode=compat
 	@touch $@
 
 test: deps
@@ -27,6 +28,5 @@ lint: deps
 
 bench: deps
 	$(PY) -m bench.alloc
-	$(PY) -m bench.liveness
 	$(PY) -m bench.dataplane
 	$(PY) -m bench.liveness

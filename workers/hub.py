@@ -158,7 +158,11 @@ class HubWorker:
             for iface in wanted:
                 if iface["status"] == "deleting":
                     continue
-                report[iface["name"]] = self.converge_interface(conn, iface).to_dict()
+                try:
+                    report[iface["name"]] = self.converge_interface(conn, iface).to_dict()
+                except ElysiumError as exc:  # one broken interface must not stop the others
+                    log.error("converging %s failed: %s", iface["name"], exc.message)
+                    report[iface["name"]] = {"error": exc.code, "message": exc.message}
             names = {i["name"] for i in wanted if i["status"] != "deleting"}
             for name in self.dataplane.list_interfaces():
                 if name not in names:
