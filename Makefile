@@ -28,5 +28,6 @@ lint: deps
 
 bench: deps
 	$(PY) -m bench.alloc
+	$(PY) -m bench.jobs
 	$(PY) -m bench.dataplane
 	$(PY) -m bench.liveness

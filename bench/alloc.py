@@ -30,7 +30,10 @@ def time_allocations(conn: psycopg.Connection, interface_id: int, n: int, tag: s
 
 
 def main() -> None:
-    with throwaway_database() as url, psycopg.connect(url, autocommit=True, row_factory=dict_row) as conn:
+    with (
+        throwaway_database() as url,
+        psycopg.connect(url, autocommit=True, row_factory=dict_row) as conn,
+    ):
         hub = create_hub(conn, "bench", "192.0.2.1")
         empty = create_interface(conn, hub["id"], "wg0", "10.0.0.0/16", None, 51820, None, [], None)
         full = create_interface(conn, hub["id"], "wg1", "10.1.0.0/16", None, 51821, None, [], None)
@@ -41,14 +44,17 @@ def main() -> None:
         conn.execute("ANALYZE")
         per_empty = time_allocations(conn, empty["id"], SAMPLES, "e")
         per_10k = time_allocations(conn, full["id"], SAMPLES, "g")
-    write_result("alloc", {
-        "samples": SAMPLES,
-        "peers_on_full_interface": FILL,
-        "per_alloc_ms_empty": round(per_empty, 4),
-        "per_alloc_ms_10k": round(per_10k, 4),
-        "ratio": round(per_10k / per_empty, 3),
-        "goals": {"ratio": 2.0},
-    })
+    write_result(
+        "alloc",
+        {
+            "samples": SAMPLES,
+            "peers_on_full_interface": FILL,
+            "per_alloc_ms_empty": round(per_empty, 4),
+            "per_alloc_ms_10k": round(per_10k, 4),
+            "ratio": round(per_10k / per_empty, 3),
+            "goals": {"ratio": 2.0},
+        },
+    )
 
 
 if __name__ == "__main__":

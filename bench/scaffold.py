@@ -62,14 +62,20 @@ def random_key() -> str:
 
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def write_result(name: str, figures: dict[str, Any]) -> Path:
     """Write ``bench/results/<name>.json`` with the machine it ran on, and print it."""
     RESULTS_DIR.mkdir(exist_ok=True)
-    figures = {**figures, "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                                      "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}}
+    figures = {
+        **figures,
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        },
+    }
     path = RESULTS_DIR / f"{name}.json"
     path.write_text(json.dumps(figures, indent=2) + "\n")
     print(json.dumps(figures, indent=2))

@@ -106,19 +106,24 @@ def claim_interface_jobs(
     queue: str,
     interface_id: int,
     kinds: Sequence[str],
+    trigger_id: uuid.UUID | str,
     limit: int = 2000,
 ) -> list[dict[str, Any]]:
-    """Take every open peer job of one interface waiting on a hub queue (a burst), oldest first.
+    """Take the job a message named plus every other open peer job of its interface (a burst).
 
-    Rows other workers hold are skipped, so two consumers never take one job.
+    The named job is waited for when another transaction holds it (a submitter still stamping
+    it); the others are skipped when locked, so two consumers never take one job.
     """
     return conn.execute(
-        f"UPDATE jobs SET status = 'running', started_at = coalesce(started_at, now()),"
-        f" attempts = attempts + 1, updated_at = now() WHERE id IN ("
-        f"  SELECT id FROM jobs WHERE queue = %s AND interface_id = %s AND kind = ANY(%s)"
-        f"  AND status = ANY(%s) ORDER BY created_at LIMIT %s FOR UPDATE SKIP LOCKED)"
+        f"WITH named AS (SELECT id FROM jobs WHERE id = %s AND status = ANY(%s) FOR UPDATE),"
+        f" waiting AS (SELECT id FROM jobs WHERE queue = %s AND interface_id = %s"
+        f"  AND kind = ANY(%s) AND status = ANY(%s) ORDER BY created_at LIMIT %s"
+        f"  FOR UPDATE SKIP LOCKED)"
+        f" UPDATE jobs SET status = 'running', started_at = coalesce(started_at, now()),"
+        f" attempts = attempts + 1, updated_at = now()"
+        f" WHERE id IN (SELECT id FROM named UNION SELECT id FROM waiting)"
         f" RETURNING {JOB_COLUMNS}",
-        (queue, interface_id, list(kinds), list(OPEN), limit),
+        (str(trigger_id), list(OPEN), queue, interface_id, list(kinds), list(OPEN), limit),
     ).fetchall()
 
 

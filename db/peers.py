@@ -134,7 +134,7 @@ def routed_subnets(
     rows = conn.execute(
         "SELECT DISTINCT s::text AS subnet FROM peers p, unnest(p.subnets) AS s"
         f" WHERE p.interface_id = %s AND p.id IS DISTINCT FROM %s AND p.enabled AND {LIVE}"
-        " ORDER BY 1",
+        " AND p.subnets <> '{}' ORDER BY 1",
         (interface_id, except_peer),
     ).fetchall()
     return [r["subnet"] for r in rows]

@@ -68,6 +68,15 @@ class Settings:
             raise ConfigError("ELYSIUM_WG_DRIVER must be auto, kernel or userspace", "wg_driver")
         return settings
 
+    def to_env(self) -> dict[str, str]:
+        """The ``ELYSIUM_*`` variables that make a child process read these settings."""
+        env: dict[str, str] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is not None:
+                env[f"ELYSIUM_{f.name.upper()}"] = str(value)
+        return env
+
 
 def _convert(name: str, type_name: str, raw: str) -> Any:
     try:

@@ -103,10 +103,10 @@ from tests.netns import topology as netns_topology_cm  # noqa: E402
 def netns_topology() -> Iterator[Topology]:
     """Hub and peer namespaces on a bridged underlay (see tests/netns.py), per test module.
 
-    Skips when the host cannot run namespaces with wireguard-go (not root, no /dev/net/tun).
+    Fails (never skips) when the host cannot run them: `make deps` installs what they need.
     """
     reason = netns_unavailable()
     if reason:
-        pytest.skip(f"network namespaces: {reason}")
+        pytest.fail(f"network namespaces: {reason}")
     with netns_topology_cm() as topo:
         yield topo

@@ -12,7 +12,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import fields
 from pathlib import Path
 
 from elysium.settings import Settings
@@ -20,13 +19,7 @@ from elysium.settings import Settings
 
 def settings_env(settings: Settings, **extra: str) -> dict[str, str]:
     """The environment that makes a child process read ``settings``."""
-    env = dict(os.environ)
-    for f in fields(settings):
-        value = getattr(settings, f.name)
-        if value is None:
-            continue
-        env[f"ELYSIUM_{f.name.upper()}"] = str(value)
-    env.update(extra)
+    env = {**os.environ, **settings.to_env(), **extra}
     env["WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD"] = "1"
     env["PYTHONUNBUFFERED"] = "1"
     return env

@@ -260,7 +260,9 @@ class HubWorker:
                 jobs_db.fail_job(conn, job["id"], exc.code, exc.message)
             return
         with conn.transaction():
-            burst = jobs_db.claim_interface_jobs(conn, self.queue, iface["id"], PEER_KINDS)
+            burst = jobs_db.claim_interface_jobs(
+                conn, self.queue, iface["id"], PEER_KINDS, job["id"]
+            )
         if not burst:
             return
         peers = {p["id"]: p for p in peers_db.get_peers(conn, [j["peer_id"] for j in burst])}
@@ -286,7 +288,8 @@ class HubWorker:
         with conn.transaction():
             peers_db.mark_applied(conn, [p["id"] for p in peers.values() if is_desired(p)])
             peers_db.finish_removal(conn, [p["id"] for p in peers.values() if not is_desired(p)])
-        self._finish(conn, burst, lambda j: self._peer_result(conn, j))
+        batch = {"id": str(burst[0]["id"]), "size": len(burst)}
+        self._finish(conn, burst, lambda j: {**self._peer_result(conn, j), "batch": batch})
 
     def _peer_result(self, conn: Connection[DictRow], job: dict[str, Any]) -> dict[str, Any]:
         if job["kind"] in CONFIG_KINDS:
