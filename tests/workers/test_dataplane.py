@@ -509,3 +509,19 @@ def test_unix_socket_helper_reports_a_missing_device(tmp_path: Path) -> None:
     with pytest.raises(OSError):
         transact(tmp_path / "nothing.sock", b"get=1\n\n")
     assert socket.AF_UNIX  # the transport is a plain unix stream socket
+
+
+def test_a_deep_state_directory_still_gets_a_working_socket(
+    netns_topology: Topology, tmp_path: Path
+) -> None:
+    deep = tmp_path.joinpath(*(["a-rather-long-directory-name"] * 5))
+    assert len(str(deep / "netns" / netns_topology.hub / "wg1.sock")) > 108
+    driver = UapiDriver(deep, netns_topology.hub)
+    try:
+        spec = InterfaceSpec("wg1", deep / "keys" / "wg1.key", 51999, ("10.78.0.1/24",))
+        pub, _ = driver.ensure_interface(spec)
+        assert driver.dump("wg1") == []
+        assert len(pub) == 44
+    finally:
+        driver.remove_interface("wg1")
+        driver.close()

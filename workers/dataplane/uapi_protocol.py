@@ -7,7 +7,9 @@ its answer both end with a blank line, the answer ends with ``errno=N``.
 from __future__ import annotations
 
 import base64
+import contextlib
 import gc
+import os
 import re
 import socket
 from binascii import a2b_hex, b2a_base64
@@ -88,6 +90,21 @@ def encode_set_parts(update: DeviceUpdate, peers_per_part: int = 1000) -> Iterat
     yield "\n".join(lines).encode() if len(lines) > 1 else b"\n"
 
 
+@contextlib.contextmanager
+def unix_address(path: Path) -> Iterator[str]:
+    """``path`` as an AF_UNIX address: a long one (over 108 bytes) is reached through
+    ``/proc/self/fd`` of its directory, so deep state directories still work."""
+    text = str(path)
+    if len(os.fsencode(text)) < 100:
+        yield text
+        return
+    fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        yield f"/proc/self/fd/{fd}/{path.name}"
+    finally:
+        os.close(fd)
+
+
 def transact(path: Path, request: bytes | Iterable[bytes], timeout: float = 30.0) -> bytes:
     """Send one request on a fresh connection and return the answer up to its blank line.
 
@@ -95,7 +112,8 @@ def transact(path: Path, request: bytes | Iterable[bytes], timeout: float = 30.0
     """
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(timeout)
-        sock.connect(str(path))
+        with unix_address(path) as address:
+            sock.connect(address)
         try:
             if isinstance(request, bytes):
                 sock.sendall(request)

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from elysium.errors import DataplaneError
-from workers.dataplane.uapi_protocol import transact
+from workers.dataplane.uapi_protocol import transact, unix_address
 
 HOST_MOUNT_POINT = Path("/run/wireguard")
 # $0: our socket directory, $1: interface name, $2: the wireguard-go binary.
@@ -81,7 +81,8 @@ class WireguardGo:
         try:
             old_umask = os.umask(0o177)
             try:
-                listener.bind(str(path))
+                with unix_address(path) as address:
+                    listener.bind(address)
             finally:
                 os.umask(old_umask)
             listener.listen(128)
