@@ -38,19 +38,24 @@ def create_app(settings: Settings | None = None) -> Flask:
         OPENAPI_URL_PREFIX="/",
         OPENAPI_JSON_PATH="openapi.json",
         API_SPEC_OPTIONS={
-            "info": {"description": "Hub-and-spoke WireGuard automation. Errors are"
-                     ' {"error": {"code", "message", "fields"}}; bad input is a 400.'},
-            "components": {"securitySchemes": {
-                "bearer": {"type": "http", "scheme": "bearer"},
-            }},
+            "info": {
+                "description": "Hub-and-spoke WireGuard automation. Errors are"
+                ' {"error": {"code", "message", "fields"}}; bad input is a 400.'
+            },
+            "components": {
+                "securitySchemes": {
+                    "bearer": {"type": "http", "scheme": "bearer"},
+                }
+            },
             "security": [{"bearer": []}],
         },
     )
     app.extensions[EXTENSION] = ApiState(settings)
     app.url_map.converters["id"] = IdConverter
     api = ElysiumApi(app)
-    api.register_converter(IdConverter, lambda _: {"type": "integer", "minimum": 1,
-                                                   "maximum": 10**18 - 1})
+    api.register_converter(
+        IdConverter, lambda _: {"type": "integer", "minimum": 1, "maximum": 10**18 - 1}
+    )
     errors.register_error_handlers(app)
     metrics.instrument(app)
     for blp in _blueprints():

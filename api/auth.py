@@ -40,7 +40,7 @@ class Caller:
 
 
 def caller() -> Caller:
-    return g.caller  # type: ignore[no-any-return]
+    return g.caller
 
 
 def bearer() -> str | None:
@@ -54,8 +54,9 @@ def bearer() -> str | None:
 def authenticate_api_token() -> Caller:
     text = bearer()
     if text is None:
-        raise Unauthorized("an API token is needed (Authorization: Bearer ...)",
-                           code="token_missing")
+        raise Unauthorized(
+            "an API token is needed (Authorization: Bearer ...)", code="token_missing"
+        )
     with state.connection() as conn:
         row = tokens.authenticate_api_token(conn, text)
     return Caller(actor=f"token:{row['id']}:{row['name']}", scope=row["scope"])
@@ -93,14 +94,16 @@ def peer_from_certificate() -> Caller:
     try:
         cert = x509.load_der_x509_certificate(der)
     except ValueError:
-        raise Unauthorized("the client certificate is not readable",
-                           code="certificate_invalid") from None
+        raise Unauthorized(
+            "the client certificate is not readable", code="certificate_invalid"
+        ) from None
     ca_cert = state.state().ca_cert
     # TLS verified the chain already; checking again keeps a misconfigured server safe.
     peer_id = pki.peer_id_from_certificate(cert) if pki.verify_issued_by(ca_cert, cert) else None
     if peer_id is None:
-        raise Unauthorized("the client certificate does not name a peer of this CA",
-                           code="certificate_invalid")
+        raise Unauthorized(
+            "the client certificate does not name a peer of this CA", code="certificate_invalid"
+        )
     with state.connection() as conn:
         peer = get_peer(conn, peer_id)
     if peer["status"] not in LIVE_PEER:

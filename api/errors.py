@@ -30,9 +30,13 @@ HTTP_CODES = {
 }
 
 
-def error_response(status: int, code: str, message: str,
-                   fields: Mapping[str, str] | None = None,
-                   headers: Mapping[str, str] | None = None) -> tuple[Response, int]:
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    fields: Mapping[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> tuple[Response, int]:
     resp = jsonify({"error": {"code": code, "message": message, "fields": dict(fields or {})}})
     for name, value in (headers or {}).items():
         resp.headers[name] = value
@@ -75,12 +79,14 @@ def handle_http_exception(exc: HTTPException) -> tuple[Response, int]:
         message = "; ".join(f"{k}: {v}" for k, v in fields.items()) or "invalid request"
         return error_response(status, "invalid", message, fields)
     code = HTTP_CODES.get(status, "http_error")
-    headers = {"Allow": ", ".join(exc.valid_methods)} if getattr(exc, "valid_methods", None) else None
+    allowed = getattr(exc, "valid_methods", None)
+    headers = {"Allow": ", ".join(allowed)} if allowed else None
     return error_response(status, code, exc.description or exc.name, None, headers)
 
 
-def handle_database_value(exc: psycopg.errors.DataError | psycopg.errors.IntegrityError
-                          ) -> tuple[Response, int]:
+def handle_database_value(
+    exc: psycopg.errors.DataError | psycopg.errors.IntegrityError,
+) -> tuple[Response, int]:
     # Schemas catch these first; this keeps a value they missed a 400 and not a 500.
     log.info("database refused a value: %s", exc)
     return error_response(400, "invalid", "a value is not acceptable to the database")

@@ -27,7 +27,7 @@ class ClientCertWorker(ThreadWorker):
 
     def load_wsgi(self) -> None:
         super().load_wsgi()
-        app = self.wsgi
+        app: Any = getattr(self, "wsgi")  # noqa: B009 - gunicorn sets it untyped
 
         def with_certificate(environ: dict[str, Any], start_response: Any) -> Any:
             environ[CLIENT_CERT_ENVIRON] = getattr(self._current, "der", None)

@@ -27,18 +27,24 @@ from prometheus_client.registry import Collector
 from api import state
 from db import stats
 
-REQUESTS = Counter("elysium_api_requests_total", "API requests by route and status",
-                   ["method", "route", "status"])
-LATENCY = Histogram("elysium_api_request_seconds", "API request latency by route",
-                    ["method", "route"],
-                    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
+REQUESTS = Counter(
+    "elysium_api_requests_total", "API requests by route and status", ["method", "route", "status"]
+)
+LATENCY = Histogram(
+    "elysium_api_request_seconds",
+    "API request latency by route",
+    ["method", "route"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
 
 
 class DatabaseCollector(Collector):
     """Jobs by kind and status, peers online: counted in PostgreSQL when scraped."""
 
     def collect(self) -> Iterator[Metric]:
-        jobs = GaugeMetricFamily("elysium_jobs", "Jobs by kind and status", labels=["kind", "status"])
+        jobs = GaugeMetricFamily(
+            "elysium_jobs", "Jobs by kind and status", labels=["kind", "status"]
+        )
         online = GaugeMetricFamily("elysium_peers_online", "Live peers seen online")
         try:
             with state.connection() as conn:

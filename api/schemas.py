@@ -38,10 +38,15 @@ class StrictSchema(ma.Schema):
         unknown = ma.RAISE
 
 
-class ErrorDetailSchema(ma.Schema):
-    code = ma.fields.String(required=True)
-    message = ma.fields.String(required=True)
-    fields = ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.String())
+# A field called "fields" would shadow Schema.fields, hence from_dict.
+ErrorDetailSchema = ma.Schema.from_dict(
+    {
+        "code": ma.fields.String(required=True),
+        "message": ma.fields.String(required=True),
+        "fields": ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.String()),
+    },
+    name="ErrorDetail",
+)
 
 
 class ErrorSchema(ma.Schema):
@@ -95,5 +100,7 @@ def idempotency_key() -> str | None:
     if key is None:
         return None
     if not 1 <= len(key) <= MAX_IDEMPOTENCY_KEY or not PRINTABLE.match(key):
-        raise ValidationError("Idempotency-Key", f"must be 1-{MAX_IDEMPOTENCY_KEY} printable characters")
+        raise ValidationError(
+            "Idempotency-Key", f"must be 1-{MAX_IDEMPOTENCY_KEY} printable characters"
+        )
     return key

@@ -73,8 +73,10 @@ class ApiState:
         with self._lock:
             if self._ca_key is None:
                 if self.settings.ca_key is None:
-                    raise Unavailable("this API cannot sign certificates (no CA key configured)",
-                                      code="pki_not_configured")
+                    raise Unavailable(
+                        "this API cannot sign certificates (no CA key configured)",
+                        code="pki_not_configured",
+                    )
                 self._ca_key = pki.load_private_key(self.settings.ca_key)
             return self._ca_key
 
@@ -88,7 +90,7 @@ class ApiState:
 
 
 def state() -> ApiState:
-    return current_app.extensions[EXTENSION]  # type: ignore[no-any-return]
+    return current_app.extensions[EXTENSION]
 
 
 def settings() -> Settings:

@@ -19,11 +19,14 @@ from db.jobs import FINAL, get_job
 CHANNEL = "job_done"
 
 
-def wait_for_job_end(database_url: str, job_id: uuid.UUID | str, timeout_s: float) -> dict[str, Any]:
+def wait_for_job_end(
+    database_url: str, job_id: uuid.UUID | str, timeout_s: float
+) -> dict[str, Any]:
     """The job once it has ended, or as it is when ``timeout_s`` has passed."""
     deadline = time.monotonic() + timeout_s
-    with psycopg.connect(database_url, autocommit=True, row_factory=dict_row,
-                         connect_timeout=5) as conn:
+    with psycopg.connect(
+        database_url, autocommit=True, row_factory=dict_row, connect_timeout=5
+    ) as conn:
         conn.execute(f"LISTEN {CHANNEL}")
         job = get_job(conn, job_id)  # after LISTEN: an end between the two is not missed
         while job["status"] not in FINAL:

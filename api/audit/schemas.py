@@ -8,8 +8,9 @@ from api.schemas import PageArgs
 
 
 class AuditArgs(PageArgs):
-    since = ma.fields.AwareDateTime(load_default=None,
-                                    metadata={"description": "RFC 3339 time, inclusive"})
+    since = ma.fields.AwareDateTime(
+        load_default=None, metadata={"description": "RFC 3339 time, inclusive"}
+    )
 
 
 class AuditRecordSchema(ma.Schema):

@@ -20,6 +20,7 @@ blp = Blueprint("audit", __name__, url_prefix="/v1/audit", description="Audit tr
 def audit(args: dict[str, Any]) -> dict[str, Any]:
     """Audit records in order, at or after ``since``, a page at a time."""
     with state.connection() as conn:
-        rows = list_audit(conn, since=args["since"], limit=args["limit"],
-                          cursor=after_id(args) or None)
+        rows = list_audit(
+            conn, since=args["since"], limit=args["limit"], cursor=after_id(args) or None
+        )
     return page(rows, args["limit"])

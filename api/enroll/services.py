@@ -19,11 +19,20 @@ from elysium.queue import JobQueue
 from elysium.settings import Settings
 
 
-def enroll_peer(conn: Connection[DictRow], queue: JobQueue, settings: Settings, *,
-                submitter: str, token: str, name: str, public_key: str,
-                ca: tuple[pki.x509.Certificate, pki.CertificateKey] | None,
-                csr: str | None = None, subnets: Sequence[str] = (),
-                idempotency_key: str | None = None) -> Submitted:
+def enroll_peer(
+    conn: Connection[DictRow],
+    queue: JobQueue,
+    settings: Settings,
+    *,
+    submitter: str,
+    token: str,
+    name: str,
+    public_key: str,
+    ca: tuple[pki.x509.Certificate, pki.CertificateKey] | None,
+    csr: str | None = None,
+    subnets: Sequence[str] = (),
+    idempotency_key: str | None = None,
+) -> Submitted:
     """Redeem one use of ``token``, record the peer, sign its CSR, queue ``enroll_peer``.
 
     All of it commits together or not at all: a refused subnet or a bad CSR gives the use back.
@@ -38,9 +47,16 @@ def enroll_peer(conn: Connection[DictRow], queue: JobQueue, settings: Settings, 
     def write(c: Connection[DictRow]) -> Record:
         grant = redeem_enrollment_token(c, token)
         check_subnets_allowed(nets, [ipaddress.ip_network(s) for s in grant["subnets"]])
-        rec = record_new_peer(c, grant["interface_id"], name=name, public_key=key,
-                              subnets=[str(n) for n in nets], expires_at=None, actor=submitter,
-                              enrollment_token_id=grant["id"])
+        rec = record_new_peer(
+            c,
+            grant["interface_id"],
+            name=name,
+            public_key=key,
+            subnets=[str(n) for n in nets],
+            expires_at=None,
+            actor=submitter,
+            enrollment_token_id=grant["id"],
+        )
         if csr is not None and ca is not None and rec.peer_id is not None:
             cert = pki.sign_csr(ca[0], ca[1], csr, rec.peer_id, settings.peer_cert_days)
             update_peer(c, rec.peer_id, {"certificate_serial": pki.serial_hex(cert)})
@@ -48,5 +64,11 @@ def enroll_peer(conn: Connection[DictRow], queue: JobQueue, settings: Settings, 
         rec.payload["enrollment_token_id"] = grant["id"]
         return rec
 
-    return submit_hub_job(conn, queue, kind="enroll_peer", submitter=submitter,
-                          idempotency_key=idempotency_key, write=write)
+    return submit_hub_job(
+        conn,
+        queue,
+        kind="enroll_peer",
+        submitter=submitter,
+        idempotency_key=idempotency_key,
+        write=write,
+    )

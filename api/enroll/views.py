@@ -26,6 +26,13 @@ def enroll(body: dict[str, Any]) -> dict[str, Any]:
     ctx = state.state()
     ca = (ctx.ca_cert, ctx.ca_key) if body["csr"] is not None else None
     with state.connection() as conn:
-        sub = enroll_peer(conn, ctx.queue, ctx.settings, submitter=enrollment_actor(body["token"]),
-                          ca=ca, idempotency_key=idempotency_key(), **body)
+        sub = enroll_peer(
+            conn,
+            ctx.queue,
+            ctx.settings,
+            submitter=enrollment_actor(body["token"]),
+            ca=ca,
+            idempotency_key=idempotency_key(),
+            **body,
+        )
     return sub.body

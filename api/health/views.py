@@ -32,8 +32,11 @@ def probe_database() -> bool:
 
 
 def probe_redis() -> bool:
-    client = redis.Redis.from_url(state.settings().redis_url, socket_timeout=PROBE_TIMEOUT_S,
-                                  socket_connect_timeout=PROBE_TIMEOUT_S)
+    client = redis.Redis.from_url(
+        state.settings().redis_url,
+        socket_timeout=PROBE_TIMEOUT_S,
+        socket_connect_timeout=PROBE_TIMEOUT_S,
+    )
     try:
         return bool(client.ping())
     except redis.RedisError:
@@ -56,24 +59,39 @@ def healthz() -> dict[str, Any]:
 @blp.doc(security=[])
 def readyz() -> Any:
     """Ready when PostgreSQL and Redis both answer; otherwise 503 naming what is down."""
-    down = [name for name, ok in (("postgresql", probe_database()), ("redis", probe_redis()))
-            if not ok]
+    down = [
+        name for name, ok in (("postgresql", probe_database()), ("redis", probe_redis())) if not ok
+    ]
     if down:
         return {"status": "unavailable", "down": down}, 503
     return {"status": "ok", "down": []}
 
 
 @blp.route("/metrics", methods=["GET"])
-@blp.doc(security=[], responses={"200": {"description": "Prometheus text format",
-                                         "content": {"text/plain": {"schema": {"type": "string"}}}}})
+@blp.doc(
+    security=[],
+    responses={
+        "200": {
+            "description": "Prometheus text format",
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+        }
+    },
+)
 def prometheus() -> Response:
     """Prometheus metrics of every worker of this API."""
     return metrics.exposition()
 
 
 @blp.route("/docs", methods=["GET"])
-@blp.doc(security=[], responses={"200": {"description": "HTML viewer of /openapi.json",
-                                         "content": {"text/html": {"schema": {"type": "string"}}}}})
+@blp.doc(
+    security=[],
+    responses={
+        "200": {
+            "description": "HTML viewer of /openapi.json",
+            "content": {"text/html": {"schema": {"type": "string"}}},
+        }
+    },
+)
 def docs() -> Response:
     """A small viewer of the OpenAPI document that works offline."""
     html = (Path(__file__).parent / "docs.html").read_text()

@@ -8,12 +8,20 @@ from api.schemas import HUB_NAME, StrictSchema
 
 
 class HubCreateSchema(StrictSchema):
-    name = ma.fields.String(required=True, validate=ma.validate.Regexp(
-        HUB_NAME, error="must be 1-63 of a-z 0-9 - (not starting or ending with -)"))
-    endpoint = ma.fields.String(required=True, validate=[
-        ma.validate.Length(min=1, max=255),
-        ma.validate.Regexp(r"^[^\s\x00-\x1f\x7f]+$", error="must be printable, without spaces")],
-        metadata={"description": "host[:port] that peers dial"})
+    name = ma.fields.String(
+        required=True,
+        validate=ma.validate.Regexp(
+            HUB_NAME, error="must be 1-63 of a-z 0-9 - (not starting or ending with -)"
+        ),
+    )
+    endpoint = ma.fields.String(
+        required=True,
+        validate=[
+            ma.validate.Length(min=1, max=255),
+            ma.validate.Regexp(r"^[^\s\x00-\x1f\x7f]+$", error="must be printable, without spaces"),
+        ],
+        metadata={"description": "host[:port] that peers dial"},
+    )
 
 
 class HubSchema(ma.Schema):

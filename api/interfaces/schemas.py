@@ -26,17 +26,26 @@ class CidrField(ma.fields.String):
 
 
 class InterfaceCreateSchema(StrictSchema):
-    name = ma.fields.String(required=True, validate=ma.validate.Regexp(
-        r"^[A-Za-z0-9_=+.-]{1,15}$", error="must be 1-15 of A-Z a-z 0-9 _ = + . -"))
+    name = ma.fields.String(
+        required=True,
+        validate=ma.validate.Regexp(
+            r"^[A-Za-z0-9_=+.-]{1,15}$", error="must be 1-15 of A-Z a-z 0-9 _ = + . -"
+        ),
+    )
     network = CidrField(required=True, metadata={"example": "10.8.0.0/24"})
     network6 = CidrField(load_default=None, allow_none=True)
     listen_port = ma.fields.Integer(required=True, validate=ma.validate.Range(min=1, max=65535))
-    mtu = ma.fields.Integer(load_default=None, allow_none=True,
-                            validate=ma.validate.Range(min=1280, max=9000))
-    dns = ma.fields.List(ma.fields.String(validate=[ma.validate.Length(max=45), _ip]),
-                         load_default=list, validate=ma.validate.Length(max=8))
-    keepalive = ma.fields.Integer(load_default=25, allow_none=True,
-                                  validate=ma.validate.Range(min=0, max=65535))
+    mtu = ma.fields.Integer(
+        load_default=None, allow_none=True, validate=ma.validate.Range(min=1280, max=9000)
+    )
+    dns = ma.fields.List(
+        ma.fields.String(validate=[ma.validate.Length(max=45), _ip]),
+        load_default=list,
+        validate=ma.validate.Length(max=8),
+    )
+    keepalive = ma.fields.Integer(
+        load_default=25, allow_none=True, validate=ma.validate.Range(min=0, max=65535)
+    )
 
 
 class InterfaceSchema(ma.Schema):

@@ -32,8 +32,9 @@ def create_interface(body: dict[str, Any], hub: str) -> dict[str, Any]:
     if not HUB_NAME.match(hub):
         raise NotFound(f"hub {hub!r} does not exist", code="hub_not_found")
     with state.connection() as conn:
-        sub = services.create_interface(conn, state.queue(), caller().actor, hub, **body,
-                                        idempotency_key=idempotency_key())
+        sub = services.create_interface(
+            conn, state.queue(), caller().actor, hub, **body, idempotency_key=idempotency_key()
+        )
     return sub.body
 
 
@@ -53,8 +54,9 @@ def interface(interface_id: int) -> dict[str, Any]:
 def delete_interface(interface_id: int) -> dict[str, Any]:
     """Delete an interface: its hub removes the device, then its records go."""
     with state.connection() as conn:
-        sub = services.delete_interface(conn, state.queue(), caller().actor, interface_id,
-                                        idempotency_key=idempotency_key())
+        sub = services.delete_interface(
+            conn, state.queue(), caller().actor, interface_id, idempotency_key=idempotency_key()
+        )
     return sub.body
 
 

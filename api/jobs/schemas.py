@@ -28,5 +28,8 @@ class JobSchema(ma.Schema):
 
 
 class JobWaitArgs(ma.Schema):
-    wait = ma.fields.Float(load_default=0, validate=ma.validate.Range(min=0, max=3600),
-                           metadata={"description": "seconds to wait for the end (capped)"})
+    wait = ma.fields.Float(
+        load_default=0,
+        validate=ma.validate.Range(min=0, max=3600),
+        metadata={"description": "seconds to wait for the end (capped)"},
+    )

@@ -18,13 +18,19 @@ blp = Blueprint("jobs", __name__, url_prefix="/v1/jobs", description="Jobs")
 
 def visible(job: dict[str, Any], who: Caller) -> bool:
     """Submitters see their jobs, admins every job, a peer the jobs about itself."""
-    return (job["submitter"] == who.actor or who.allows("admin")
-            or (who.peer_id is not None and job["peer_id"] == who.peer_id))
+    return (
+        job["submitter"] == who.actor
+        or who.allows("admin")
+        or (who.peer_id is not None and job["peer_id"] == who.peer_id)
+    )
 
 
 def job_view(job: dict[str, Any]) -> dict[str, Any]:
-    error = ({"code": job["error_code"], "message": job["error_message"]}
-             if job["error_code"] and job["status"] == "failed" else None)
+    error = (
+        {"code": job["error_code"], "message": job["error_message"]}
+        if job["error_code"] and job["status"] == "failed"
+        else None
+    )
     return {**job, "id": str(job["id"]), "error": error}
 
 

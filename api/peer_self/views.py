@@ -14,8 +14,12 @@ from api.peers.services import rotate_key
 from api.schemas import IDEMPOTENCY_PARAM, Blueprint, idempotency_key
 from db.peers import peer_config
 
-blp = Blueprint("peer", __name__, url_prefix="/v1/peer",
-                description="A peer's own config and key (client certificate)")
+blp = Blueprint(
+    "peer",
+    __name__,
+    url_prefix="/v1/peer",
+    description="A peer's own config and key (client certificate)",
+)
 
 TEXT_DOC = {"responses": {"200": {"content": {"text/plain": {"schema": {"type": "string"}}}}}}
 
@@ -28,9 +32,13 @@ def render_wg_quick(config: dict[str, Any]) -> str:
         lines.append(f"DNS = {', '.join(config['dns'])}")
     if config["mtu"]:
         lines.append(f"MTU = {config['mtu']}")
-    lines += ["", "[Peer]", f"PublicKey = {config['hub_public_key'] or ''}",
-              f"AllowedIPs = {', '.join(config['allowed_ips'])}",
-              f"Endpoint = {config['endpoint']}"]
+    lines += [
+        "",
+        "[Peer]",
+        f"PublicKey = {config['hub_public_key'] or ''}",
+        f"AllowedIPs = {', '.join(config['allowed_ips'])}",
+        f"Endpoint = {config['endpoint']}",
+    ]
     if config["keepalive"]:
         lines.append(f"PersistentKeepalive = {config['keepalive']}")
     return "\n".join(lines) + "\n"
@@ -59,6 +67,12 @@ def put_key(body: dict[str, Any]) -> dict[str, Any]:
     """Rotate this peer's public key; the hub swaps the old key for the new one at once."""
     who = caller()
     with state.connection() as conn:
-        sub = rotate_key(conn, state.queue(), who.actor, who.peer_id or 0, body["public_key"],
-                         idempotency_key=idempotency_key())
+        sub = rotate_key(
+            conn,
+            state.queue(),
+            who.actor,
+            who.peer_id or 0,
+            body["public_key"],
+            idempotency_key=idempotency_key(),
+        )
     return sub.body

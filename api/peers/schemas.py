@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import marshmallow as ma
 
 from api.interfaces.schemas import CidrField
 from api.schemas import PageArgs, StrictSchema, id_field, name_field
 
 
-def key_field(**kwargs: object) -> ma.fields.String:
+def key_field(**kwargs: Any) -> ma.fields.String:
     """A WireGuard public key: standard base64 of 32 bytes (checked in full by the service)."""
-    return ma.fields.String(validate=ma.validate.Length(min=1, max=64),  # type: ignore[arg-type]
-                            metadata={"example": "xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg="},
-                            **kwargs)
+    return ma.fields.String(
+        validate=ma.validate.Length(min=1, max=64),
+        metadata={"example": "xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg="},
+        **kwargs,
+    )
 
 
-def subnets_field(**kwargs: object) -> ma.fields.List:
-    return ma.fields.List(CidrField(), validate=ma.validate.Length(max=64), **kwargs)  # type: ignore[arg-type]
+def subnets_field(**kwargs: Any) -> ma.fields.List:
+    return ma.fields.List(CidrField(), validate=ma.validate.Length(max=64), **kwargs)
 
 
 class PeerCreateSchema(StrictSchema):

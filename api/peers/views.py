@@ -30,8 +30,14 @@ blp = Blueprint("peers", __name__, url_prefix="/v1", description="Peers")
 def add_peer(body: dict[str, Any], interface_id: int) -> dict[str, Any]:
     """Add a peer whose public key is known; the job's result holds its config."""
     with state.connection() as conn:
-        sub = services.add_peer(conn, state.queue(), caller().actor, interface_id, **body,
-                                idempotency_key=idempotency_key())
+        sub = services.add_peer(
+            conn,
+            state.queue(),
+            caller().actor,
+            interface_id,
+            **body,
+            idempotency_key=idempotency_key(),
+        )
     return sub.body
 
 
@@ -42,8 +48,13 @@ def add_peer(body: dict[str, Any], interface_id: int) -> dict[str, Any]:
 def peers(args: dict[str, Any]) -> dict[str, Any]:
     """Live peers by id, a page at a time (pass ``next_cursor`` back as ``cursor``)."""
     with state.connection() as conn:
-        rows = list_peers(conn, interface_id=args["interface_id"], online=args["online"],
-                          after_id=after_id(args), limit=args["limit"])
+        rows = list_peers(
+            conn,
+            interface_id=args["interface_id"],
+            online=args["online"],
+            after_id=after_id(args),
+            limit=args["limit"],
+        )
     return page(rows, args["limit"])
 
 
@@ -66,8 +77,9 @@ def change_peer(body: dict[str, Any], peer_id: int) -> dict[str, Any]:
     if not body:
         raise ValidationError("_schema", "nothing to change: give enabled, subnets or expires_at")
     with state.connection() as conn:
-        sub = services.change_peer(conn, state.queue(), caller().actor, peer_id, body,
-                                   idempotency_key=idempotency_key())
+        sub = services.change_peer(
+            conn, state.queue(), caller().actor, peer_id, body, idempotency_key=idempotency_key()
+        )
     return sub.body
 
 
@@ -78,6 +90,7 @@ def change_peer(body: dict[str, Any], peer_id: int) -> dict[str, Any]:
 def remove_peer(peer_id: int) -> dict[str, Any]:
     """Take a peer off its hub; its address is given back when the hub has removed it."""
     with state.connection() as conn:
-        sub = services.remove_peer(conn, state.queue(), caller().actor, peer_id,
-                                   idempotency_key=idempotency_key())
+        sub = services.remove_peer(
+            conn, state.queue(), caller().actor, peer_id, idempotency_key=idempotency_key()
+        )
     return sub.body

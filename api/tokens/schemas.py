@@ -11,10 +11,12 @@ MAX_TTL = 10 * 365 * 86400
 
 class TokenCreateSchema(StrictSchema):
     name = name_field(required=True)
-    scope = ma.fields.String(required=True,
-                             validate=ma.validate.OneOf(["admin", "operator", "reader"]))
-    ttl_seconds = ma.fields.Integer(load_default=None, allow_none=True,
-                                    validate=ma.validate.Range(min=1, max=MAX_TTL))
+    scope = ma.fields.String(
+        required=True, validate=ma.validate.OneOf(["admin", "operator", "reader"])
+    )
+    ttl_seconds = ma.fields.Integer(
+        load_default=None, allow_none=True, validate=ma.validate.Range(min=1, max=MAX_TTL)
+    )
 
 
 class TokenCreatedSchema(ma.Schema):

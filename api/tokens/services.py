@@ -11,13 +11,20 @@ from db import audit, tokens
 from db.interfaces import get_interface
 
 
-def issue_api_token(conn: Connection[DictRow], actor: str, name: str, scope: str,
-                    ttl_seconds: int | None) -> tuple[dict[str, Any], str]:
+def issue_api_token(
+    conn: Connection[DictRow], actor: str, name: str, scope: str, ttl_seconds: int | None
+) -> tuple[dict[str, Any], str]:
     """A new API token: its row and its text (shown once, never stored)."""
     with conn.transaction():
         row, text = tokens.create_api_token(conn, name, scope, ttl_seconds, actor)
-        audit.record(conn, actor, "token.create", f"api_token:{row['id']}", "succeeded",
-                     {"name": name, "scope": scope})
+        audit.record(
+            conn,
+            actor,
+            "token.create",
+            f"api_token:{row['id']}",
+            "succeeded",
+            {"name": name, "scope": scope},
+        )
     return row, text
 
 
@@ -28,15 +35,28 @@ def revoke_api_token(conn: Connection[DictRow], actor: str, token_id: int) -> di
     return row
 
 
-def issue_enrollment_token(conn: Connection[DictRow], actor: str, interface_id: int, *,
-                           name: str | None, ttl_seconds: int, uses: int,
-                           subnets: list[str]) -> tuple[dict[str, Any], str]:
+def issue_enrollment_token(
+    conn: Connection[DictRow],
+    actor: str,
+    interface_id: int,
+    *,
+    name: str | None,
+    ttl_seconds: int,
+    uses: int,
+    subnets: list[str],
+) -> tuple[dict[str, Any], str]:
     """An enrollment token bound to one interface: its row and its text (shown once)."""
     with conn.transaction():
         get_interface(conn, interface_id)
-        row, text = tokens.create_enrollment_token(conn, interface_id, name, ttl_seconds, uses,
-                                                   subnets, actor)
-        audit.record(conn, actor, "enrollment_token.create", f"enrollment_token:{row['id']}",
-                     "succeeded", {"interface_id": interface_id, "uses": uses,
-                                   "subnets": row["subnets"]})
+        row, text = tokens.create_enrollment_token(
+            conn, interface_id, name, ttl_seconds, uses, subnets, actor
+        )
+        audit.record(
+            conn,
+            actor,
+            "enrollment_token.create",
+            f"enrollment_token:{row['id']}",
+            "succeeded",
+            {"interface_id": interface_id, "uses": uses, "subnets": row["subnets"]},
+        )
     return row, text

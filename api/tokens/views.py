@@ -20,8 +20,9 @@ blp = Blueprint("tokens", __name__, url_prefix="/v1/tokens", description="API to
 def create_token(body: dict[str, Any]) -> dict[str, Any]:
     """Create an API token; its text is in this answer only."""
     with state.connection() as conn:
-        row, text = services.issue_api_token(conn, caller().actor, body["name"], body["scope"],
-                                             body["ttl_seconds"])
+        row, text = services.issue_api_token(
+            conn, caller().actor, body["name"], body["scope"], body["ttl_seconds"]
+        )
     return {**row, "token": text}
 
 

@@ -56,34 +56,54 @@ def api_pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     foreign = pki.sign_csr(other_ca, other_key, pki.make_csr(peer_key), 1, 1)
     pki.write_certificate(d / "foreign.pem", foreign)
     pki.write_private_key(d / "foreign.key", peer_key)
-    return Pki(d, d / "ca.pem", d / "ca.key", d / "server.pem", d / "server.key",
-               d / "foreign.pem", d / "foreign.key")
-
-
-def api_env(settings: Settings, api_pki: Pki, port: int, **extra: str) -> dict[str, str]:
-    return settings_env(
-        settings,
-        ELYSIUM_API_BIND=f"127.0.0.1:{port}",
-        ELYSIUM_API_WORKERS="2",
-        ELYSIUM_TLS_CERT=str(api_pki.server_cert),
-        ELYSIUM_TLS_KEY=str(api_pki.server_key),
-        ELYSIUM_TLS_CA=str(api_pki.ca),
-        ELYSIUM_CA_KEY=str(api_pki.ca_key),
-        ELYSIUM_JOB_WAIT_MAX_S="10",
-        **extra,
+    return Pki(
+        d,
+        d / "ca.pem",
+        d / "ca.key",
+        d / "server.pem",
+        d / "server.key",
+        d / "foreign.pem",
+        d / "foreign.key",
     )
 
 
-@pytest.fixture(scope="session")
-def api_url(settings: Settings, api_pki: Pki, tmp_path_factory: pytest.TempPathFactory
-            ) -> Iterator[str]:
+def api_env(settings: Settings, api_pki: Pki, port: int, **extra: str) -> dict[str, str]:
+    """The environment of a test API server (``extra`` ELYSIUM_* values win)."""
+    values = {
+        "ELYSIUM_API_BIND": f"127.0.0.1:{port}",
+        "ELYSIUM_API_WORKERS": "2",
+        "ELYSIUM_TLS_CERT": str(api_pki.server_cert),
+        "ELYSIUM_TLS_KEY": str(api_pki.server_key),
+        "ELYSIUM_TLS_CA": str(api_pki.ca),
+        "ELYSIUM_CA_KEY": str(api_pki.ca_key),
+        "ELYSIUM_JOB_WAIT_MAX_S": "10",
+    }
+    return settings_env(settings, **{**values, **extra})
+
+
+def start_api(settings: Settings, api_pki: Pki, log: Path, **extra: str) -> tuple[Process, str]:
+    """A gunicorn API server (``elysium api``) answering /healthz; stop it by its pid."""
     port = free_port()
-    log = tmp_path_factory.mktemp("api") / "gunicorn.log"
-    server = Process(elysium_command("api"), api_env(settings, api_pki, port), log)
+    server = Process(elysium_command("api"), api_env(settings, api_pki, port, **extra), log)
     url = f"https://127.0.0.1:{port}"
     try:
-        wait_for(lambda: requests.get(f"{url}/healthz", verify=str(api_pki.ca), timeout=2).ok,
-                 30, "the API to answer /healthz")
+        wait_for(
+            lambda: requests.get(f"{url}/healthz", verify=str(api_pki.ca), timeout=2).ok,
+            30,
+            "the API to answer /healthz",
+        )
+    except BaseException:
+        server.stop()
+        raise
+    return server, url
+
+
+@pytest.fixture(scope="session")
+def api_url(
+    settings: Settings, api_pki: Pki, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    server, url = start_api(settings, api_pki, tmp_path_factory.mktemp("api") / "gunicorn.log")
+    try:
         yield url
     finally:
         server.stop()
@@ -96,8 +116,9 @@ def api_url(settings: Settings, api_pki: Pki, tmp_path_factory: pytest.TempPathF
 class Api:
     """A keep-alive HTTPS session to the test API; paths are relative to its base URL."""
 
-    def __init__(self, base: str, ca: Path, token: str | None = None,
-                 cert: tuple[str, str] | None = None) -> None:
+    def __init__(
+        self, base: str, ca: Path, token: str | None = None, cert: tuple[str, str] | None = None
+    ) -> None:
         self.base = base
         self.ca = str(ca)
         self.session = requests.Session()
@@ -108,7 +129,9 @@ class Api:
 
     def request(self, method: str, path: str, **kw: Any) -> requests.Response:
         kw.setdefault("timeout", 30)
-        kw.setdefault("verify", self.ca)  # per request: a session's verify loses to REQUESTS_CA_BUNDLE
+        kw.setdefault(
+            "verify", self.ca
+        )  # per request: a session's verify loses to REQUESTS_CA_BUNDLE
         return self.session.request(method, self.base + path, **kw)
 
     def get(self, path: str, **kw: Any) -> requests.Response:
@@ -162,15 +185,24 @@ def anonymous(api_url: str, api_pki: Pki) -> Api:
 @pytest.fixture
 def interface_id(admin: Api) -> int:
     """An interface (10.30.0.0/24) on hub ``hub-a``; no hub worker builds it in these tests."""
-    assert admin.post("/v1/hubs", json={"name": "hub-a", "endpoint": "192.0.2.1"}).status_code == 201
-    r = admin.post("/v1/hubs/hub-a/interfaces",
-                   json={"name": "wg0", "network": "10.30.0.0/24", "listen_port": 51820})
+    assert (
+        admin.post("/v1/hubs", json={"name": "hub-a", "endpoint": "192.0.2.1"}).status_code == 201
+    )
+    r = admin.post(
+        "/v1/hubs/hub-a/interfaces",
+        json={"name": "wg0", "network": "10.30.0.0/24", "listen_port": 51820},
+    )
     assert r.status_code == 202, r.text
     return int(r.json()["interface_id"])
 
 
-def enrollment_token(db: psycopg.Connection[Any], interface_id: int, uses: int = 1,
-                     subnets: list[str] | None = None, ttl: int = 600) -> str:
+def enrollment_token(
+    db: psycopg.Connection[Any],
+    interface_id: int,
+    uses: int = 1,
+    subnets: list[str] | None = None,
+    ttl: int = 600,
+) -> str:
     _, text = create_enrollment_token(db, interface_id, None, ttl, uses, subnets or [], "test")
     return text
 

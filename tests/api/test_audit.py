@@ -5,8 +5,9 @@ from __future__ import annotations
 from tests.api.conftest import Api
 
 
-def test_mutations_are_audited_and_readable_in_pages(admin: Api, reader: Api,
-                                                     interface_id: int) -> None:
+def test_mutations_are_audited_and_readable_in_pages(
+    admin: Api, reader: Api, interface_id: int
+) -> None:
     admin.post("/v1/tokens", json={"name": "x", "scope": "reader"})
     first = reader.get("/v1/audit", params={"limit": 2}).json()
     assert [a["action"] for a in first["items"]] == ["create_hub", "create_interface"]

@@ -13,17 +13,20 @@ from tests.api.conftest import Api, enrollment_token, new_key
 
 
 def enroll(api: Api, token: str, **extra: Any) -> Any:
-    return api.post("/v1/enroll", json={"token": token, "name": "phone", "public_key": new_key(),
-                                        **extra})
+    return api.post(
+        "/v1/enroll", json={"token": token, "name": "phone", "public_key": new_key(), **extra}
+    )
 
 
-def test_enrollment_records_the_peer_and_queues_its_job(anonymous: Api, interface_id: int,
-                                                        db: psycopg.Connection[Any]) -> None:
+def test_enrollment_records_the_peer_and_queues_its_job(
+    anonymous: Api, interface_id: int, db: psycopg.Connection[Any]
+) -> None:
     r = enroll(anonymous, enrollment_token(db, interface_id))
     assert r.status_code == 202
     body = r.json()
-    job = db.execute("SELECT kind, queue, peer_id FROM jobs WHERE id = %s", (body["job_id"],)
-                     ).fetchone()
+    job = db.execute(
+        "SELECT kind, queue, peer_id FROM jobs WHERE id = %s", (body["job_id"],)
+    ).fetchone()
     assert job == {"kind": "enroll_peer", "queue": "hub.hub-a", "peer_id": body["peer_id"]}
     assert db.execute("SELECT uses_left FROM enrollment_tokens").fetchone() == {"uses_left": 0}
 
@@ -38,8 +41,9 @@ def test_a_csr_is_signed_into_the_job_payload_naming_the_peer(
     assert pki.peer_id_from_certificate(cert) == body["peer_id"]
 
 
-def test_a_used_up_token_is_410_and_an_unknown_one_401(anonymous: Api, interface_id: int,
-                                                       db: psycopg.Connection[Any]) -> None:
+def test_a_used_up_token_is_410_and_an_unknown_one_401(
+    anonymous: Api, interface_id: int, db: psycopg.Connection[Any]
+) -> None:
     token = enrollment_token(db, interface_id)
     assert enroll(anonymous, token).status_code == 202
     again = enroll(anonymous, token)
@@ -48,8 +52,9 @@ def test_a_used_up_token_is_410_and_an_unknown_one_401(anonymous: Api, interface
     assert bad.status_code == 401 and bad.json()["error"]["code"] == "token_invalid"
 
 
-def test_an_expired_token_is_410(anonymous: Api, interface_id: int, db: psycopg.Connection[Any]
-                                 ) -> None:
+def test_an_expired_token_is_410(
+    anonymous: Api, interface_id: int, db: psycopg.Connection[Any]
+) -> None:
     token = enrollment_token(db, interface_id)
     db.execute("UPDATE enrollment_tokens SET expires_at = now() - interval '1 second'")
     r = enroll(anonymous, token)
@@ -67,16 +72,18 @@ def test_a_subnet_the_token_does_not_allow_is_refused_and_the_use_given_back(
     assert enroll(anonymous, token, subnets=["192.168.5.0/24"]).status_code == 202
 
 
-def test_a_bad_csr_or_key_writes_nothing(anonymous: Api, interface_id: int,
-                                         db: psycopg.Connection[Any]) -> None:
+def test_a_bad_csr_or_key_writes_nothing(
+    anonymous: Api, interface_id: int, db: psycopg.Connection[Any]
+) -> None:
     token = enrollment_token(db, interface_id)
     r = enroll(anonymous, token, csr="-----BEGIN CERTIFICATE REQUEST-----\nxx\n")
     assert r.status_code == 400 and "csr" in r.json()["error"]["fields"]
     r = anonymous.post("/v1/enroll", json={"token": token, "name": "x", "public_key": "AAAA"})
     assert r.status_code == 400 and "public_key" in r.json()["error"]["fields"]
     assert db.execute("SELECT uses_left FROM enrollment_tokens").fetchone() == {"uses_left": 1}
-    assert db.execute("SELECT count(*) AS n FROM jobs WHERE kind = 'enroll_peer'"
-                      ).fetchone() == {"n": 0}
+    assert db.execute("SELECT count(*) AS n FROM jobs WHERE kind = 'enroll_peer'").fetchone() == {
+        "n": 0
+    }
 
 
 def test_twenty_concurrent_redemptions_of_a_one_use_token_succeed_once(
@@ -91,13 +98,17 @@ def test_twenty_concurrent_redemptions_of_a_one_use_token_succeed_once(
         results = list(pool.map(attempt, range(20)))
     statuses = sorted(r.status_code for r in results)
     assert statuses.count(202) == 1
-    assert all(r.status_code in (409, 410) and r.json()["error"]["code"] for r in results
-               if r.status_code != 202)
+    assert all(
+        r.status_code in (409, 410) and r.json()["error"]["code"]
+        for r in results
+        if r.status_code != 202
+    )
     assert db.execute("SELECT count(*) AS n FROM peers").fetchone() == {"n": 1}
 
 
-def test_an_idempotent_retry_of_an_enrollment_redeems_once(anonymous: Api, interface_id: int,
-                                                           db: psycopg.Connection[Any]) -> None:
+def test_an_idempotent_retry_of_an_enrollment_redeems_once(
+    anonymous: Api, interface_id: int, db: psycopg.Connection[Any]
+) -> None:
     token = enrollment_token(db, interface_id, uses=5)
     body = {"token": token, "name": "phone", "public_key": new_key()}
     first = anonymous.post("/v1/enroll", json=body, headers={"Idempotency-Key": "e1"})

@@ -10,8 +10,9 @@ from tests.api.conftest import Api
 
 
 def test_wrong_types_are_400_naming_each_field(admin: Api, db: psycopg.Connection[Any]) -> None:
-    r = admin.post("/v1/hubs/hub-a/interfaces",
-                   json={"name": 7, "network": ["x"], "listen_port": "many"})
+    r = admin.post(
+        "/v1/hubs/hub-a/interfaces", json={"name": 7, "network": ["x"], "listen_port": "many"}
+    )
     assert r.status_code == 400
     err = r.json()["error"]
     assert err["code"] == "invalid" and set(err["fields"]) == {"name", "network", "listen_port"}
@@ -52,6 +53,9 @@ def test_a_nul_character_is_400(admin: Api) -> None:
 
 
 def test_a_too_long_idempotency_key_is_400(admin: Api) -> None:
-    r = admin.post("/v1/hubs/hub-a/interfaces", headers={"Idempotency-Key": "k" * 500},
-                   json={"name": "wg0", "network": "10.30.0.0/24", "listen_port": 51820})
+    r = admin.post(
+        "/v1/hubs/hub-a/interfaces",
+        headers={"Idempotency-Key": "k" * 500},
+        json={"name": "wg0", "network": "10.30.0.0/24", "listen_port": 51820},
+    )
     assert r.status_code == 400 and "Idempotency-Key" in r.json()["error"]["fields"]

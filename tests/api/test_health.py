@@ -8,8 +8,7 @@ import psycopg
 import requests
 
 from elysium.settings import Settings
-from tests.api.conftest import Api, Pki, api_env, free_port
-from tests.stack import Process, elysium_command, wait_for
+from tests.api.conftest import Api, Pki, start_api
 
 
 def test_healthz_answers_ok_without_a_token(anonymous: Api) -> None:
@@ -23,16 +22,15 @@ def test_readyz_is_ok_when_postgresql_and_redis_answer(anonymous: Api) -> None:
 
 
 def test_readyz_is_503_naming_what_is_down(settings: Settings, api_pki: Pki, tmp_path: Any) -> None:
-    port = free_port()
-    env = api_env(settings, api_pki, port,
-                  ELYSIUM_DATABASE_URL="postgresql://nobody:x@127.0.0.1:1/none",
-                  ELYSIUM_REDIS_URL="redis://127.0.0.1:1/0",
-                  ELYSIUM_STATE_DIR=str(tmp_path))
-    server = Process(elysium_command("api"), env, tmp_path / "api.log")
-    url = f"https://127.0.0.1:{port}"
+    server, url = start_api(
+        settings,
+        api_pki,
+        tmp_path / "api.log",
+        ELYSIUM_DATABASE_URL="postgresql://nobody:x@127.0.0.1:1/none",
+        ELYSIUM_REDIS_URL="redis://127.0.0.1:1/0",
+        ELYSIUM_STATE_DIR=str(tmp_path),
+    )
     try:
-        wait_for(lambda: requests.get(f"{url}/healthz", verify=str(api_pki.ca), timeout=2).ok,
-                 30, "the API")
         r = requests.get(f"{url}/readyz", verify=str(api_pki.ca), timeout=30)
     finally:
         server.stop()
@@ -48,8 +46,11 @@ def test_metrics_count_requests_by_route_and_status_across_workers(
     admin.post("/v1/hubs", json={"name": "hub-m", "endpoint": "192.0.2.9"})
     text = anonymous.get("/metrics").text
     assert 'elysium_api_requests_total{method="GET",route="/healthz",status="200"}' in text
-    count = next(line for line in text.splitlines()
-                 if line.startswith('elysium_api_requests_total{method="GET",route="/healthz"'))
+    count = next(
+        line
+        for line in text.splitlines()
+        if line.startswith('elysium_api_requests_total{method="GET",route="/healthz"')
+    )
     assert float(count.rsplit(" ", 1)[1]) >= 10
     assert 'route="/v1/hubs",status="201"' in text
     assert "elysium_api_request_seconds_bucket" in text
@@ -64,8 +65,19 @@ def test_metrics_count_jobs_by_kind_and_status(admin: Api, interface_id: int) ->
 def test_openapi_document_lists_every_v1_call(anonymous: Api) -> None:
     spec = anonymous.get("/openapi.json").json()
     assert spec["openapi"].startswith("3.")
-    for path in ("/v1/tokens", "/v1/hubs", "/v1/enroll", "/v1/jobs/{job_id}", "/v1/peer/config",
-                 "/v1/peer/key", "/v1/audit", "/v1/peers", "/healthz", "/readyz", "/metrics"):
+    for path in (
+        "/v1/tokens",
+        "/v1/hubs",
+        "/v1/enroll",
+        "/v1/jobs/{job_id}",
+        "/v1/peer/config",
+        "/v1/peer/key",
+        "/v1/audit",
+        "/v1/peers",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+    ):
         assert path in spec["paths"]
 
 

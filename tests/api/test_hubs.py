@@ -9,8 +9,9 @@ import psycopg
 from tests.api.conftest import Api
 
 
-def test_admin_declares_a_hub_and_readers_see_it(admin: Api, reader: Api,
-                                                 db: psycopg.Connection[Any]) -> None:
+def test_admin_declares_a_hub_and_readers_see_it(
+    admin: Api, reader: Api, db: psycopg.Connection[Any]
+) -> None:
     r = admin.post("/v1/hubs", json={"name": "hub-a", "endpoint": "hub-a.example:51820"})
     assert r.status_code == 201 and r.json()["name"] == "hub-a"
     listed = reader.get("/v1/hubs").json()["items"]

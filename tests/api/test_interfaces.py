@@ -9,17 +9,20 @@ import psycopg
 from tests.api.conftest import Api
 
 
-def test_creating_an_interface_answers_202_with_its_job(admin: Api, interface_id: int,
-                                                        db: psycopg.Connection[Any]) -> None:
-    job = db.execute("SELECT kind, status, queue FROM jobs WHERE interface_id = %s",
-                     (interface_id,)).fetchone()
+def test_creating_an_interface_answers_202_with_its_job(
+    admin: Api, interface_id: int, db: psycopg.Connection[Any]
+) -> None:
+    job = db.execute(
+        "SELECT kind, status, queue FROM jobs WHERE interface_id = %s", (interface_id,)
+    ).fetchone()
     assert job == {"kind": "create_interface", "status": "queued", "queue": "hub.hub-a"}
     got = admin.get(f"/v1/interfaces/{interface_id}").json()
     assert got["name"] == "wg0" and got["network"] == "10.30.0.0/24" and got["status"] == "pending"
 
 
-def test_the_same_idempotency_key_gives_the_same_job(admin: Api, interface_id: int,
-                                                     db: psycopg.Connection[Any]) -> None:
+def test_the_same_idempotency_key_gives_the_same_job(
+    admin: Api, interface_id: int, db: psycopg.Connection[Any]
+) -> None:
     body = {"name": "wg1", "network": "10.31.0.0/24", "listen_port": 51821}
     first = admin.post("/v1/hubs/hub-a/interfaces", json=body, headers={"Idempotency-Key": "k1"})
     again = admin.post("/v1/hubs/hub-a/interfaces", json=body, headers={"Idempotency-Key": "k1"})
@@ -29,26 +32,36 @@ def test_the_same_idempotency_key_gives_the_same_job(admin: Api, interface_id: i
 
 
 def test_an_overlapping_network_or_used_port_is_refused(admin: Api, interface_id: int) -> None:
-    r = admin.post("/v1/hubs/hub-a/interfaces",
-                   json={"name": "wg1", "network": "10.30.0.0/16", "listen_port": 51821})
+    r = admin.post(
+        "/v1/hubs/hub-a/interfaces",
+        json={"name": "wg1", "network": "10.30.0.0/16", "listen_port": 51821},
+    )
     assert r.status_code == 400 and r.json()["error"]["code"] == "network_overlap"
-    r = admin.post("/v1/hubs/hub-a/interfaces",
-                   json={"name": "wg1", "network": "10.32.0.0/24", "listen_port": 51820})
-    assert r.status_code == 409 and r.json()["error"]["fields"] == {"listen_port": "already used on this hub"}
+    r = admin.post(
+        "/v1/hubs/hub-a/interfaces",
+        json={"name": "wg1", "network": "10.32.0.0/24", "listen_port": 51820},
+    )
+    assert r.status_code == 409 and r.json()["error"]["fields"] == {
+        "listen_port": "already used on this hub"
+    }
 
 
 def test_a_bad_cidr_is_400_naming_the_field_and_nothing_is_written(
     admin: Api, interface_id: int, db: psycopg.Connection[Any]
 ) -> None:
-    r = admin.post("/v1/hubs/hub-a/interfaces",
-                   json={"name": "wg1", "network": "10.40.0.1/24", "listen_port": 51821})
+    r = admin.post(
+        "/v1/hubs/hub-a/interfaces",
+        json={"name": "wg1", "network": "10.40.0.1/24", "listen_port": 51821},
+    )
     assert r.status_code == 400 and "network" in r.json()["error"]["fields"]
     assert db.execute("SELECT count(*) AS n FROM interfaces").fetchone() == {"n": 1}
 
 
 def test_an_interface_on_an_unknown_hub_is_404(admin: Api) -> None:
-    r = admin.post("/v1/hubs/nope/interfaces",
-                   json={"name": "wg0", "network": "10.30.0.0/24", "listen_port": 51820})
+    r = admin.post(
+        "/v1/hubs/nope/interfaces",
+        json={"name": "wg0", "network": "10.30.0.0/24", "listen_port": 51820},
+    )
     assert r.status_code == 404 and r.json()["error"]["code"] == "hub_not_found"
 
 
@@ -64,21 +77,30 @@ def test_readers_read_but_do_not_delete_interfaces(reader: Api, interface_id: in
     assert reader.delete(f"/v1/interfaces/{interface_id}").status_code == 403
 
 
-def test_operator_makes_an_enrollment_token(operator: Api, interface_id: int,
-                                            db: psycopg.Connection[Any]) -> None:
-    r = operator.post(f"/v1/interfaces/{interface_id}/enrollment-tokens",
-                      json={"ttl_seconds": 600, "uses": 3, "subnets": ["192.168.50.0/24"]})
+def test_operator_makes_an_enrollment_token(
+    operator: Api, interface_id: int, db: psycopg.Connection[Any]
+) -> None:
+    r = operator.post(
+        f"/v1/interfaces/{interface_id}/enrollment-tokens",
+        json={"ttl_seconds": 600, "uses": 3, "subnets": ["192.168.50.0/24"]},
+    )
     assert r.status_code == 201
     body = r.json()
     assert body["token"].startswith("elyenr_") and body["uses"] == 3
     assert body["subnets"] == ["192.168.50.0/24"]
-    assert db.execute("SELECT count(*) AS n FROM audit WHERE action = 'enrollment_token.create'"
-                      ).fetchone() == {"n": 1}
+    assert db.execute(
+        "SELECT count(*) AS n FROM audit WHERE action = 'enrollment_token.create'"
+    ).fetchone() == {"n": 1}
 
 
-def test_enrollment_tokens_need_operator_and_a_real_interface(reader: Api, operator: Api,
-                                                              interface_id: int) -> None:
-    assert reader.post(f"/v1/interfaces/{interface_id}/enrollment-tokens",
-                       json={"ttl_seconds": 60}).status_code == 403
+def test_enrollment_tokens_need_operator_and_a_real_interface(
+    reader: Api, operator: Api, interface_id: int
+) -> None:
+    assert (
+        reader.post(
+            f"/v1/interfaces/{interface_id}/enrollment-tokens", json={"ttl_seconds": 60}
+        ).status_code
+        == 403
+    )
     r = operator.post("/v1/interfaces/999999/enrollment-tokens", json={"ttl_seconds": 60})
     assert r.status_code == 404 and r.json()["error"]["code"] == "interface_not_found"

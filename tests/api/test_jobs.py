@@ -12,8 +12,9 @@ from db.jobs import start_job, succeed_job
 from tests.api.conftest import Api, enrollment_token, new_key
 
 
-def finish_later(database_url: str, job_id: str, after_s: float, result: dict[str, Any]
-                 ) -> threading.Thread:
+def finish_later(
+    database_url: str, job_id: str, after_s: float, result: dict[str, Any]
+) -> threading.Thread:
     """Play the hub worker: end the job after a while."""
 
     def run() -> None:
@@ -27,8 +28,9 @@ def finish_later(database_url: str, job_id: str, after_s: float, result: dict[st
     return t
 
 
-def test_the_submitter_reads_its_job(admin: Api, interface_id: int,
-                                     db: psycopg.Connection[Any]) -> None:
+def test_the_submitter_reads_its_job(
+    admin: Api, interface_id: int, db: psycopg.Connection[Any]
+) -> None:
     job_id = str(db.execute("SELECT id FROM jobs").fetchone()["id"])  # type: ignore[index]
     r = admin.get(f"/v1/jobs/{job_id}")
     assert r.status_code == 200
@@ -37,8 +39,9 @@ def test_the_submitter_reads_its_job(admin: Api, interface_id: int,
     assert job["status"] == "queued" and job["result"] is None and job["error"] is None
 
 
-def test_wait_returns_as_soon_as_the_job_ends(admin: Api, interface_id: int, clean_db: str,
-                                              db: psycopg.Connection[Any]) -> None:
+def test_wait_returns_as_soon_as_the_job_ends(
+    admin: Api, interface_id: int, clean_db: str, db: psycopg.Connection[Any]
+) -> None:
     job_id = str(db.execute("SELECT id FROM jobs").fetchone()["id"])  # type: ignore[index]
     t = finish_later(clean_db, job_id, 1.0, {"public_key": "k"})
     started = time.monotonic()
@@ -49,26 +52,30 @@ def test_wait_returns_as_soon_as_the_job_ends(admin: Api, interface_id: int, cle
     assert 0.9 <= took < 4
 
 
-def test_wait_gives_up_after_n_seconds(admin: Api, interface_id: int,
-                                       db: psycopg.Connection[Any]) -> None:
+def test_wait_gives_up_after_n_seconds(
+    admin: Api, interface_id: int, db: psycopg.Connection[Any]
+) -> None:
     job_id = str(db.execute("SELECT id FROM jobs").fetchone()["id"])  # type: ignore[index]
     started = time.monotonic()
     job = admin.get(f"/v1/jobs/{job_id}", params={"wait": 1}).json()
     assert job["status"] == "queued" and 0.9 <= time.monotonic() - started < 4
 
 
-def test_wait_is_capped_by_the_server(admin: Api, interface_id: int,
-                                      db: psycopg.Connection[Any]) -> None:
+def test_wait_is_capped_by_the_server(
+    admin: Api, interface_id: int, db: psycopg.Connection[Any]
+) -> None:
     job_id = str(db.execute("SELECT id FROM jobs").fetchone()["id"])  # type: ignore[index]
     started = time.monotonic()
     assert admin.get(f"/v1/jobs/{job_id}", params={"wait": 600}).status_code == 200
     assert time.monotonic() - started < 15  # the test server's job_wait_max_s is 10
 
 
-def test_others_jobs_are_404_but_admins_see_all(admin: Api, operator: Api, reader: Api,
-                                                interface_id: int) -> None:
-    job_id = operator.post(f"/v1/interfaces/{interface_id}/peers",
-                           json={"name": "x", "public_key": new_key()}).json()["job_id"]
+def test_others_jobs_are_404_but_admins_see_all(
+    admin: Api, operator: Api, reader: Api, interface_id: int
+) -> None:
+    job_id = operator.post(
+        f"/v1/interfaces/{interface_id}/peers", json={"name": "x", "public_key": new_key()}
+    ).json()["job_id"]
     assert operator.get(f"/v1/jobs/{job_id}").status_code == 200
     assert admin.get(f"/v1/jobs/{job_id}").status_code == 200
     r = reader.get(f"/v1/jobs/{job_id}")
@@ -79,8 +86,9 @@ def test_an_enrolling_peer_reads_its_job_with_the_enrollment_token(
     anonymous: Api, interface_id: int, db: psycopg.Connection[Any]
 ) -> None:
     token = enrollment_token(db, interface_id)
-    job_id = anonymous.post("/v1/enroll", json={"token": token, "name": "p",
-                                                "public_key": new_key()}).json()["job_id"]
+    job_id = anonymous.post(
+        "/v1/enroll", json={"token": token, "name": "p", "public_key": new_key()}
+    ).json()["job_id"]
     mine = anonymous.get(f"/v1/jobs/{job_id}", headers={"Authorization": f"Bearer {token}"})
     assert mine.status_code == 200 and mine.json()["kind"] == "enroll_peer"
     other = enrollment_token(db, interface_id)

@@ -14,13 +14,20 @@ from tests.api.conftest import Api, Pki, enrollment_token, new_key
 
 
 @pytest.fixture
-def peer(api_url: str, anonymous: Api, interface_id: int, db: psycopg.Connection[Any],
-         tmp_path: Path) -> tuple[Api, int]:
+def peer(
+    api_url: str, anonymous: Api, interface_id: int, db: psycopg.Connection[Any], tmp_path: Path
+) -> tuple[Api, int]:
     """An enrolled peer holding the certificate signed from its CSR."""
     key = pki.new_private_key()
-    body = anonymous.post("/v1/enroll", json={
-        "token": enrollment_token(db, interface_id), "name": "phone", "public_key": new_key(),
-        "csr": pki.make_csr(key).decode()}).json()
+    body = anonymous.post(
+        "/v1/enroll",
+        json={
+            "token": enrollment_token(db, interface_id),
+            "name": "phone",
+            "public_key": new_key(),
+            "csr": pki.make_csr(key).decode(),
+        },
+    ).json()
     row = db.execute("SELECT payload FROM jobs WHERE id = %s", (body["job_id"],)).fetchone()
     assert row is not None
     (tmp_path / "peer.pem").write_text(row["payload"]["certificate"])
@@ -46,15 +53,17 @@ def test_a_peer_reads_its_config_as_a_wg_quick_file(peer: tuple[Api, int]) -> No
     assert "Endpoint = 192.0.2.1:51820" in r.text
 
 
-def test_a_peer_rotates_its_key_and_reads_the_job(peer: tuple[Api, int],
-                                                  db: psycopg.Connection[Any]) -> None:
+def test_a_peer_rotates_its_key_and_reads_the_job(
+    peer: tuple[Api, int], db: psycopg.Connection[Any]
+) -> None:
     api, peer_id = peer
     key = new_key()
     r = api.put("/v1/peer/key", json={"public_key": key})
     assert r.status_code == 202
     assert api.get(f"/v1/jobs/{r.json()['job_id']}").json()["kind"] == "rotate_key"
-    assert db.execute("SELECT public_key FROM peers WHERE id = %s", (peer_id,)
-                      ).fetchone() == {"public_key": key}
+    assert db.execute("SELECT public_key FROM peers WHERE id = %s", (peer_id,)).fetchone() == {
+        "public_key": key
+    }
 
 
 def test_peer_calls_without_a_certificate_are_401(anonymous: Api) -> None:
@@ -64,8 +73,9 @@ def test_peer_calls_without_a_certificate_are_401(anonymous: Api) -> None:
 
 
 def test_a_header_cannot_stand_in_for_a_certificate(anonymous: Api) -> None:
-    r = anonymous.get("/v1/peer/config", headers={"Elysium.Client-Cert-Der": "x",
-                                                  "X-Client-Cert": "x"})
+    r = anonymous.get(
+        "/v1/peer/config", headers={"Elysium.Client-Cert-Der": "x", "X-Client-Cert": "x"}
+    )
     assert r.status_code == 401
 
 
@@ -82,10 +92,12 @@ def test_a_removed_peer_is_refused(peer: tuple[Api, int], operator: Api) -> None
     assert r.status_code == 403 and r.json()["error"]["code"] == "peer_not_live"
 
 
-def test_an_admin_client_certificate_is_not_a_peer(api_url: str, api_pki: Pki, tmp_path: Path
-                                                   ) -> None:
-    cert, key = pki.create_client_certificate(pki.load_certificate(api_pki.ca),
-                                              pki.load_private_key(api_pki.ca_key), "alice")
+def test_an_admin_client_certificate_is_not_a_peer(
+    api_url: str, api_pki: Pki, tmp_path: Path
+) -> None:
+    cert, key = pki.create_client_certificate(
+        pki.load_certificate(api_pki.ca), pki.load_private_key(api_pki.ca_key), "alice"
+    )
     pki.write_certificate(tmp_path / "a.pem", cert)
     pki.write_private_key(tmp_path / "a.key", key)
     api = Api(api_url, api_pki.ca, cert=(str(tmp_path / "a.pem"), str(tmp_path / "a.key")))

@@ -10,12 +10,15 @@ from tests.api.conftest import Api, new_key
 
 
 def add(api: Api, interface_id: int, name: str = "laptop", **extra: Any) -> Any:
-    return api.post(f"/v1/interfaces/{interface_id}/peers",
-                    json={"name": name, "public_key": new_key(), **extra})
+    return api.post(
+        f"/v1/interfaces/{interface_id}/peers",
+        json={"name": name, "public_key": new_key(), **extra},
+    )
 
 
-def test_operator_adds_a_peer_with_a_known_key(operator: Api, reader: Api, interface_id: int
-                                               ) -> None:
+def test_operator_adds_a_peer_with_a_known_key(
+    operator: Api, reader: Api, interface_id: int
+) -> None:
     r = add(operator, interface_id, subnets=["192.168.7.0/24"])
     assert r.status_code == 202
     peer = reader.get(f"/v1/peers/{r.json()['peer_id']}").json()
@@ -23,15 +26,21 @@ def test_operator_adds_a_peer_with_a_known_key(operator: Api, reader: Api, inter
     assert peer["subnets"] == ["192.168.7.0/24"] and peer["online"] is False
 
 
-def test_a_key_in_use_is_409_and_a_bad_key_is_400(operator: Api, interface_id: int,
-                                                   db: psycopg.Connection[Any]) -> None:
+def test_a_key_in_use_is_409_and_a_bad_key_is_400(
+    operator: Api, interface_id: int, db: psycopg.Connection[Any]
+) -> None:
     key = new_key()
-    assert operator.post(f"/v1/interfaces/{interface_id}/peers",
-                         json={"name": "a", "public_key": key}).status_code == 202
+    assert (
+        operator.post(
+            f"/v1/interfaces/{interface_id}/peers", json={"name": "a", "public_key": key}
+        ).status_code
+        == 202
+    )
     r = operator.post(f"/v1/interfaces/{interface_id}/peers", json={"name": "b", "public_key": key})
     assert r.status_code == 409 and r.json()["error"]["code"] == "public_key_in_use"
-    r = operator.post(f"/v1/interfaces/{interface_id}/peers",
-                      json={"name": "c", "public_key": "not-a-key"})
+    r = operator.post(
+        f"/v1/interfaces/{interface_id}/peers", json={"name": "c", "public_key": "not-a-key"}
+    )
     assert r.status_code == 400 and "public_key" in r.json()["error"]["fields"]
     assert db.execute("SELECT count(*) AS n FROM peers").fetchone() == {"n": 1}
 
@@ -50,8 +59,9 @@ def test_peers_are_listed_by_cursor_pages(operator: Api, reader: Api, interface_
     assert third["next_cursor"] is None
 
 
-def test_peers_filter_by_interface_and_online(operator: Api, reader: Api, interface_id: int
-                                              ) -> None:
+def test_peers_filter_by_interface_and_online(
+    operator: Api, reader: Api, interface_id: int
+) -> None:
     add(operator, interface_id)
     assert reader.get("/v1/peers", params={"interface_id": interface_id}).json()["items"]
     assert reader.get("/v1/peers", params={"interface_id": 999}).json()["items"] == []

@@ -9,8 +9,9 @@ import psycopg
 from tests.api.conftest import Api, make_token
 
 
-def test_admin_creates_a_token_shown_once_and_it_works(admin: Api, db: psycopg.Connection[Any]
-                                                       ) -> None:
+def test_admin_creates_a_token_shown_once_and_it_works(
+    admin: Api, db: psycopg.Connection[Any]
+) -> None:
     r = admin.post("/v1/tokens", json={"name": "ci", "scope": "reader", "ttl_seconds": 3600})
     assert r.status_code == 201
     body = r.json()
@@ -21,11 +22,13 @@ def test_admin_creates_a_token_shown_once_and_it_works(admin: Api, db: psycopg.C
     assert reader.get("/v1/hubs").status_code == 200
 
 
-def test_creating_a_token_is_audited_without_the_token(admin: Api, db: psycopg.Connection[Any]
-                                                       ) -> None:
+def test_creating_a_token_is_audited_without_the_token(
+    admin: Api, db: psycopg.Connection[Any]
+) -> None:
     body = admin.post("/v1/tokens", json={"name": "ci", "scope": "operator"}).json()
-    row = db.execute("SELECT actor, action, target, detail::text AS d FROM audit"
-                     " WHERE action = 'token.create'").fetchone()
+    row = db.execute(
+        "SELECT actor, action, target, detail::text AS d FROM audit WHERE action = 'token.create'"
+    ).fetchone()
     assert row is not None and row["target"] == f"api_token:{body['id']}"
     assert row["actor"].startswith("token:") and body["token"] not in row["d"]
 
