@@ -31,3 +31,4 @@ bench: deps
 	$(PY) -m bench.jobs
 	$(PY) -m bench.dataplane
 	$(PY) -m bench.liveness
+	$(PY) -m bench.api

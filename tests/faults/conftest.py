@@ -1,0 +1,382 @@
+"""A whole Elysium stack that a fault test breaks on purpose, and the ledger of its secrets.
+
+:class:`FaultStack` runs the API (gunicorn over TLS), a hub worker acting in a hub namespace,
+a control worker and beat, each a :class:`~tests.stack.Process` of the test with its own log.
+It talks to them the way users do (HTTPS) and checks the end state against the device.
+
+:class:`SecretLedger` holds every private key the faults tests make (peer keys generated
+"client side", the hub's interface keys, the PKI keys); stacks hand it their database dumps,
+logs and API answers, and ``test_secrets.py`` asserts at the end that no key leaked.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import re
+import secrets
+import shutil
+import stat
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+import requests
+from psycopg.rows import dict_row
+
+from db.jobs import FINAL
+from db.tokens import create_api_token
+from elysium.keys import generate_private_key, public_key
+from elysium.settings import Settings
+from tests.api import conftest as api_fixtures
+from tests.api.conftest import Api, Pki, start_api
+from tests.netns import Topology
+from tests.stack import Process, elysium_command, settings_env, wait_for
+from workers.dataplane.base import PeerStats
+from workers.dataplane.uapi import UapiDriver
+from workers.dataplane.wireguard_go import WireguardGo
+
+pytestmark = pytest.mark.netns
+
+# The API tests' PKI, shared rather than made twice in one session.
+api_pki = api_fixtures.api_pki
+
+HUB = "hub-f"
+IFACE = "wg0"
+NETWORK = "10.90.0.0/20"  # room for the 1,000-peer burst and more
+LISTEN_PORT = 51820
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+_B64_KEY = re.compile(r"[A-Za-z0-9+/]{43}=")
+_HEX_RUN = re.compile(r"[0-9a-fA-F]{64,}")
+
+
+class SecretLedger:
+    """Every private key the faults tests made, and where it was looked for."""
+
+    def __init__(self) -> None:
+        self.keys: set[str] = set()  # WireGuard private keys, base64
+        self._hex: dict[str, str] = {}  # the same keys in UAPI hex
+        self.pem_lines: set[str] = set()  # body lines of PEM private keys
+        self.answers: list[str] = []  # API answer bodies
+        self._answers_lock = threading.Lock()
+        self.logs: set[Path] = set()
+        self.key_modes: dict[Path, int] = {}
+        self.findings: list[str] = []
+        self.databases_scanned = 0
+
+    def private_key(self) -> str:
+        """A new WireGuard private key, made as a client would and remembered."""
+        key = generate_private_key()
+        self.add_key(key)
+        return key
+
+    def add_key(self, key: str) -> None:
+        self.keys.add(key)
+        self._hex[base64.b64decode(key).hex()] = key
+
+    def add_key_file(self, path: Path) -> None:
+        """A key file on disk: its mode is checked and its content joins the secrets."""
+        self.key_modes[path] = stat.S_IMODE(path.stat().st_mode)
+        text = path.read_text().strip()
+        if text.startswith("-----BEGIN"):
+            self.pem_lines.update(line for line in text.splitlines()[1:-1] if len(line) >= 40)
+        else:
+            self.add_key(text)
+
+    def record_answer(self, body: str) -> None:
+        with self._answers_lock:
+            self.answers.append(body)
+
+    def leaks(self, text: str) -> list[str]:
+        """The secrets found in ``text`` (shortened, never printed whole)."""
+        found = {k for k in _B64_KEY.findall(text) if k in self.keys}
+        for run in _HEX_RUN.findall(text):
+            run = run.lower()
+            found |= {
+                self._hex[run[i : i + 64]]
+                for i in range(len(run) - 63)
+                if run[i : i + 64] in self._hex
+            }
+        found |= {line for line in self.pem_lines if line in text}
+        return sorted(f"{s[:6]}…" for s in found)
+
+    def scan(self, where: str, text: str) -> None:
+        self.findings.extend(f"{where}: {leak}" for leak in self.leaks(text))
+
+    def scan_database(self, url: str) -> None:
+        """Every row of every table (pg_dump --data-only: text, json and bytea alike)."""
+        dump = subprocess.run(
+            [str(PG_BIN / "pg_dump"), "--data-only", "--no-owner", url],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        ).stdout
+        assert "COPY public.peers" in dump, "the dump holds no peers table"
+        self.scan(f"database {url.rpartition('@')[2]}", dump)
+        self.databases_scanned += 1
+
+
+@pytest.fixture(scope="session")
+def secret_ledger(api_pki: Pki) -> SecretLedger:
+    ledger = SecretLedger()
+    for path in (api_pki.ca_key, api_pki.server_key):
+        ledger.add_key_file(path)
+    return ledger
+
+
+class RecordedApi(Api):
+    """An API session whose every answer goes into the ledger."""
+
+    def __init__(self, ledger: SecretLedger, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.ledger = ledger
+
+    def request(self, method: str, path: str, **kw: Any) -> requests.Response:
+        resp = super().request(method, path, **kw)
+        self.ledger.record_answer(resp.text)
+        return resp
+
+
+class FaultStack:
+    """The API, one hub worker, a control worker and beat, on the settings a test chose."""
+
+    def __init__(
+        self, settings: Settings, topology: Topology, tmp: Path, pki: Pki, ledger: SecretLedger
+    ) -> None:
+        self.settings = settings
+        self.topology = topology
+        self.tmp = tmp
+        self.pki = pki
+        self.ledger = ledger
+        # Short: UNIX socket paths under it must fit in 108 bytes.
+        self.state_dir = Path(tempfile.mkdtemp(prefix="ely-f-", dir="/tmp"))
+        self.hub_dir = self.state_dir / "hubs" / HUB
+        self.env = settings_env(settings)
+        self.processes: list[Process] = []
+        self.hub_worker: Process | None = None
+        self.url = ""
+        self.admin: RecordedApi | None = None
+        self.interface_id = 0
+
+    # ---- processes ------------------------------------------------------------------------
+    def _start(self, name: str, args: list[str]) -> Process:
+        log = self.tmp / f"{name}.log"
+        self.ledger.logs.add(log)
+        proc = Process(args, self.env, log)
+        self.processes.append(proc)
+        return proc
+
+    def start_api(self) -> None:
+        log = self.tmp / "api.log"
+        self.ledger.logs.add(log)
+        server, self.url = start_api(self.settings, self.pki, log)
+        self.processes.append(server)
+        with psycopg.connect(self.settings.database_url, autocommit=True) as conn:
+            _, token = create_api_token(conn, "faults", "admin", 3600, "tests")
+        self.admin = self.client(token)
+
+    def start_hub(self) -> Process:
+        self.hub_worker = self._start(
+            "hub",
+            elysium_command(
+                "hub-worker",
+                "--hub",
+                HUB,
+                "--netns",
+                self.topology.hub,
+                "--state-dir",
+                str(self.state_dir),
+            ),
+        )
+        return self.hub_worker
+
+    def start_control(self) -> None:
+        """A control worker and beat (the periods come from the stack's settings)."""
+        self._start("control", elysium_command("control-worker", "--concurrency", "2"))
+        self._start("beat", elysium_command("beat"))
+
+    def client(self, token: str | None = None) -> RecordedApi:
+        return RecordedApi(self.ledger, self.url, self.pki.ca, token)
+
+    # ---- arrange --------------------------------------------------------------------------
+    def declare_interface(self) -> int:
+        """Hub ``hub-f`` with ``wg0`` on NETWORK, built by the hub worker (which must run)."""
+        assert self.admin is not None
+        r = self.admin.post(
+            "/v1/hubs", json={"name": HUB, "endpoint": f"{self.topology.hub_ip}:{LISTEN_PORT}"}
+        )
+        assert r.status_code == 201, r.text
+        r = self.admin.post(
+            f"/v1/hubs/{HUB}/interfaces",
+            json={"name": IFACE, "network": NETWORK, "listen_port": LISTEN_PORT},
+        )
+        assert r.status_code == 202, r.text
+        self.interface_id = int(r.json()["interface_id"])
+        job = self.admin.get(f"/v1/jobs/{r.json()['job_id']}", params={"wait": 30}).json()
+        assert job["status"] == "succeeded", (job, self.hub_worker and self.hub_worker.log())
+        return self.interface_id
+
+    def enrollment_token(self, uses: int) -> str:
+        assert self.admin is not None
+        r = self.admin.post(
+            f"/v1/interfaces/{self.interface_id}/enrollment-tokens",
+            json={"ttl_seconds": 3600, "uses": uses},
+        )
+        assert r.status_code == 201, r.text
+        return str(r.json()["token"])
+
+    # ---- act ------------------------------------------------------------------------------
+    def enroll(self, count: int, token: str, threads: int = 16) -> dict[str, str]:
+        """Enroll ``count`` peers with fresh keys, as fast as ``threads`` keep-alive sessions
+        can; answers public key -> job id."""
+        keys = [public_key(self.ledger.private_key()) for _ in range(count)]
+        local = threading.local()
+
+        def post(i: int) -> tuple[str, str]:
+            if not hasattr(local, "api"):
+                local.api = self.client()
+            body = {"token": token, "name": f"f-{secrets.token_hex(4)}", "public_key": keys[i]}
+            r = local.api.post("/v1/enroll", json=body)
+            assert r.status_code == 202, r.text
+            return keys[i], str(r.json()["job_id"])
+
+        with ThreadPoolExecutor(threads) as pool:
+            return dict(pool.map(post, range(count)))
+
+    # ---- assert ---------------------------------------------------------------------------
+    def query(self, sql: str, params: Any = ()) -> list[dict[str, Any]]:
+        """A fresh connection per call: the database may have restarted since the last."""
+        with psycopg.connect(
+            self.settings.database_url, autocommit=True, row_factory=dict_row, connect_timeout=5
+        ) as conn:
+            return conn.execute(sql, params).fetchall()
+
+    def count_jobs(self, status: str) -> int:
+        return int(
+            self.query("SELECT count(*) AS n FROM jobs WHERE status = %s", (status,))[0]["n"]
+        )
+
+    def job_statuses(self, job_ids: list[str]) -> dict[str, int]:
+        rows = self.query(
+            "SELECT status, count(*) AS n FROM jobs WHERE id = ANY(%s::uuid[]) GROUP BY status",
+            (job_ids,),
+        )
+        return {r["status"]: r["n"] for r in rows}
+
+    def wait_jobs(self, job_ids: list[str], timeout: float) -> dict[str, int]:
+        """Wait until every job has ended; answers the count per status."""
+
+        def ended() -> dict[str, int] | None:
+            counts = self.job_statuses(job_ids)
+            return counts if sum(counts.get(s, 0) for s in FINAL) == len(job_ids) else None
+
+        try:
+            return wait_for(ended, timeout, f"{len(job_ids)} jobs to end", interval=0.2)  # type: ignore[return-value]
+        except TimeoutError as exc:
+            raise AssertionError(f"{exc}: {self.job_statuses(job_ids)}") from exc
+
+    def device_peers(self) -> list[PeerStats]:
+        driver = UapiDriver(self.hub_dir, self.topology.hub)
+        try:
+            return driver.dump(IFACE)
+        finally:
+            driver.close()
+
+    def assert_converged(self, keys: set[str]) -> None:
+        """Device and database hold exactly ``keys``, each once, no two on one address."""
+        device = self.device_peers()
+        device_keys = [p.public_key for p in device]
+        assert len(device_keys) == len(set(device_keys)) == len(keys)
+        assert set(device_keys) == keys
+        device_ips = [ip for p in device for ip in p.allowed_ips]
+        assert len(device_ips) == len(set(device_ips)) == len(keys)
+        rows = self.query(
+            "SELECT public_key, host(address) AS address FROM peers"
+            " WHERE interface_id = %s AND status = 'active'",
+            (self.interface_id,),
+        )
+        assert {r["public_key"] for r in rows} == keys
+        assert len({r["address"] for r in rows}) == len(rows) == len(keys)
+        assert {f"{r['address']}/32" for r in rows} == set(device_ips)
+
+    def assert_applied_once(self, job_ids: list[str], max_attempts: int = 1) -> None:
+        """Each job succeeded once, with one submission audit, taken at most ``max_attempts``
+        times (a job a killed worker held is taken again by its successor)."""
+        rows = self.query(
+            "SELECT j.id, j.status, j.attempts, count(a.*) AS audits FROM jobs j"
+            " LEFT JOIN audit a ON a.action = 'enroll_peer' AND a.detail->>'job_id' = j.id::text"
+            " WHERE j.id = ANY(%s::uuid[]) GROUP BY j.id",
+            (job_ids,),
+        )
+        assert len(rows) == len(job_ids)
+        odd = [
+            r
+            for r in rows
+            if (r["status"], r["audits"]) != ("succeeded", 1)
+            or not 1 <= r["attempts"] <= max_attempts
+        ]
+        assert not odd, odd[:5]
+
+    # ---- teardown -------------------------------------------------------------------------
+    def stop(self) -> None:
+        """Stop our processes, hand what they left to the ledger, remove devices and files."""
+        try:
+            for proc in reversed(self.processes):
+                proc.stop()
+            keys = self.hub_dir / "keys"
+            for key_file in sorted(keys.glob("*.key")) if keys.exists() else []:
+                self.ledger.add_key_file(key_file)
+            for path in self.state_dir.rglob("*.log"):
+                self.ledger.scan(str(path), path.read_text(errors="replace"))
+            self.ledger.scan_database(self.settings.database_url)
+        finally:
+            devices = WireguardGo(self.hub_dir, self.topology.hub)
+            for name in devices.names():
+                devices.stop(name)
+            shutil.rmtree(self.state_dir, ignore_errors=True)
+
+
+@pytest.fixture
+def make_stack(
+    settings: Settings,
+    netns_topology: Topology,
+    tmp_path: Path,
+    api_pki: Pki,
+    secret_ledger: SecretLedger,
+    clean_db: str,
+) -> Iterator[Callable[..., FaultStack]]:
+    """Build a :class:`FaultStack` on the session settings with ``overrides``; stopped after.
+
+    Each stack gets broker keys of its own, and a 1 s heartbeat so the janitor sees its hub.
+    """
+    made: list[FaultStack] = []
+
+    def make(**overrides: Any) -> FaultStack:
+        s = dataclasses.replace(
+            settings,
+            redis_key_prefix=f"{settings.redis_key_prefix}{secrets.token_hex(2)}:",
+            heartbeat_interval_s=1.0,
+            **overrides,
+        )
+        stack = FaultStack(s, netns_topology, tmp_path, api_pki, secret_ledger)
+        made.append(stack)
+        return stack
+
+    yield make
+    for stack in made:
+        stack.stop()
+
+
+def wait_until(check: Callable[[], object], timeout: float, what: str) -> float:
+    """Seconds until ``check`` held (fails after ``timeout``)."""
+    started = time.monotonic()
+    wait_for(check, timeout, what, interval=0.05)
+    return time.monotonic() - started
