@@ -1,0 +1,189 @@
+"""The API under load: requests/s and p99 of ``POST /v1/enroll`` and of ``GET /healthz`` on the
+same gunicorn server (TLS, 2 workers) in the same run, with keep-alive sessions in a pool of
+client threads. Enrollment does the real work (token redeem, address allocation, peer, job and
+audit rows, one Celery message to Redis); no hub worker runs, so the jobs just queue.
+
+Goal: ``enroll_to_healthz_ratio`` ≥ 0.4.
+Run: ``.venv/bin/python -m bench.api`` (writes bench/results/api.json).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import socket
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import redis
+import requests
+from psycopg.rows import dict_row
+
+from api.hubs.services import declare_hub
+from bench.scaffold import percentile, random_key, throwaway_database, write_result
+from db.interfaces import create_interface
+from db.tokens import create_enrollment_token
+from elysium import pki
+from elysium.settings import Settings
+
+REQUESTS = 2000
+CLIENT_THREADS = 16
+REDIS_URL = os.environ.get("ELYSIUM_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _write_pki(d: Path) -> None:
+    ca, key = pki.create_ca()
+    pki.write_certificate(d / "ca.pem", ca)
+    pki.write_private_key(d / "ca.key", key)
+    cert, ckey = pki.create_server_certificate(ca, key, ["127.0.0.1"])
+    pki.write_certificate(d / "server.pem", cert)
+    pki.write_private_key(d / "server.key", ckey)
+
+
+@contextlib.contextmanager
+def api_server(settings: Settings, d: Path) -> Iterator[str]:
+    """``elysium api`` on a free loopback port; stopped by its own pid."""
+    import subprocess
+
+    port = _free_port()
+    env = dict(os.environ)
+    for f in fields(settings):
+        value = getattr(settings, f.name)
+        if value is not None:
+            env[f"ELYSIUM_{f.name.upper()}"] = str(value)
+    env.update(ELYSIUM_API_BIND=f"127.0.0.1:{port}", ELYSIUM_API_LOGLEVEL="warning")
+    with open(d / "api.log", "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "elysium", "api"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        url = f"https://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    if requests.get(f"{url}/healthz", verify=str(d / "ca.pem"), timeout=2).ok:
+                        break
+                except requests.RequestException:
+                    if time.monotonic() > deadline:
+                        raise
+                time.sleep(0.2)
+            yield url
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def run_load(
+    url: str, ca: str, count: int, make: Callable[[requests.Session, int], requests.Response]
+) -> dict[str, float]:
+    """``count`` requests from CLIENT_THREADS keep-alive sessions; requests/s and latencies."""
+    local = threading.local()
+    latencies: list[float] = []
+    failures = 0
+    lock = threading.Lock()
+
+    def one(i: int) -> None:
+        nonlocal failures
+        session = getattr(local, "session", None)
+        if session is None:
+            session = local.session = requests.Session()
+            session.verify = ca
+        started = time.perf_counter()
+        r = make(session, i)
+        took = time.perf_counter() - started
+        with lock:
+            latencies.append(took)
+            if r.status_code >= 300:
+                failures += 1
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(CLIENT_THREADS) as pool:
+        list(pool.map(one, range(count)))
+    elapsed = time.perf_counter() - started
+    return {
+        "requests": count,
+        "failures": failures,
+        "requests_per_s": round(count / elapsed, 1),
+        "p50_ms": round(percentile(latencies, 0.5) * 1000, 2),
+        "p99_ms": round(percentile(latencies, 0.99) * 1000, 2),
+    }
+
+
+def main() -> None:
+    prefix = f"elybench{secrets.token_hex(3)}:"
+    with throwaway_database() as url, tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp)
+        _write_pki(d)
+        settings = Settings.from_env(
+            {},
+            database_url=url,
+            redis_url=REDIS_URL,
+            redis_key_prefix=prefix,
+            state_dir=d,
+            tls_cert=d / "server.pem",
+            tls_key=d / "server.key",
+            tls_ca=d / "ca.pem",
+            ca_key=d / "ca.key",
+            api_workers=2,
+        )
+        with psycopg.connect(url, autocommit=True, row_factory=dict_row) as conn:
+            declare_hub(conn, "bench", "bench-hub", "192.0.2.1")
+            with conn.transaction():
+                iface = create_interface(conn, 1, "wg0", "10.64.0.0/18", None, 51820, None, [], 25)
+            _, token = create_enrollment_token(
+                conn, iface["id"], "bench", 3600, REQUESTS * 2, [], "bench"
+            )
+        ca = str(d / "ca.pem")
+
+        def healthz(session: requests.Session, i: int) -> requests.Response:
+            return session.get(f"{base}/healthz", verify=ca, timeout=30)
+
+        def enroll(session: requests.Session, i: int) -> requests.Response:
+            body = {"token": token, "name": f"bench-{i}", "public_key": random_key()}
+            return session.post(f"{base}/v1/enroll", json=body, verify=ca, timeout=30)
+
+        with api_server(settings, d) as base:
+            run_load(base, ca, CLIENT_THREADS * 4, healthz)  # warm-up
+            health = run_load(base, ca, REQUESTS, healthz)
+            enrolled = run_load(base, ca, REQUESTS, enroll)
+        r = redis.Redis.from_url(REDIS_URL)
+        keys = list(r.scan_iter(f"{prefix}*", count=1000))
+        if keys:
+            r.delete(*keys)
+    ratio = enrolled["requests_per_s"] / health["requests_per_s"]
+    figures: dict[str, Any] = {
+        "enroll": enrolled,
+        "healthz": health,
+        "enroll_to_healthz_ratio": round(ratio, 3),
+        "goal_ratio": 0.4,
+        "server": {"workers": 2, "worker_class": "gthread", "threads": 8, "tls": True},
+        "client_threads": CLIENT_THREADS,
+    }
+    write_result("api", figures)
+
+
+if __name__ == "__main__":
+    main()
