@@ -32,3 +32,12 @@ bench: deps
 	$(PY) -m bench.dataplane
 	$(PY) -m bench.liveness
 	$(PY) -m bench.api
+
+up: deps
+	@$(PY) deploy/dev/demo.py up
+
+down:
+	@if [ -x $(PY) ]; then $(PY) deploy/dev/demo.py down; else echo "down: nothing runs (no $(VENV))"; fi
+
+clean: deps
+	@$(PY) deploy/dev/demo.py clean
