@@ -64,8 +64,8 @@ def private_redis(tmp_path: Path, secret_ledger: SecretLedger) -> Iterator[Priva
 
 
 def test_a_burst_across_a_redis_crash_loses_no_job_and_applies_none_twice(
-    make_stack: Callable[..., FaultStack], private_redis: PrivateRedis
-) -> None:
+    private_redis: PrivateRedis, make_stack: Callable[..., FaultStack]
+) -> None:  # the broker first: it must outlive the stack's processes
     stack = make_stack(
         redis_url=private_redis.url,
         janitor_interval_s=JANITOR_S,
