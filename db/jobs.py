@@ -59,7 +59,7 @@ def create_job(
     """
     row = conn.execute(
         f"INSERT INTO jobs (id, kind, queue, submitter, payload, idempotency_key, hub_id,"
-        f" interface_id, peer_id) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+        f" interface_id, peer_id, enqueued_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, now())"
         f" ON CONFLICT (submitter, idempotency_key) DO NOTHING RETURNING {JOB_COLUMNS}",
         (
             uuid.uuid4(),

@@ -32,36 +32,38 @@ def create_peer(
     expires_at: datetime | None,
     created_by: str,
     enrollment_token_id: int | None = None,
+    *,
+    has_ipv6: bool = True,
 ) -> dict[str, Any]:
     """Allocate addresses and record a pending peer, inside the caller's transaction.
 
     Raises Conflict (public_key_in_use) when a live peer of the interface has the key and
     NetworkFull when no address is left; the caller's transaction then writes nothing.
+    ``has_ipv6=False`` (the interface has no IPv6 network) saves the IPv6 look-up.
     """
     address = allocate_address(conn, interface_id, 4)
-    address6 = allocate_address(conn, interface_id, 6)
+    address6 = allocate_address(conn, interface_id, 6) if has_ipv6 else None
     try:
-        with conn.transaction():
-            row = conn.execute(
-                "INSERT INTO peers (interface_id, name, public_key, address, address6, subnets,"
-                " expires_at, created_by, enrollment_token_id)"
-                " VALUES (%s, %s, %s, %s, %s, %s::cidr[], %s, %s, %s) RETURNING id",
-                (
-                    interface_id,
-                    name,
-                    public_key,
-                    address,
-                    address6,
-                    list(subnets),
-                    expires_at,
-                    created_by,
-                    enrollment_token_id,
-                ),
-            ).fetchone()
-    except errors.UniqueViolation as exc:
+        row = conn.execute(
+            "INSERT INTO peers AS p (interface_id, name, public_key, address, address6, subnets,"
+            " expires_at, created_by, enrollment_token_id)"
+            f" VALUES (%s, %s, %s, %s, %s, %s::cidr[], %s, %s, %s) RETURNING {PEER_COLUMNS}",
+            (
+                interface_id,
+                name,
+                public_key,
+                address,
+                address6,
+                list(subnets),
+                expires_at,
+                created_by,
+                enrollment_token_id,
+            ),
+        ).fetchone()
+    except errors.UniqueViolation as exc:  # the caller's transaction is rolled back
         raise _conflict(exc) from None
     assert row is not None
-    return get_peer(conn, row["id"])
+    return row
 
 
 def _conflict(exc: errors.UniqueViolation) -> Conflict:

@@ -57,6 +57,14 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         },
         "task_routes": (route_task,),
         "task_default_queue": CONTROL_QUEUE,
+        # A broker outage must not hold an API request for long: the janitor re-sends later.
+        "task_publish_retry_policy": {
+            "max_retries": 2,
+            "interval_start": 0,
+            "interval_step": 0.2,
+            "interval_max": 0.5,
+        },
+        "broker_connection_timeout": 2,
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
         "task_acks_on_failure_or_timeout": True,

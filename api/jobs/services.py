@@ -15,7 +15,7 @@ from psycopg import Connection
 from psycopg.rows import DictRow
 
 from db import audit
-from db.jobs import IdempotentReplay, create_job, find_by_idempotency_key, mark_enqueued
+from db.jobs import IdempotentReplay, create_job, find_by_idempotency_key
 from elysium.queue import JobQueue, hub_queue
 
 log = logging.getLogger(__name__)
@@ -87,10 +87,12 @@ def submit_hub_job(
 
 
 def send_job(conn: Connection[DictRow], queue: JobQueue, job: dict[str, Any], hub: str) -> None:
-    """Send a recorded job's message; a broker outage leaves it for the janitor."""
+    """Send a recorded job's message; a broker outage leaves it for the janitor.
+
+    The row was stamped ``enqueued_at`` when it was written, so the janitor re-sends it only
+    after ``job_requeue_after_s`` whether or not this send got through.
+    """
     try:
         queue.send_hub_job(job["id"], hub)
     except Exception as exc:  # the broker is down: the janitor sends it later
         log.warning("job %s recorded but not sent (%s); the janitor will send it", job["id"], exc)
-        return
-    mark_enqueued(conn, job["id"])

@@ -62,6 +62,7 @@ def record_new_peer(
         expires_at,
         actor,
         enrollment_token_id,
+        has_ipv6=iface["network6"] is not None,
     )
     return Record(
         hub=iface["hub"],
