@@ -259,9 +259,14 @@ class FaultStack:
         ) as conn:
             return conn.execute(sql, params).fetchall()
 
-    def count_jobs(self, status: str) -> int:
-        return int(
-            self.query("SELECT count(*) AS n FROM jobs WHERE status = %s", (status,))[0]["n"]
+    def wait_enrolled(self, count: int, timeout: float = 60) -> None:
+        """Wait until ``count`` enrollments have succeeded (a burst is under way)."""
+        sql = "SELECT count(*) AS n FROM jobs WHERE kind = 'enroll_peer' AND status = 'succeeded'"
+        wait_for(
+            lambda: self.query(sql)[0]["n"] >= count,
+            timeout,
+            f"{count} enrollments to succeed",
+            interval=0.02,
         )
 
     def job_statuses(self, job_ids: list[str]) -> dict[str, int]:
@@ -342,6 +347,32 @@ class FaultStack:
             for name in devices.names():
                 devices.stop(name)
             shutil.rmtree(self.state_dir, ignore_errors=True)
+
+
+class Burst:
+    """Enrollments posted from a thread while the test breaks things."""
+
+    def __init__(self, stack: FaultStack, token: str, count: int, threads: int = 4) -> None:
+        self.keys: dict[str, str] = {}  # public key -> job id
+        self.errors: list[BaseException] = []
+        self._thread = threading.Thread(
+            target=self._post, args=(stack, token, count, threads), name="burst"
+        )
+        self._thread.start()
+
+    def _post(self, stack: FaultStack, token: str, count: int, threads: int) -> None:
+        try:
+            self.keys.update(stack.enroll(count, token, threads))
+        except BaseException as exc:  # reported by join()
+            self.errors.append(exc)
+
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    def join(self) -> dict[str, str]:
+        self._thread.join(180)
+        assert not self.errors, self.errors[0]
+        return self.keys
 
 
 @pytest.fixture

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 
-from tests.faults.conftest import FaultStack
-from tests.stack import wait_for
+from tests.faults.conftest import Burst, FaultStack
 
 BURST = 1000
 
@@ -21,34 +19,18 @@ def test_a_burst_with_a_killed_hub_worker_ends_every_job_once_with_every_peer_on
     stack.declare_interface()
     token = stack.enrollment_token(uses=BURST)
 
-    submitted: dict[str, str] = {}
-    errors: list[BaseException] = []
-
-    def submit() -> None:
-        try:
-            submitted.update(stack.enroll(BURST, token))
-        except BaseException as exc:  # reported by the main thread
-            errors.append(exc)
-
     started = time.monotonic()
-    poster = threading.Thread(target=submit, name="burst")
-    poster.start()
+    burst = Burst(stack, token, BURST, threads=16)
     try:
         # Kill the worker once it has finished some jobs, while the burst is still arriving.
-        wait_for(
-            lambda: stack.count_jobs("succeeded") >= 100,
-            60,
-            "the hub worker to finish 100 jobs",
-            interval=0.02,
-        )
-        assert poster.is_alive(), "the burst ended before the kill: nothing was tested"
+        stack.wait_enrolled(100)
+        assert burst.running(), "the burst ended before the kill: nothing was tested"
         assert stack.hub_worker is not None
         stack.hub_worker.kill()
         killed_at = time.monotonic() - started
         stack.start_hub()
     finally:
-        poster.join(120)
-    assert not errors, errors[0]
+        submitted = burst.join()
     posted_s = time.monotonic() - started
 
     statuses = stack.wait_jobs(list(submitted.values()), timeout=120)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,7 +17,7 @@ import redis
 
 from elysium.queue import hub_queue
 from tests.api.conftest import free_port
-from tests.faults.conftest import HUB, FaultStack, SecretLedger
+from tests.faults.conftest import HUB, Burst, FaultStack, SecretLedger
 from tests.stack import Process, wait_for
 
 BURST = 400
@@ -78,29 +77,19 @@ def test_a_burst_across_a_redis_crash_loses_no_job_and_applies_none_twice(
     stack.declare_interface()
     token = stack.enrollment_token(uses=BURST)
 
-    submitted: dict[str, str] = {}
-    errors: list[BaseException] = []
-
-    def submit() -> None:
-        try:
-            submitted.update(stack.enroll(BURST, token, threads=8))
-        except BaseException as exc:  # reported by the main thread
-            errors.append(exc)
-
     broker = redis.Redis.from_url(private_redis.url)
     hub_list = f"{stack.settings.redis_key_prefix}{hub_queue(HUB)}"
     started = time.monotonic()
-    poster = threading.Thread(target=submit, name="burst")
-    poster.start()
+    burst = Burst(stack, token, BURST, threads=8)
     try:
-        wait_for(lambda: stack.count_jobs("succeeded") >= 50, 60, "the burst to be under way")
+        stack.wait_enrolled(50)
         # Hold the hub worker so messages pile up in Redis, then lose them with it.
         assert stack.hub_worker is not None
         os.kill(stack.hub_worker.pid, signal.SIGSTOP)
         try:
             wait_for(lambda: broker.llen(hub_list) >= 20, 30, "messages in Redis")
             lost = broker.llen(hub_list)
-            assert poster.is_alive(), "the burst ended before the crash: nothing was tested"
+            assert burst.running(), "the burst ended before the crash: nothing was tested"
             private_redis.kill()
         finally:
             os.kill(stack.hub_worker.pid, signal.SIGCONT)
@@ -109,9 +98,8 @@ def test_a_burst_across_a_redis_crash_loses_no_job_and_applies_none_twice(
         private_redis.start()
         back_at = time.monotonic() - started
     finally:
-        poster.join(180)
+        submitted = burst.join()
         broker.close()
-    assert not errors, errors[0]
 
     statuses = stack.wait_jobs(list(submitted.values()), timeout=90)
     ended_s = time.monotonic() - started
