@@ -33,8 +33,9 @@ def allocate_address(conn: Connection[DictRow], interface_id: int, family: int =
     transaction that records the peer, so a rollback gives the address back.
     """
     row = conn.execute(
-        "SELECT p.next_offset, i.network, i.network6 FROM address_pools p"
-        " JOIN interfaces i ON i.id = p.interface_id"
+        "SELECT p.next_offset, i.network, i.network6, EXISTS (SELECT 1 FROM released_addresses r"
+        "  WHERE r.interface_id = p.interface_id AND r.family = p.family) AS has_released"
+        " FROM address_pools p JOIN interfaces i ON i.id = p.interface_id"
         " WHERE p.interface_id = %s AND p.family = %s FOR UPDATE OF p",
         (interface_id, family),
     ).fetchone()
@@ -43,15 +44,16 @@ def allocate_address(conn: Connection[DictRow], interface_id: int, family: int =
         if exists is None:
             raise NotFound(f"interface {interface_id} does not exist", code="interface_not_found")
         return None
-    reused = conn.execute(
-        "DELETE FROM released_addresses WHERE (interface_id, family, address) IN ("
-        " SELECT interface_id, family, address FROM released_addresses"
-        " WHERE interface_id = %s AND family = %s ORDER BY address LIMIT 1)"
-        " RETURNING host(address) AS address",
-        (interface_id, family),
-    ).fetchone()
-    if reused is not None:
-        return str(reused["address"])
+    if row["has_released"]:
+        reused = conn.execute(
+            "DELETE FROM released_addresses WHERE (interface_id, family, address) IN ("
+            " SELECT interface_id, family, address FROM released_addresses"
+            " WHERE interface_id = %s AND family = %s ORDER BY address LIMIT 1)"
+            " RETURNING host(address) AS address",
+            (interface_id, family),
+        ).fetchone()
+        if reused is not None:
+            return str(reused["address"])
     network = ipaddress.ip_network(row["network"] if family == 4 else row["network6"])
     offset = int(row["next_offset"])
     if offset > last_offset(network):
