@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import marshmallow as ma
 
+from api.interfaces.schemas import InterfaceSchema
 from api.schemas import HUB_NAME, StrictSchema
 
 
@@ -32,6 +33,12 @@ class HubSchema(ma.Schema):
     last_heartbeat_at = ma.fields.AwareDateTime(allow_none=True)
     stale = ma.fields.Boolean()
     worker = ma.fields.Dict(allow_none=True)
+
+
+class HubDetailSchema(HubSchema):
+    interfaces = ma.fields.List(
+        ma.fields.Nested(InterfaceSchema), metadata={"description": "the hub's interfaces"}
+    )
 
 
 class HubListSchema(ma.Schema):

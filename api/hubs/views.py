@@ -6,10 +6,11 @@ from typing import Any
 
 from api import state
 from api.auth import caller, require_scope
-from api.hubs.schemas import HubCreateSchema, HubListSchema, HubSchema
+from api.hubs.schemas import HubCreateSchema, HubDetailSchema, HubListSchema, HubSchema
 from api.hubs.services import declare_hub
 from api.schemas import HUB_NAME, Blueprint
 from db.hubs import get_hub, list_hubs
+from db.interfaces import list_hub_interfaces
 from elysium.errors import NotFound
 
 blp = Blueprint("hubs", __name__, url_prefix="/v1/hubs", description="Hubs")
@@ -36,10 +37,10 @@ def hubs() -> dict[str, Any]:
 
 @blp.route("/<string:name>", methods=["GET"])
 @require_scope("reader")
-@blp.response(200, HubSchema)
+@blp.response(200, HubDetailSchema)
 def hub(name: str) -> dict[str, Any]:
-    """One hub with its worker's last heartbeat."""
+    """One hub with its worker's last heartbeat and its interfaces."""
     if not HUB_NAME.match(name):
         raise NotFound(f"hub {name!r} does not exist", code="hub_not_found")
     with state.connection() as conn:
-        return get_hub(conn, name)
+        return {**get_hub(conn, name), "interfaces": list_hub_interfaces(conn, name)}

@@ -42,3 +42,17 @@ def test_a_bad_hub_name_is_400_naming_the_field(admin: Api, db: psycopg.Connecti
     r = admin.post("/v1/hubs", json={"name": "Hub A!", "endpoint": "192.0.2.1"})
     assert r.status_code == 400 and set(r.json()["error"]["fields"]) == {"name"}
     assert db.execute("SELECT count(*) AS n FROM hubs").fetchone() == {"n": 0}
+
+
+def test_a_hub_lists_its_interfaces(admin: Api, reader: Api) -> None:
+    admin.post("/v1/hubs", json={"name": "hub-a", "endpoint": "hub-a.example"})
+    assert reader.get("/v1/hubs/hub-a").json()["interfaces"] == []
+    made = admin.post(
+        "/v1/hubs/hub-a/interfaces",
+        json={"name": "wg0", "network": "10.40.0.0/24", "listen_port": 51820},
+    )
+    assert made.status_code == 202
+    interfaces = reader.get("/v1/hubs/hub-a").json()["interfaces"]
+    assert [(i["id"], i["name"], i["network"], i["status"]) for i in interfaces] == [
+        (made.json()["interface_id"], "wg0", "10.40.0.0/24", "pending")
+    ]
