@@ -14,17 +14,10 @@ the worst case for the write.
 
 from __future__ import annotations
 
-import base64
-import contextlib
 import json
-import os
-import secrets
-import signal
 import statistics
-import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -33,9 +26,9 @@ import psycopg
 from psycopg import Connection
 from psycopg.rows import DictRow, dict_row
 
+from bench.scaffold import random_key, throwaway_database, throwaway_namespace
 from db.hubs import create_hub
 from db.interfaces import create_interface
-from db.migrate import migrate
 from db.peers import create_peer, record_liveness
 from elysium.keys import generate_private_key
 from workers.dataplane import InterfaceSpec, PeerSpec, PeerStats
@@ -44,43 +37,7 @@ from workers.dataplane.uapi import UapiDriver
 PEERS = 10_000
 REPEAT = 5
 ONLINE_AFTER_S = 180.0
-ADMIN_URL = os.environ.get(
-    "ELYSIUM_BENCH_ADMIN_URL", "postgresql://elysium:elysium@127.0.0.1:5432/elysium"
-)
 RESULTS = Path(__file__).parent / "results" / "liveness.json"
-
-
-@contextlib.contextmanager
-def throwaway_database() -> Iterator[str]:
-    name = f"elysium_bench_{secrets.token_hex(4)}"
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        url = f"{ADMIN_URL.rpartition('/')[0]}/{name}"
-        migrate(url)
-        yield url
-    finally:
-        with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-@contextlib.contextmanager
-def throwaway_namespace() -> Iterator[str]:
-    ns = f"ely-bench-{secrets.token_hex(3)}"
-    subprocess.run(["ip", "netns", "add", ns], check=True)
-    try:
-        subprocess.run(["ip", "-n", ns, "link", "set", "lo", "up"], check=True)
-        yield ns
-    finally:
-        pids = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True)
-        for pid in pids.stdout.split():
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(int(pid), signal.SIGKILL)  # only ours can live in our fresh namespace
-        subprocess.run(["ip", "netns", "del", ns], check=False)
-
-
-def random_key() -> str:
-    return base64.b64encode(os.urandom(32)).decode()
 
 
 def columns(stats: list[PeerStats], bump: int) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from client.errors import EXIT_STATE, ClientError
+from elysium.files import write_atomic
 
 DEFAULT_STATE_DIR = Path("/var/lib/elysium-client")
 STATE_DIR_ENV = "ELYSIUM_CLIENT_STATE_DIR"
@@ -85,11 +86,15 @@ class StateDir:
         except FileNotFoundError:
             raise ClientError(
                 f"not enrolled (no {self.enrollment_file}); run `elysium-client enroll` first",
-                code="not_enrolled", exit_code=EXIT_STATE,
+                code="not_enrolled",
+                exit_code=EXIT_STATE,
             ) from None
         except (OSError, ValueError) as exc:
-            raise ClientError(f"cannot read {self.enrollment_file}: {exc}",
-                              code="state_unreadable", exit_code=EXIT_STATE) from None
+            raise ClientError(
+                f"cannot read {self.enrollment_file}: {exc}",
+                code="state_unreadable",
+                exit_code=EXIT_STATE,
+            ) from None
         return Enrollment(**data)
 
     def save(self, enrollment: Enrollment) -> None:
@@ -99,22 +104,11 @@ class StateDir:
         try:
             return self.wg_key.read_text().strip()
         except FileNotFoundError:
-            raise ClientError(f"no WireGuard key at {self.wg_key}", code="no_key",
-                              exit_code=EXIT_STATE) from None
+            raise ClientError(
+                f"no WireGuard key at {self.wg_key}", code="no_key", exit_code=EXIT_STATE
+            ) from None
 
 
 def write_secret(path: Path, text: str | bytes) -> None:
     """Write ``path`` with mode 0600 from its creation, by atomic replace."""
-    data = text.encode() if isinstance(text, str) else text
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    write_atomic(path, text, 0o600)

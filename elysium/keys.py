@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import os
 import secrets
 from pathlib import Path
 
@@ -12,6 +11,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from elysium.errors import ValidationError
+from elysium.files import write_atomic
 
 KEY_LEN = 32
 
@@ -74,9 +74,5 @@ def load_or_create_private_key(path: Path) -> str:
         return normalize_key(path.read_text().strip(), "private_key")
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     key = generate_private_key()
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(key + "\n")
-    os.replace(tmp, path)
+    write_atomic(path, key + "\n", 0o600)
     return key

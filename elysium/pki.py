@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-import os
 import re
 from collections.abc import Iterable
 from pathlib import Path
@@ -22,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from elysium.errors import ValidationError
+from elysium.files import write_atomic
 
 CA_DAYS = 3650
 SERVER_DAYS = 825
@@ -256,7 +256,7 @@ def load_private_key(path: Path) -> CertificateKey:
 
 def write_certificate(path: Path, cert: x509.Certificate) -> None:
     """Write a PEM certificate (mode 0644) by atomic replace."""
-    _write_atomic(path, cert.public_bytes(serialization.Encoding.PEM), 0o644)
+    write_atomic(path, cert.public_bytes(serialization.Encoding.PEM), 0o644)
 
 
 def write_private_key(path: Path, key: CertificateKey) -> None:
@@ -264,22 +264,7 @@ def write_private_key(path: Path, key: CertificateKey) -> None:
     data = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-    _write_atomic(path, data, 0o600)
-
-
-def _write_atomic(path: Path, data: bytes, mode: int) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    try:
-        os.fchmod(fd, mode)  # the umask may have narrowed or (0644 only) not
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    write_atomic(path, data, 0o600)
 
 
 def _peer_public_key(csr: x509.CertificateSigningRequest) -> CertificatePublicKey:

@@ -15,7 +15,7 @@ from db.interfaces import get_interface
 from db.peers import create_peer, get_peer, update_peer
 from elysium.errors import Conflict, ValidationError
 from elysium.keys import normalize_key
-from elysium.networks import check_subnets_outside, parse_subnets
+from elysium.networks import IPNetwork, check_subnets_outside, parse_subnets
 from elysium.queue import JobQueue
 
 GONE = ("removing", "removed", "expired", "failed")
@@ -27,6 +27,28 @@ def check_expiry(expires_at: datetime | None, field: str = "expires_at") -> None
             raise ValidationError(field, "must carry a time zone (RFC 3339)")
         if expires_at <= datetime.now(UTC):
             raise ValidationError(field, "must be in the future")
+
+
+def routed_subnets(iface: dict[str, Any], subnets: Any) -> list[IPNetwork]:
+    """A peer's routed subnets: valid, and outside the interface's own networks."""
+    nets = parse_subnets(list(subnets) if isinstance(subnets, list | tuple) else subnets)
+    own = [ipaddress.ip_network(iface["network"])]
+    if iface["network6"]:
+        own.append(ipaddress.ip_network(iface["network6"]))
+    check_subnets_outside(nets, own)
+    return nets
+
+
+def peer_record(iface: dict[str, Any], peer_id: int, payload: dict[str, Any]) -> Record:
+    """What a job about one peer of ``iface`` acts on."""
+    return Record(
+        hub=iface["hub"],
+        target=f"peer:{peer_id}",
+        hub_id=iface["hub_id"],
+        interface_id=iface["id"],
+        peer_id=peer_id,
+        payload=payload,
+    )
 
 
 def record_new_peer(
@@ -45,14 +67,7 @@ def record_new_peer(
     iface = get_interface(c, interface_id)
     if iface["status"] == "deleting":
         raise Conflict("the interface is being deleted", code="interface_deleting")
-    nets = parse_subnets(list(subnets))
-    check_subnets_outside(
-        nets,
-        [
-            ipaddress.ip_network(iface["network"]),
-            ipaddress.ip_network(iface["network6"]) if iface["network6"] else None,
-        ],
-    )
+    nets = routed_subnets(iface, subnets)
     peer = create_peer(
         c,
         interface_id,
@@ -133,22 +148,11 @@ def change_peer(
         iface = get_interface(c, peer["interface_id"])
         values = dict(changes)
         if "subnets" in values:
-            nets = parse_subnets(values["subnets"])
-            check_subnets_outside(
-                nets,
-                [
-                    ipaddress.ip_network(iface["network"]),
-                    ipaddress.ip_network(iface["network6"]) if iface["network6"] else None,
-                ],
-            )
-            values["subnets"] = [str(n) for n in nets]
+            values["subnets"] = [str(n) for n in routed_subnets(iface, values["subnets"])]
         update_peer(c, peer_id, values)
-        return Record(
-            hub=iface["hub"],
-            target=f"peer:{peer_id}",
-            hub_id=iface["hub_id"],
-            interface_id=iface["id"],
-            peer_id=peer_id,
+        return peer_record(
+            iface,
+            peer_id,
             payload={
                 k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in values.items()
             },
@@ -179,12 +183,9 @@ def remove_peer(
         peer = _live_peer(c, peer_id)
         iface = get_interface(c, peer["interface_id"])
         update_peer(c, peer_id, {"status": "expired" if kind == "expire_peer" else "removing"})
-        return Record(
-            hub=iface["hub"],
-            target=f"peer:{peer_id}",
-            hub_id=iface["hub_id"],
-            interface_id=iface["id"],
-            peer_id=peer_id,
+        return peer_record(
+            iface,
+            peer_id,
             payload={"public_key": peer["public_key"]},
         )
 
@@ -210,12 +211,9 @@ def rotate_key(
             raise ValidationError("public_key", "is the current key", code="same_key")
         iface = get_interface(c, peer["interface_id"])
         update_peer(c, peer_id, {"public_key": key})
-        return Record(
-            hub=iface["hub"],
-            target=f"peer:{peer_id}",
-            hub_id=iface["hub_id"],
-            interface_id=iface["id"],
-            peer_id=peer_id,
+        return peer_record(
+            iface,
+            peer_id,
             payload={"old_public_key": peer["public_key"], "public_key": key},
         )
 
