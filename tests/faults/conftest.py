@@ -43,8 +43,6 @@ from workers.dataplane.base import PeerStats
 from workers.dataplane.uapi import UapiDriver
 from workers.dataplane.wireguard_go import WireguardGo
 
-pytestmark = pytest.mark.netns
-
 # The API tests' PKI, shared rather than made twice in one session.
 api_pki = api_fixtures.api_pki
 
@@ -250,6 +248,22 @@ class FaultStack:
 
         with ThreadPoolExecutor(threads) as pool:
             return dict(pool.map(post, range(count)))
+
+    def job_results(self, job_ids: list[str], threads: int = 8) -> list[dict[str, Any]]:
+        """Every job as ``GET /v1/jobs/{id}`` answers it to the admin (answers recorded)."""
+        assert self.admin is not None
+        token = self.admin.session.headers["Authorization"].removeprefix("Bearer ")
+        local = threading.local()
+
+        def get(job_id: str) -> dict[str, Any]:
+            if not hasattr(local, "api"):
+                local.api = self.client(str(token))
+            r = local.api.get(f"/v1/jobs/{job_id}")
+            assert r.status_code == 200, r.text
+            return dict(r.json())
+
+        with ThreadPoolExecutor(threads) as pool:
+            return list(pool.map(get, job_ids))
 
     # ---- assert ---------------------------------------------------------------------------
     def query(self, sql: str, params: Any = ()) -> list[dict[str, Any]]:

@@ -5,7 +5,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+import pytest
+
 from tests.faults.conftest import Burst, FaultStack
+
+pytestmark = pytest.mark.netns
 
 BURST = 1000
 
@@ -39,6 +43,8 @@ def test_a_burst_with_a_killed_hub_worker_ends_every_job_once_with_every_peer_on
     assert statuses == {"succeeded": BURST}
     stack.assert_converged(set(submitted))
     stack.assert_applied_once(list(submitted.values()), max_attempts=2)
+    results = [job["result"] for job in stack.job_results(list(submitted.values()))]
+    assert len({r["address"] for r in results}) == BURST  # each peer told its own address
     print(
         f"\nburst {BURST}: killed at {killed_at:.1f}s, posted in {posted_s:.1f}s,"
         f" all ended at {ended_s:.1f}s"

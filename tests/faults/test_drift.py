@@ -18,6 +18,8 @@ from tests.netns import run
 from workers.dataplane.uapi_protocol import b64_to_hex, transact
 from workers.dataplane.wireguard_go import WireguardGo
 
+pytestmark = pytest.mark.netns
+
 RECONCILE_S = 2.0
 SLACK_S = 2.0  # beat → control → hub queue → converge
 BURST = 250

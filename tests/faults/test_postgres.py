@@ -22,6 +22,8 @@ from tests.api.conftest import free_port
 from tests.faults.conftest import PG_BIN, FaultStack, SecretLedger
 from tests.stack import wait_for
 
+pytestmark = pytest.mark.netns
+
 
 class PrivateCluster:
     """A throwaway PostgreSQL 15 cluster with an ``elysium`` superuser (trust, loopback)."""

@@ -20,6 +20,8 @@ from tests.api.conftest import free_port
 from tests.faults.conftest import HUB, Burst, FaultStack, SecretLedger
 from tests.stack import Process, wait_for
 
+pytestmark = pytest.mark.netns
+
 BURST = 400
 JANITOR_S = 0.5
 REQUEUE_AFTER_S = 2.0
