@@ -199,19 +199,19 @@ def revoke_enrollment_token(conn: Connection[DictRow], token_id: int) -> dict[st
 
 
 def expire_tokens(conn: Connection[DictRow]) -> dict[str, int]:
-    """The expiry sweep: mark enrollment tokens past their time as expired.
+    """The expiry sweep: mark API and enrollment tokens past their time as expired.
 
-    Returns ``{"enrollment": n, "api": m}``: n enrollment tokens newly marked by this sweep,
-    m API tokens past their expiry and not revoked (API tokens need no marking: every
-    authentication checks ``expires_at``).
+    Returns ``{"enrollment": n, "api": m}``, the tokens newly marked by this sweep
+    (authentication refuses expired tokens by ``expires_at`` whether marked or not).
     """
     marked = conn.execute(
         "UPDATE enrollment_tokens SET expired = true WHERE NOT expired AND expires_at <= now()"
     ).rowcount
     api = conn.execute(
-        "SELECT count(*) AS n FROM api_tokens WHERE revoked_at IS NULL AND expires_at <= now()"
-    ).fetchone()
-    return {"enrollment": marked, "api": int(api["n"]) if api else 0}
+        "UPDATE api_tokens SET expired = true WHERE NOT expired AND revoked_at IS NULL"
+        " AND expires_at <= now()"
+    ).rowcount
+    return {"enrollment": marked, "api": api}
 
 
 def _digest(token_text: object, prefix: str) -> bytes:

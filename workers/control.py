@@ -111,7 +111,7 @@ def expire() -> dict[str, Any]:
     with rt.pool.connection() as conn:
         with conn.transaction():
             tokens = tokens_db.expire_tokens(conn)
-            if tokens["enrollment"]:
+            if tokens["enrollment"] or tokens["api"]:
                 audit.record(conn, ACTOR, "tokens.expire", None, "succeeded", tokens)
             sent: list[tuple[str, str]] = []
             for peer in peers_db.expire_due_peers(conn):

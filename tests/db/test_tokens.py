@@ -299,8 +299,10 @@ def test_expiry_sweep_marks_enrollment_tokens_and_counts_expired_api_tokens(
 
     expired = conn.execute("SELECT id FROM enrollment_tokens WHERE expired").fetchall()
     assert first == {"enrollment": 1, "api": 1}
-    assert second == {"enrollment": 0, "api": 1}
+    assert second == {"enrollment": 0, "api": 0}
     assert [r["id"] for r in expired] == [old["id"]]
+    marked = conn.execute("SELECT id FROM api_tokens WHERE expired").fetchall()
+    assert [r["id"] for r in marked] == [api["id"]]
     assert fresh["id"] != old["id"]
 
 
