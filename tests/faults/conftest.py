@@ -162,6 +162,7 @@ class FaultStack:
         self.hub_worker: Process | None = None
         self.url = ""
         self.admin: RecordedApi | None = None
+        self.admin_token = ""
         self.interface_id = 0
 
     # ---- processes ------------------------------------------------------------------------
@@ -177,9 +178,11 @@ class FaultStack:
         self.ledger.logs.add(log)
         server, self.url = start_api(self.settings, self.pki, log)
         self.processes.append(server)
-        with psycopg.connect(self.settings.database_url, autocommit=True) as conn:
-            _, token = create_api_token(conn, "faults", "admin", 3600, "tests")
-        self.admin = self.client(token)
+        with psycopg.connect(
+            self.settings.database_url, autocommit=True, row_factory=dict_row
+        ) as conn:
+            _, self.admin_token = create_api_token(conn, "faults", "admin", 3600, "tests")
+        self.admin = self.client(self.admin_token)
 
     def start_hub(self) -> Process:
         self.hub_worker = self._start(
@@ -251,13 +254,11 @@ class FaultStack:
 
     def job_results(self, job_ids: list[str], threads: int = 8) -> list[dict[str, Any]]:
         """Every job as ``GET /v1/jobs/{id}`` answers it to the admin (answers recorded)."""
-        assert self.admin is not None
-        token = self.admin.session.headers["Authorization"].removeprefix("Bearer ")
         local = threading.local()
 
         def get(job_id: str) -> dict[str, Any]:
             if not hasattr(local, "api"):
-                local.api = self.client(str(token))
+                local.api = self.client(self.admin_token)
             r = local.api.get(f"/v1/jobs/{job_id}")
             assert r.status_code == 200, r.text
             return dict(r.json())
