@@ -6,7 +6,9 @@ The database is a private cluster of this test (``initdb`` in a temp dir, run as
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -93,12 +95,18 @@ def test_postgres_down_makes_readyz_503_and_everything_recovers_without_a_restar
     stack.start_hub()
     stack.start_control()
     stack.declare_interface()
-    token = stack.enrollment_token(uses=10)
+    token = stack.enrollment_token(uses=30)
     before = stack.enroll(3, token)
     assert stack.wait_jobs(list(before.values()), 30) == {"succeeded": 3}
     anonymous = stack.client()
-
-    private_cluster.stop()
+    # Jobs whose messages reach the hub worker while the database is away.
+    assert stack.hub_worker is not None
+    os.kill(stack.hub_worker.pid, signal.SIGSTOP)
+    try:
+        in_flight = stack.enroll(20, token)
+        private_cluster.stop()
+    finally:
+        os.kill(stack.hub_worker.pid, signal.SIGCONT)
     stopped = time.monotonic()
     r = anonymous.get("/readyz")
     readyz_s = time.monotonic() - stopped
@@ -117,8 +125,9 @@ def test_postgres_down_makes_readyz_503_and_everything_recovers_without_a_restar
     recovered_s = wait_until_ready(anonymous.get, 30)
     after = stack.enroll(3, token)
     assert stack.wait_jobs(list(after.values()), 30) == {"succeeded": 3}
+    assert stack.wait_jobs(list(in_flight.values()), 60) == {"succeeded": 20}
     assert all(p.alive() for p in stack.processes), "a process died with the database"
-    stack.assert_converged(set(before) | set(after))
+    stack.assert_converged(set(before) | set(in_flight) | set(after))
     print(
         f"\npostgres down {down_s:.1f}s (/readyz 503 in {readyz_s:.1f}s, enroll 503 in"
         f" {refused_s:.1f}s); /readyz 200 again {recovered_s:.1f}s after the start"
