@@ -8,6 +8,12 @@ from psycopg_pool import ConnectionPool
 
 from elysium.settings import Settings
 
+# psycopg_pool retries a lost connection with a doubling delay (1, 2, 4 … 64 s) for up to
+# reconnect_timeout (default 5 min) and starts no other attempt meanwhile, so after an outage
+# a process kept failing requests for up to that delay once PostgreSQL was back. Ending each
+# round of retries after a few seconds lets the next request start a new one at once.
+RECONNECT_TIMEOUT_S = 5.0
+
 
 def open_pool(
     settings: Settings,
@@ -26,5 +32,6 @@ def open_pool(
         name=name,
         open=True,
         check=ConnectionPool.check_connection,
+        reconnect_timeout=RECONNECT_TIMEOUT_S,
     )
     return pool
