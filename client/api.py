@@ -33,8 +33,9 @@ CERT_CODES = ("certificate_missing", "certificate_invalid", "peer_not_live")
 class Api:
     """One server: its URL, the CA that vouches for it, and (after enrollment) our certificate."""
 
-    def __init__(self, server: str, ca: Path | None = None,
-                 client_cert: tuple[Path, Path] | None = None) -> None:
+    def __init__(
+        self, server: str, ca: Path | None = None, client_cert: tuple[Path, Path] | None = None
+    ) -> None:
         self.server = server.rstrip("/")
         self.ca = ca
         # Passed with each request: a Session's own ``verify`` loses to $REQUESTS_CA_BUNDLE.
@@ -48,22 +49,38 @@ class Api:
         self.session.cert = (str(cert), str(key))
 
     # -- calls ---------------------------------------------------------------------------
-    def enroll(self, token: str, name: str, public_key: str, csr: str,
-               subnets: list[str]) -> dict[str, Any]:
+    def enroll(
+        self, token: str, name: str, public_key: str, csr: str, subnets: list[str]
+    ) -> dict[str, Any]:
         """POST /v1/enroll: ``202 {job_id, peer_id, ...}``."""
-        body = {"token": token, "name": name, "public_key": public_key, "csr": csr,
-                "subnets": subnets}
+        body = {
+            "token": token,
+            "name": name,
+            "public_key": public_key,
+            "csr": csr,
+            "subnets": subnets,
+        }
         return self._call("POST", "/v1/enroll", json=body, token_call=True)
 
-    def job(self, job_id: str, wait: int = 0, headers: dict[str, str] | None = None
-            ) -> dict[str, Any]:
+    def job(
+        self, job_id: str, wait: int = 0, headers: dict[str, str] | None = None
+    ) -> dict[str, Any]:
         params = {"wait": wait} if wait else None
-        return self._call("GET", f"/v1/jobs/{job_id}", params=params, headers=headers,
-                          read_timeout=wait + READ_MARGIN_S)
+        return self._call(
+            "GET",
+            f"/v1/jobs/{job_id}",
+            params=params,
+            headers=headers,
+            read_timeout=wait + READ_MARGIN_S,
+        )
 
-    def wait_job(self, job_id: str, timeout: float,
-                 on_status: Callable[[str], None] = lambda status: None,
-                 headers: dict[str, str] | None = None) -> dict[str, Any]:
+    def wait_job(
+        self,
+        job_id: str,
+        timeout: float,
+        on_status: Callable[[str], None] = lambda status: None,
+        headers: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
         """Wait for the job to end; its result when it succeeded, else a one-line error."""
         deadline = time.monotonic() + timeout
         while True:
@@ -73,12 +90,16 @@ class Api:
             if job.get("status") == "succeeded":
                 return dict(job.get("result") or {})
             if job.get("status") == "failed":
-                raise ClientError(f"the job failed: {_job_error(job)}", code="job_failed",
-                                  exit_code=EXIT_JOB)
+                raise ClientError(
+                    f"the job failed: {_job_error(job)}", code="job_failed", exit_code=EXIT_JOB
+                )
             if time.monotonic() >= deadline:
                 raise ClientError(
                     f"job {job_id} still {job.get('status')} after {timeout:.0f}s"
-                    " (is the hub worker running?)", code="job_timeout", exit_code=EXIT_JOB)
+                    " (is the hub worker running?)",
+                    code="job_timeout",
+                    exit_code=EXIT_JOB,
+                )
 
     def peer_config(self) -> dict[str, Any]:
         """GET /v1/peer/config with our certificate."""
@@ -89,32 +110,57 @@ class Api:
         return self._call("PUT", "/v1/peer/key", json={"public_key": public_key}, mtls=True)
 
     # -- one request, its failures as ClientError ----------------------------------------
-    def _call(self, method: str, path: str, *, json: Any = None, params: Any = None,
-              headers: dict[str, str] | None = None, read_timeout: float = 30.0,
-              token_call: bool = False, mtls: bool = False) -> dict[str, Any]:
+    def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: Any = None,
+        headers: dict[str, str] | None = None,
+        read_timeout: float = 30.0,
+        token_call: bool = False,
+        mtls: bool = False,
+    ) -> dict[str, Any]:
         url = self.server + path
         try:
             resp = self.session.request(
-                method, url, json=json, params=params, headers=headers, verify=self.verify,
-                timeout=(CONNECT_TIMEOUT_S, read_timeout))
+                method,
+                url,
+                json=json,
+                params=params,
+                headers=headers,
+                verify=self.verify,
+                timeout=(CONNECT_TIMEOUT_S, read_timeout),
+            )
         except requests.exceptions.SSLError as exc:
             raise self._tls_error(exc) from None
         except requests.exceptions.InvalidURL as exc:
-            raise ClientError(f"invalid server URL {self.server!r}: {exc}", code="bad_url",
-                              exit_code=EXIT_FAILED) from None
+            raise ClientError(
+                f"invalid server URL {self.server!r}: {exc}", code="bad_url", exit_code=EXIT_FAILED
+            ) from None
         except requests.exceptions.MissingSchema:
-            raise ClientError(f"invalid server URL {self.server!r}: it needs https://",
-                              code="bad_url", exit_code=EXIT_FAILED) from None
+            raise ClientError(
+                f"invalid server URL {self.server!r}: it needs https://",
+                code="bad_url",
+                exit_code=EXIT_FAILED,
+            ) from None
         except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
-            raise ClientError(f"cannot reach the server at {self.server}: {_reason(exc)}",
-                              code="unreachable", exit_code=EXIT_UNREACHABLE) from None
+            raise ClientError(
+                f"cannot reach the server at {self.server}: {_reason(exc)}",
+                code="unreachable",
+                exit_code=EXIT_UNREACHABLE,
+            ) from None
         if resp.status_code >= 400:
             raise _http_error(resp, token_call=token_call, mtls=mtls)
         try:
             body = resp.json()
         except ValueError:
-            raise ClientError(f"{method} {path}: the server answered {resp.status_code} without"
-                              " JSON", code="bad_answer", exit_code=EXIT_FAILED) from None
+            raise ClientError(
+                f"{method} {path}: the server answered {resp.status_code} without JSON",
+                code="bad_answer",
+                exit_code=EXIT_FAILED,
+            ) from None
         if not isinstance(body, dict):
             raise ClientError(f"{method} {path}: unexpected answer", code="bad_answer")
         return body
@@ -124,14 +170,22 @@ class Api:
         if "CERTIFICATE_VERIFY_FAILED" in text:
             who = f"the CA in {self.ca}" if self.ca else "the system's trusted CAs"
             why = "hostname mismatch" if "hostname" in text.lower() else "wrong CA?"
-            return ClientError(f"the server's certificate is not trusted by {who} ({why})",
-                               code="server_untrusted", exit_code=EXIT_TLS)
+            return ClientError(
+                f"the server's certificate is not trusted by {who} ({why})",
+                code="server_untrusted",
+                exit_code=EXIT_TLS,
+            )
         if self.session.cert is not None:
-            return ClientError("the server rejected this client's certificate"
-                               f" ({_reason(exc)})", code="certificate_rejected",
-                               exit_code=EXIT_TLS)
-        return ClientError(f"TLS handshake with {self.server} failed: {_reason(exc)}",
-                           code="tls_failed", exit_code=EXIT_TLS)
+            return ClientError(
+                f"the server rejected this client's certificate ({_reason(exc)})",
+                code="certificate_rejected",
+                exit_code=EXIT_TLS,
+            )
+        return ClientError(
+            f"TLS handshake with {self.server} failed: {_reason(exc)}",
+            code="tls_failed",
+            exit_code=EXIT_TLS,
+        )
 
 
 def _http_error(resp: requests.Response, *, token_call: bool, mtls: bool) -> ClientError:
@@ -147,12 +201,18 @@ def _http_error(resp: requests.Response, *, token_call: bool, mtls: bool) -> Cli
     if token_call and resp.status_code == 401:
         return ClientError(TOKEN_MESSAGES["token_invalid"], code=code, exit_code=EXIT_TOKEN)
     if mtls and (resp.status_code in (401, 403) or code in CERT_CODES):
-        return ClientError(f"the server rejected this client's certificate: {message}",
-                           code=code, exit_code=EXIT_TLS)
+        return ClientError(
+            f"the server rejected this client's certificate: {message}",
+            code=code,
+            exit_code=EXIT_TLS,
+        )
     if fields and isinstance(fields, dict):
         message = "; ".join(f"{k}: {v}" for k, v in fields.items())
-    return ClientError(f"the server refused ({resp.status_code} {code}): {message}", code=code,
-                       exit_code=EXIT_FAILED)
+    return ClientError(
+        f"the server refused ({resp.status_code} {code}): {message}",
+        code=code,
+        exit_code=EXIT_FAILED,
+    )
 
 
 def _job_error(job: dict[str, Any]) -> str:
@@ -167,6 +227,6 @@ def _reason(exc: BaseException) -> str:
     text = str(exc)
     for marker in ("Caused by ", "Errno"):
         if marker in text:
-            text = text[text.index(marker):]
+            text = text[text.index(marker) :]
     text = text.replace("Caused by ", "").strip("()'\" ")
     return text[:200]

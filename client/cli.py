@@ -22,11 +22,15 @@ from elysium.settings import Settings
 err_console = Console(stderr=True)
 
 state_dir_option = click.option(
-    "--state-dir", type=click.Path(file_okay=False, path_type=Path), envvar=STATE_DIR_ENV,
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar=STATE_DIR_ENV,
     help=f"Keys, certificate and config (default /var/lib/elysium-client, or ${STATE_DIR_ENV}).",
 )
 netns_option = click.option(
-    "--netns", metavar="NS", default=None,
+    "--netns",
+    metavar="NS",
+    default=None,
     help="Network namespace the tunnel lives in (default: as enrolled, else this one).",
 )
 
@@ -69,17 +73,38 @@ def cli() -> None:
 @click.option("--server", required=True, metavar="URL", help="The API, e.g. https://api:8443.")
 @click.option("--token", required=True, metavar="TOKEN", help="One-time enrollment token.")
 @click.option("--name", required=True, help="A name for this peer (shown to operators).")
-@click.option("--ca", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="CA certificate (PEM) of the API; default: the system's trusted CAs.")
-@click.option("--subnet", "subnets", multiple=True, metavar="CIDR",
-              help="A subnet behind this peer to route through it (repeat).")
-@click.option("--interface", default=DEFAULT_INTERFACE, show_default=True,
-              help="Name of the tunnel interface (e.g. wg0).")
+@click.option(
+    "--ca",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="CA certificate (PEM) of the API; default: the system's trusted CAs.",
+)
+@click.option(
+    "--subnet",
+    "subnets",
+    multiple=True,
+    metavar="CIDR",
+    help="A subnet behind this peer to route through it (repeat).",
+)
+@click.option(
+    "--interface",
+    default=DEFAULT_INTERFACE,
+    show_default=True,
+    help="Name of the tunnel interface (e.g. wg0).",
+)
 @click.option("--timeout", default=120.0, show_default=True, help="Seconds to wait for the hub.")
 @netns_option
 @state_dir_option
-def enroll(server: str, token: str, name: str, ca: Path | None, subnets: tuple[str, ...],
-           interface: str, timeout: float, netns: str | None, state_dir: Path | None) -> None:
+def enroll(
+    server: str,
+    token: str,
+    name: str,
+    ca: Path | None,
+    subnets: tuple[str, ...],
+    interface: str,
+    timeout: float,
+    netns: str | None,
+    state_dir: Path | None,
+) -> None:
     """Enroll this machine with a one-time token.
 
     Makes the WireGuard key and a TLS key here (0600, never sent), sends the public key and a
@@ -96,12 +121,23 @@ def enroll(server: str, token: str, name: str, ca: Path | None, subnets: tuple[s
 
     state = StateDir.from_option(state_dir)
     with _progress(f"Enrolling {name}") as on_status:
-        done = do_enroll(state, server=server, token=token, name=name, ca=ca,
-                         subnets=list(subnets), netns=netns, interface=interface,
-                         timeout=timeout, on_status=on_status)
+        done = do_enroll(
+            state,
+            server=server,
+            token=token,
+            name=name,
+            ca=ca,
+            subnets=list(subnets),
+            netns=netns,
+            interface=interface,
+            timeout=timeout,
+            on_status=on_status,
+        )
     addresses = ", ".join(done.config.get("addresses", []))
-    click.echo(f"enrolled {name} as peer {done.peer_id}: {addresses} via "
-               f"{done.config.get('endpoint')}; state in {state.path}")
+    click.echo(
+        f"enrolled {name} as peer {done.peer_id}: {addresses} via "
+        f"{done.config.get('endpoint')}; state in {state.path}"
+    )
     click.echo("next: elysium-client up")
 
 
@@ -127,8 +163,10 @@ def up(interface: str | None, offline: bool, netns: str | None, state_dir: Path 
         _refresh_config(state, enrollment)
     public = tunnel.up(state, enrollment, Settings.from_env())
     where = f" in netns {enrollment.netns}" if enrollment.netns else ""
-    click.echo(f"{enrollment.interface}{where} is up: "
-               f"{', '.join(enrollment.config['addresses'])}, public key {public}")
+    click.echo(
+        f"{enrollment.interface}{where} is up: "
+        f"{', '.join(enrollment.config['addresses'])}, public key {public}"
+    )
 
 
 @cli.command()
@@ -143,8 +181,9 @@ def down(netns: str | None, state_dir: Path | None) -> None:
     """
     state, enrollment = _enrolled(state_dir, netns, None)
     removed = tunnel.down(state, enrollment, Settings.from_env())
-    click.echo(f"{enrollment.interface} is down" if removed
-               else f"{enrollment.interface} was not up")
+    click.echo(
+        f"{enrollment.interface} is down" if removed else f"{enrollment.interface} was not up"
+    )
 
 
 @cli.command()
@@ -210,13 +249,15 @@ def rotate(timeout: float, state_dir: Path | None) -> None:
 
     state, enrollment = _enrolled(state_dir, None, None)
     with _progress("Rotating the key") as on_status:
-        new_public = do_rotate(state, enrollment, Settings.from_env(), timeout=timeout,
-                               on_status=on_status)
+        new_public = do_rotate(
+            state, enrollment, Settings.from_env(), timeout=timeout, on_status=on_status
+        )
     click.echo(f"rotated: new public key {new_public}")
 
 
-def _enrolled(state_dir: Path | None, netns: str | None,
-              interface: str | None) -> tuple[StateDir, Enrollment]:
+def _enrolled(
+    state_dir: Path | None, netns: str | None, interface: str | None
+) -> tuple[StateDir, Enrollment]:
     state = StateDir.from_option(state_dir)
     enrollment = state.load()
     if netns is not None:
@@ -242,8 +283,9 @@ def _refresh_config(state: StateDir, enrollment: Enrollment) -> None:
 def _progress(title: str) -> Iterator[Callable[[str], None]]:
     """A spinner on stderr naming the job's status as it moves."""
     columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
-    with Progress(*columns, console=err_console, transient=True,
-                  disable=not err_console.is_terminal) as progress:
+    with Progress(
+        *columns, console=err_console, transient=True, disable=not err_console.is_terminal
+    ) as progress:
         task = progress.add_task(f"{title}: starting")
 
         def on_status(status: str) -> None:

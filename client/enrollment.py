@@ -37,9 +37,12 @@ def enroll(
     """Enroll once; the state dir then holds keys, certificate, CA and config (0600)."""
     if state.enrolled():
         old = state.load()
-        raise ClientError(f"{state.path} is already enrolled as {old.name!r} with {old.server};"
-                          " use another --state-dir", code="already_enrolled",
-                          exit_code=EXIT_STATE)
+        raise ClientError(
+            f"{state.path} is already enrolled as {old.name!r} with {old.server};"
+            " use another --state-dir",
+            code="already_enrolled",
+            exit_code=EXIT_STATE,
+        )
     state.create()
     ca_path = _keep_ca(state, ca)
     wg_public = public_key(load_or_create_private_key(state.wg_key))
@@ -57,11 +60,16 @@ def enroll(
     if result.get("certificate"):
         _store_certificate(state, api, str(result.pop("certificate")))
     if not state.tls_cert.exists():
-        raise ClientError("the server did not return a client certificate",
-                          code="no_certificate")
-    enrollment = Enrollment(server=server, name=name, peer_id=peer_id,
-                            ca=str(ca_path) if ca_path else None, interface=interface,
-                            netns=netns, config=result)
+        raise ClientError("the server did not return a client certificate", code="no_certificate")
+    enrollment = Enrollment(
+        server=server,
+        name=name,
+        peer_id=peer_id,
+        ca=str(ca_path) if ca_path else None,
+        interface=interface,
+        netns=netns,
+        config=result,
+    )
     state.save(enrollment)
     return enrollment
 
@@ -73,8 +81,11 @@ def _keep_ca(state: StateDir, ca: Path | None) -> Path | None:
     try:
         pki.load_certificate(ca)
     except (OSError, ValueError) as exc:
-        raise ClientError(f"--ca {ca}: not a readable PEM certificate ({exc})",
-                          code="bad_ca", exit_code=EXIT_STATE) from None
+        raise ClientError(
+            f"--ca {ca}: not a readable PEM certificate ({exc})",
+            code="bad_ca",
+            exit_code=EXIT_STATE,
+        ) from None
     if ca.resolve() != state.ca_file.resolve():
         shutil.copyfile(ca, state.ca_file)
     state.ca_file.chmod(0o644)

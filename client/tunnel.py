@@ -39,12 +39,16 @@ class TunnelStatus:
         at = self.latest_handshake_at
         age = self.handshake_age_s()
         return {
-            "interface": self.interface, "netns": self.netns, "up": self.up,
-            "addresses": list(self.addresses), "public_key": self.public_key,
+            "interface": self.interface,
+            "netns": self.netns,
+            "up": self.up,
+            "addresses": list(self.addresses),
+            "public_key": self.public_key,
             "endpoint": self.endpoint,
             "latest_handshake_at": at.isoformat().replace("+00:00", "Z") if at else None,
             "handshake_age_s": round(age, 1) if age is not None else None,
-            "rx_bytes": self.rx_bytes, "tx_bytes": self.tx_bytes,
+            "rx_bytes": self.rx_bytes,
+            "tx_bytes": self.tx_bytes,
         }
 
 
@@ -122,9 +126,13 @@ def status(state: StateDir, enrollment: Enrollment, settings: Settings) -> Tunne
         stats = dp.dump(enrollment.interface) if running else []
     hub = next((s for s in stats if s.public_key == config.get("hub_public_key")), None)
     return TunnelStatus(
-        interface=enrollment.interface, netns=enrollment.netns, up=running,
-        addresses=tuple(config.get("addresses", ())), public_key=config.get("public_key"),
+        interface=enrollment.interface,
+        netns=enrollment.netns,
+        up=running,
+        addresses=tuple(config.get("addresses", ())),
+        public_key=config.get("public_key"),
         endpoint=(hub.endpoint if hub and hub.endpoint else config.get("endpoint")),
         latest_handshake_at=hub.last_handshake_at if hub else None,
-        rx_bytes=hub.rx_bytes if hub else 0, tx_bytes=hub.tx_bytes if hub else 0,
+        rx_bytes=hub.rx_bytes if hub else 0,
+        tx_bytes=hub.tx_bytes if hub else 0,
     )

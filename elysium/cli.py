@@ -43,10 +43,20 @@ def pki() -> None:
 
 
 @pki.command("init")
-@click.option("--dir", "directory", required=True, type=click.Path(path_type=Path),
-              help="Directory for ca.pem/ca.key and server.pem/server.key.")
-@click.option("--san", "sans", multiple=True, metavar="DNS_OR_IP",
-              help="Server certificate name (repeat); default: localhost, 127.0.0.1, ::1.")
+@click.option(
+    "--dir",
+    "directory",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Directory for ca.pem/ca.key and server.pem/server.key.",
+)
+@click.option(
+    "--san",
+    "sans",
+    multiple=True,
+    metavar="DNS_OR_IP",
+    help="Server certificate name (repeat); default: localhost, 127.0.0.1, ::1.",
+)
 def pki_init(directory: Path, sans: tuple[str, ...]) -> None:
     """Create the CA (kept if it exists) and the API's server certificate."""
     from elysium import pki as ca
@@ -81,13 +91,20 @@ def pki_init(directory: Path, sans: tuple[str, ...]) -> None:
 
 def _print_tls_settings(directory: Path) -> None:
     d = directory.resolve()
-    click.echo(f"ELYSIUM_TLS_CERT={d / 'server.pem'} ELYSIUM_TLS_KEY={d / 'server.key'}"
-               f" ELYSIUM_TLS_CA={d / 'ca.pem'} ELYSIUM_CA_KEY={d / 'ca.key'}")
+    click.echo(
+        f"ELYSIUM_TLS_CERT={d / 'server.pem'} ELYSIUM_TLS_KEY={d / 'server.key'}"
+        f" ELYSIUM_TLS_CA={d / 'ca.pem'} ELYSIUM_CA_KEY={d / 'ca.key'}"
+    )
 
 
 @pki.command("client")
-@click.option("--dir", "directory", required=True, type=click.Path(path_type=Path),
-              help="Directory holding ca.pem/ca.key; NAME.pem/NAME.key are written there.")
+@click.option(
+    "--dir",
+    "directory",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Directory holding ca.pem/ca.key; NAME.pem/NAME.key are written there.",
+)
 @click.option("--name", required=True, help="Admin name (a-z 0-9 . _ -).")
 def pki_client(directory: Path, name: str) -> None:
     """Issue an admin client certificate (refuses to replace an existing one)."""
@@ -115,8 +132,13 @@ def token() -> None:
 @token.command("create")
 @click.option("--scope", required=True, type=click.Choice(["admin", "operator", "reader"]))
 @click.option("--name", required=True, help="What the token is for (1-64 characters).")
-@click.option("--ttl", "ttl_seconds", type=click.IntRange(min=1), default=None,
-              help="Lifetime in seconds (default: no expiry).")
+@click.option(
+    "--ttl",
+    "ttl_seconds",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Lifetime in seconds (default: no expiry).",
+)
 @click.pass_obj
 def token_create(settings: Settings, scope: str, name: str, ttl_seconds: int | None) -> None:
     """Create an API token and print only the token, once, on stdout."""
@@ -128,8 +150,14 @@ def token_create(settings: Settings, scope: str, name: str, ttl_seconds: int | N
 
     with psycopg.connect(settings.database_url, row_factory=dict_row) as conn:
         row, text = create_api_token(conn, name, scope, ttl_seconds, "cli")
-        record(conn, "cli", "token.create", f"api_token:{row['id']}", "succeeded",
-               {"name": name, "scope": scope, "expires_at": _iso(row["expires_at"])})
+        record(
+            conn,
+            "cli",
+            "token.create",
+            f"api_token:{row['id']}",
+            "succeeded",
+            {"name": name, "scope": scope, "expires_at": _iso(row["expires_at"])},
+        )
         conn.commit()
     expires = _iso(row["expires_at"]) or "never"
     click.echo(f"created API token {row['id']} ({scope}), expires {expires}", err=True)
@@ -167,9 +195,18 @@ def main() -> None:
 
 
 def _worker_argv(queue: str, name: str, pool: str, concurrency: int, loglevel: str) -> list[str]:
-    return ["worker", "-Q", queue, f"--pool={pool}", f"--concurrency={concurrency}",
-            "-n", f"{name}@{socket.gethostname()}", f"--loglevel={loglevel}",
-            "--without-gossip", "--without-mingle"]
+    return [
+        "worker",
+        "-Q",
+        queue,
+        f"--pool={pool}",
+        f"--concurrency={concurrency}",
+        "-n",
+        f"{name}@{socket.gethostname()}",
+        f"--loglevel={loglevel}",
+        "--without-gossip",
+        "--without-mingle",
+    ]
 
 
 @cli.command("hub-worker")
@@ -179,8 +216,14 @@ def _worker_argv(queue: str, name: str, pool: str, concurrency: int, loglevel: s
 @click.option("--endpoint", help="Declare the hub with this endpoint if it does not exist yet.")
 @click.option("--loglevel", default="INFO", show_default=True)
 @click.pass_obj
-def hub_worker(settings: Settings, hub: str, netns: str, state_dir: Path | None,
-               endpoint: str | None, loglevel: str) -> None:
+def hub_worker(
+    settings: Settings,
+    hub: str,
+    netns: str,
+    state_dir: Path | None,
+    endpoint: str | None,
+    loglevel: str,
+) -> None:
     """Run the worker of one hub: converge it from the database, then consume hub.<HUB>.
 
     \b

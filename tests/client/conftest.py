@@ -43,8 +43,14 @@ class ApiServer:
     admin_token: str
 
     def call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
-        resp = requests.request(method, self.url + path, verify=str(self.ca), timeout=40,
-                                headers={"Authorization": f"Bearer {self.admin_token}"}, **kwargs)
+        resp = requests.request(
+            method,
+            self.url + path,
+            verify=str(self.ca),
+            timeout=40,
+            headers={"Authorization": f"Bearer {self.admin_token}"},
+            **kwargs,
+        )
         assert resp.status_code < 400, resp.text
         return dict(resp.json())
 
@@ -55,8 +61,11 @@ class ApiServer:
 
     def enrollment_token(self, interface_id: int, uses: int = 1) -> str:
         body = {"ttl_seconds": 600, "uses": uses}
-        return str(self.call("POST", f"/v1/interfaces/{interface_id}/enrollment-tokens",
-                             json=body)["token"])
+        return str(
+            self.call("POST", f"/v1/interfaces/{interface_id}/enrollment-tokens", json=body)[
+                "token"
+            ]
+        )
 
 
 @dataclass
@@ -77,8 +86,9 @@ def api_server(api_url: str, api_pki: Pki, database_url: str) -> ApiServer:
 
 
 @pytest.fixture(scope="module")
-def hub_stack(api_server: ApiServer, settings: Settings,
-              tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubStack]:
+def hub_stack(
+    api_server: ApiServer, settings: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[HubStack]:
     """Hub ``hub-a`` with ``wg0`` (10.77.0.0/24) in its namespace, ready for peers."""
     reason = can_run()
     if reason:
@@ -88,12 +98,23 @@ def hub_stack(api_server: ApiServer, settings: Settings,
     worker: Process | None = None
     try:
         api_server.call("POST", "/v1/hubs", json={"name": HUB, "endpoint": topo.hub_ip})
-        worker = Process(elysium_command("hub-worker", "--hub", HUB, "--netns", topo.hub,
-                                         "--state-dir", str(state_dir)),
-                         settings_env(settings), state_dir / "hub-worker.log")
-        created = api_server.call("POST", f"/v1/hubs/{HUB}/interfaces", json={
-            "name": "wg0", "network": NETWORK, "listen_port": LISTEN_PORT, "keepalive": 5,
-        })
+        worker = Process(
+            elysium_command(
+                "hub-worker", "--hub", HUB, "--netns", topo.hub, "--state-dir", str(state_dir)
+            ),
+            settings_env(settings),
+            state_dir / "hub-worker.log",
+        )
+        created = api_server.call(
+            "POST",
+            f"/v1/hubs/{HUB}/interfaces",
+            json={
+                "name": "wg0",
+                "network": NETWORK,
+                "listen_port": LISTEN_PORT,
+                "keepalive": 5,
+            },
+        )
         api_server.wait_job(created["job_id"])
         yield HubStack(api_server, topo, int(created["interface_id"]), state_dir / "hubs" / HUB)
     finally:
@@ -117,12 +138,18 @@ class Run:
     stderr: str
 
 
-def run_client(*args: str, state_dir: Path, settings: Settings | None = None,
-               timeout: float = 120) -> Run:
+def run_client(
+    *args: str, state_dir: Path, settings: Settings | None = None, timeout: float = 120
+) -> Run:
     """``elysium-client ARGS`` as a process (the real entry point, exit code and output)."""
     env = settings_env(settings or Settings.from_env({}, wg_driver="userspace"))
     env["ELYSIUM_CLIENT_STATE_DIR"] = str(state_dir)
     env["COLUMNS"] = "120"
-    done = subprocess.run([sys.executable, "-m", "client", *args], env=env, capture_output=True,
-                          text=True, timeout=timeout)
+    done = subprocess.run(
+        [sys.executable, "-m", "client", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     return Run(done.returncode, done.stdout, done.stderr)

@@ -81,8 +81,15 @@ def enrolled_state(state_dir: Path, server: str, ca: Path, issuer: tuple[Any, An
     pki.write_private_key(state.tls_key, tls_key)
     cert = pki.sign_csr(issuer[0], issuer[1], pki.make_csr(tls_key), 1, 1)
     write_secret(state.tls_cert, pki.certificate_pem(cert))
-    state.save(Enrollment(server=server, name="laptop", peer_id=1, ca=str(ca),
-                          config={"addresses": ["10.77.0.2/24"]}))
+    state.save(
+        Enrollment(
+            server=server,
+            name="laptop",
+            peer_id=1,
+            ca=str(ca),
+            config={"addresses": ["10.77.0.2/24"]},
+        )
+    )
     return state
 
 
@@ -95,8 +102,9 @@ def test_a_certificate_from_another_ca_is_rejected(api_server: ApiServer, tmp_pa
 
 
 def test_a_failed_rotation_keeps_the_current_key(api_server: ApiServer, tmp_path: Path) -> None:
-    state = enrolled_state(tmp_path, f"https://127.0.0.1:{free_port()}", api_server.ca,
-                           pki.create_ca("Any"))
+    state = enrolled_state(
+        tmp_path, f"https://127.0.0.1:{free_port()}", api_server.ca, pki.create_ca("Any")
+    )
     before = state.wg_key.read_text()
 
     run = run_client("rotate", state_dir=state.path)
@@ -105,11 +113,13 @@ def test_a_failed_rotation_keeps_the_current_key(api_server: ApiServer, tmp_path
     assert state.wg_key.read_text() == before
 
 
-def test_an_expired_token_says_so(api_server: ApiServer, database_url: str,
-                                  tmp_path: Path) -> None:
+def test_an_expired_token_says_so(api_server: ApiServer, database_url: str, tmp_path: Path) -> None:
     api_server.call("POST", "/v1/hubs", json={"name": "hub-x", "endpoint": "192.0.2.1"})
-    iface = api_server.call("POST", "/v1/hubs/hub-x/interfaces",
-                            json={"name": "wg9", "network": "10.99.0.0/24", "listen_port": 51999})
+    iface = api_server.call(
+        "POST",
+        "/v1/hubs/hub-x/interfaces",
+        json={"name": "wg9", "network": "10.99.0.0/24", "listen_port": 51999},
+    )
     token = api_server.enrollment_token(int(iface["interface_id"]))
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute("UPDATE enrollment_tokens SET expires_at = now() - interval '1 second'")

@@ -37,8 +37,20 @@ def test_enroll_up_ping_status_rotate_down(hub_stack: HubStack, tmp_path: Path) 
     state = tmp_path / "client"
     token = api.enrollment_token(hub_stack.interface_id)
 
-    out = ok("enroll", "--server", api.url, "--ca", str(api.ca), "--token", token,
-             "--name", "laptop", "--netns", peer_ns, state_dir=state)
+    out = ok(
+        "enroll",
+        "--server",
+        api.url,
+        "--ca",
+        str(api.ca),
+        "--token",
+        token,
+        "--name",
+        "laptop",
+        "--netns",
+        peer_ns,
+        state_dir=state,
+    )
     assert "enrolled laptop as peer" in out and "10.77.0.2/24" in out
     for secret in ("wg.key", "tls.key", "tls.pem", "client.json"):
         assert stat.S_IMODE((state / secret).stat().st_mode) == 0o600, secret
@@ -81,8 +93,14 @@ def test_a_used_token_is_refused(hub_stack: HubStack, tmp_path: Path) -> None:
     api = hub_stack.api
     token = api.enrollment_token(hub_stack.interface_id)
     first = ["enroll", "--server", api.url, "--ca", str(api.ca), "--token", token]
-    ok(*first, "--name", "first", "--netns", hub_stack.topology.peers[1],
-       state_dir=tmp_path / "first")
+    ok(
+        *first,
+        "--name",
+        "first",
+        "--netns",
+        hub_stack.topology.peers[1],
+        state_dir=tmp_path / "first",
+    )
 
     run = run_client(*first, "--name", "second", state_dir=tmp_path / "second")
 

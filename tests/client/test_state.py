@@ -18,9 +18,14 @@ def mode(path: Path) -> int:
 def test_saved_enrollment_reads_back_and_is_0600(tmp_path: Path) -> None:
     state = StateDir(tmp_path / "client")
     state.create()
-    enrollment = Enrollment(server="https://127.0.0.1:8443", name="laptop", peer_id=7,
-                            ca=str(state.ca_file), netns="ns1",
-                            config={"addresses": ["10.8.0.2/24"]})
+    enrollment = Enrollment(
+        server="https://127.0.0.1:8443",
+        name="laptop",
+        peer_id=7,
+        ca=str(state.ca_file),
+        netns="ns1",
+        config={"addresses": ["10.8.0.2/24"]},
+    )
 
     state.save(enrollment)
 

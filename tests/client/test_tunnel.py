@@ -18,10 +18,15 @@ def test_interface_networks_need_no_route_other_subnets_do() -> None:
 def test_hub_peer_carries_key_endpoint_allowed_ips_keepalive_and_routes() -> None:
     hub_key = public_key(generate_private_key())
 
-    peer = hub_peer({
-        "addresses": ["10.8.0.2/24"], "allowed_ips": ["10.8.0.0/24", "192.168.50.0/24"],
-        "hub_public_key": hub_key, "endpoint": "198.18.0.1:51820", "keepalive": 25,
-    })
+    peer = hub_peer(
+        {
+            "addresses": ["10.8.0.2/24"],
+            "allowed_ips": ["10.8.0.0/24", "192.168.50.0/24"],
+            "hub_public_key": hub_key,
+            "endpoint": "198.18.0.1:51820",
+            "keepalive": 25,
+        }
+    )
 
     assert peer.public_key == hub_key
     assert peer.allowed_ips == ("10.8.0.0/24", "192.168.50.0/24")
