@@ -23,6 +23,17 @@ def open_pool(
     name: str = "elysium",
 ) -> ConnectionPool[Connection[DictRow]]:
     """Open a pool of autocommit dict-row connections (use ``conn.transaction()`` blocks)."""
+
+    def check(conn: Connection[DictRow]) -> None:
+        # One dead connection means the server went away (restart, outage): check the idle
+        # ones now. Met one by one, each would cost the request a doubling pause (0, 1, 2, 4 s)
+        # and a pool of them ran it past its timeout although PostgreSQL was back.
+        try:
+            ConnectionPool.check_connection(conn)
+        except Exception:
+            pool.check()
+            raise
+
     pool: ConnectionPool[Connection[DictRow]] = ConnectionPool(
         settings.database_url,
         min_size=settings.db_pool_min if min_size is None else min_size,
@@ -31,7 +42,7 @@ def open_pool(
         connection_class=Connection[DictRow],
         name=name,
         open=True,
-        check=ConnectionPool.check_connection,
+        check=check,
         reconnect_timeout=RECONNECT_TIMEOUT_S,
     )
     return pool
