@@ -25,7 +25,7 @@ from tests.faults.conftest import PG_BIN, FaultStack, SecretLedger
 pytestmark = pytest.mark.netns
 
 
-RECOVERY_S = 6.0  # from PostgreSQL's start to every API worker serving again
+RECOVERY_S = 3.0  # from PostgreSQL's start to every API worker serving again
 
 
 class PrivateCluster:
