@@ -138,13 +138,22 @@ def remove_namespaces(demo: Demo) -> None:
         if not netns_exists(ns):
             continue
         # Whatever still runs in our namespace was started by this demo (wireguard-go).
-        for pid in run("ip", "netns", "pids", ns, check=False).stdout.split():
-            with contextlib.suppress(ProcessLookupError, ValueError):
-                os.kill(int(pid), signal.SIGKILL)
+        pids = [int(p) for p in run("ip", "netns", "pids", ns, check=False).stdout.split()]
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        wait_gone(pids)
         run("ip", "netns", "del", ns, check=False)
 
 
 # ---- processes -------------------------------------------------------------------------------
+def wait_gone(pids: list[int], timeout: float = 10) -> None:
+    """Until every pid has exited (a signal is delivered, not yet acted on, when kill returns)."""
+    deadline = time.monotonic() + timeout
+    while any(process_alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
 def pid_file(demo: Demo, service: str) -> Path:
     return demo.state / "run" / f"{service}.pid"
 
@@ -202,6 +211,7 @@ def stop_service(demo: Demo, service: str) -> None:
             time.sleep(0.1)
         if running_pid(path):
             os.kill(pid, signal.SIGKILL)
+            wait_gone([pid])
     path.unlink(missing_ok=True)
 
 

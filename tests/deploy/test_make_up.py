@@ -94,7 +94,8 @@ def test_make_up_pings_through_the_tunnel_and_make_down_leaves_nothing(
     assert sorted(recorded_pids(state)) == sorted(pids)
 
     make("down", demo_env)
-    assert not any(alive(p) for p in pids)
+    left = {p: Path(f"/proc/{p}/cmdline").read_bytes() for p in pids if alive(p)}
+    assert left == {}
     namespaces = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     assert f"ely-{name}-" not in namespaces
     make("down", demo_env)  # twice is fine
