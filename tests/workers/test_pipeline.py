@@ -4,6 +4,7 @@ tunnel, with real Redis, real worker processes and real wireguard-go in namespac
 from __future__ import annotations
 
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -61,9 +62,30 @@ class Stack:
             )
         )
 
-    def start_hub(self) -> Process:
-        proc = Process(
-            elysium_command(
+    def start_hub(self, *, plain_celery: bool = False) -> Process:
+        if plain_celery:  # the README's other way: an ordinary celery worker command
+            args = [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "workers.celery_app",
+                "worker",
+                "-Q",
+                f"hub.{HUB}",
+                "--pool",
+                "solo",
+                "--without-gossip",
+                "--without-mingle",
+            ]
+            env = {
+                **self.env,
+                "ELYSIUM_HUB": HUB,
+                "ELYSIUM_NETNS": self.topo.hub,
+                "ELYSIUM_STATE_DIR": str(self.state_dir),
+            }
+        else:
+            args = elysium_command(
                 "hub-worker",
                 "--hub",
                 HUB,
@@ -71,10 +93,9 @@ class Stack:
                 self.topo.hub,
                 "--state-dir",
                 str(self.state_dir),
-            ),
-            self.env,
-            self.tmp / "hub.log",
-        )
+            )
+            env = self.env
+        proc = Process(args, env, self.tmp / "hub.log")
         self.processes.append(proc)
         self.hub_worker = proc
         return proc
@@ -116,10 +137,12 @@ def queue(settings: Settings) -> Iterator[JobQueue]:
     q.close()
 
 
-def make_interface(conn: Connection[DictRow], queue: JobQueue, stack: Stack) -> dict[str, Any]:
+def make_interface(
+    conn: Connection[DictRow], queue: JobQueue, stack: Stack, *, plain_celery: bool = False
+) -> dict[str, Any]:
     declare_hub(conn, "admin", HUB, f"{stack.topo.hub_ip}:51820")
     stack.start_control()
-    stack.start_hub()
+    stack.start_hub(plain_celery=plain_celery)
     sub = create_interface(
         conn, queue, "admin", HUB, name="wg0", network=NETWORK, listen_port=51820, keepalive=5
     )
@@ -261,3 +284,19 @@ def test_a_job_submitted_while_the_hub_worker_is_down_runs_when_it_returns(
     assert get_job(conn, str(sub.job["id"]))["status"] == "queued"
     stack.start_hub()
     assert wait_job(conn, sub.job["id"])["status"] == "succeeded"
+
+
+def test_a_hub_worker_started_as_a_plain_celery_worker_converges_and_takes_jobs(
+    conn: Connection[DictRow], queue: JobQueue, stack: Stack
+) -> None:
+    iface_id = make_interface(conn, queue, stack, plain_celery=True)["interface_id"]
+    key = public_key(generate_private_key())
+    job = wait_job(conn, add_peer(conn, queue, "op", iface_id, name="p", public_key=key).job["id"])
+    assert job["status"] == "succeeded"
+    driver = stack.hub_driver()
+    try:
+        assert [s.public_key for s in driver.dump("wg0")] == [key]
+    finally:
+        driver.close()
+    beat = conn.execute("SELECT last_heartbeat_at FROM hubs WHERE name = %s", (HUB,)).fetchone()
+    assert beat is not None and beat["last_heartbeat_at"] is not None
