@@ -134,25 +134,51 @@ def open_jobs_on_queue(conn: Connection[DictRow], queue: str) -> list[dict[str, 
     ).fetchall()
 
 
+# Ending a job and auditing how it ended is one statement: no job ends unrecorded.
+_END_AND_AUDIT = (
+    "WITH ended AS ({update} RETURNING id, kind, hub_id, interface_id, peer_id, status,"
+    " error_code), logged AS (INSERT INTO audit (actor, action, target, outcome, detail)"
+    " SELECT %s, kind, CASE WHEN peer_id IS NOT NULL THEN 'peer:' || peer_id"
+    "  WHEN interface_id IS NOT NULL THEN 'interface:' || interface_id ELSE 'job:' || id END,"
+    "  status, jsonb_strip_nulls(jsonb_build_object('job_id', id, 'error_code', error_code))"
+    " FROM ended RETURNING 1) SELECT count(*) AS n FROM ended"
+)
+
+
 def succeed_job(
-    conn: Connection[DictRow], job_id: uuid.UUID | str, result: dict[str, Any] | None
+    conn: Connection[DictRow],
+    job_id: uuid.UUID | str,
+    result: dict[str, Any] | None,
+    actor: str = "worker",
 ) -> bool:
-    cur = conn.execute(
-        "UPDATE jobs SET status = 'succeeded', result = %s, error_code = NULL,"
-        " error_message = NULL, finished_at = now(), updated_at = now()"
-        " WHERE id = %s AND status <> ALL(%s)",
-        (Jsonb(result or {}), str(job_id), list(FINAL)),
-    )
-    return cur.rowcount == 1
+    """End an open job as succeeded with its result, and audit it; False if it had ended."""
+    row = conn.execute(
+        _END_AND_AUDIT.format(
+            update="UPDATE jobs SET status = 'succeeded', result = %s, error_code = NULL,"
+            " error_message = NULL, finished_at = now(), updated_at = now()"
+            " WHERE id = %s AND status <> ALL(%s)"
+        ),
+        (Jsonb(result or {}), str(job_id), list(FINAL), actor),
+    ).fetchone()
+    return bool(row and row["n"])
 
 
-def fail_job(conn: Connection[DictRow], job_id: uuid.UUID | str, code: str, message: str) -> bool:
-    cur = conn.execute(
-        "UPDATE jobs SET status = 'failed', error_code = %s, error_message = %s,"
-        " finished_at = now(), updated_at = now() WHERE id = %s AND status <> ALL(%s)",
-        (code, message[:1000], str(job_id), list(FINAL)),
-    )
-    return cur.rowcount == 1
+def fail_job(
+    conn: Connection[DictRow],
+    job_id: uuid.UUID | str,
+    code: str,
+    message: str,
+    actor: str = "worker",
+) -> bool:
+    """End an open job as failed with a code and message, and audit it."""
+    row = conn.execute(
+        _END_AND_AUDIT.format(
+            update="UPDATE jobs SET status = 'failed', error_code = %s, error_message = %s,"
+            " finished_at = now(), updated_at = now() WHERE id = %s AND status <> ALL(%s)"
+        ),
+        (code, message[:1000], str(job_id), list(FINAL), actor),
+    ).fetchone()
+    return bool(row and row["n"])
 
 
 def retry_job(conn: Connection[DictRow], job_id: uuid.UUID | str, code: str, message: str) -> None:

@@ -86,6 +86,7 @@ class HubWorker:
         self.settings = settings
         self.hub = settings.hub
         self.queue = hub_queue(self.hub)
+        self.actor = f"hub:{self.hub}"  # who ends this hub's jobs, in the audit trail
         self.pool = pool
         self.state_dir = settings.state_dir / "hubs" / self.hub
         if dataplane is None:
@@ -209,7 +210,7 @@ class HubWorker:
             else:
                 with conn.transaction():
                     jobs_db.fail_job(
-                        conn, job_id, "unknown_kind", f"unknown job kind {job['kind']}"
+                        conn, job_id, "unknown_kind", f"unknown job kind {job['kind']}", self.actor
                     )
 
     def _run_create_interface(self, conn: Connection[DictRow], job: dict[str, Any]) -> None:
@@ -241,15 +242,10 @@ class HubWorker:
         with conn.transaction():
             interfaces_db.delete_interface(conn, job["interface_id"])
             jobs_db.succeed_job(
-                conn, job["id"], {"interface_id": job["interface_id"], "device_removed": removed}
-            )
-            audit.record(
                 conn,
-                f"hub:{self.hub}",
-                "delete_interface",
-                f"interface:{job['interface_id']}",
-                "succeeded",
-                {"job_id": str(job["id"])},
+                job["id"],
+                {"interface_id": job["interface_id"], "device_removed": removed},
+                self.actor,
             )
 
     def _run_peer_burst(self, conn: Connection[DictRow], job: dict[str, Any]) -> None:
@@ -257,7 +253,7 @@ class HubWorker:
             iface = interfaces_db.get_interface(conn, job["interface_id"])
         except ElysiumError as exc:
             with conn.transaction():
-                jobs_db.fail_job(conn, job["id"], exc.code, exc.message)
+                jobs_db.fail_job(conn, job["id"], exc.code, exc.message, self.actor)
             return
         with conn.transaction():
             burst = jobs_db.claim_interface_jobs(
@@ -305,7 +301,7 @@ class HubWorker:
     ) -> None:
         with conn.transaction():
             for j in burst:
-                jobs_db.succeed_job(conn, j["id"], result(j))
+                jobs_db.succeed_job(conn, j["id"], result(j), self.actor)
 
     def _fail_each(
         self, conn: Connection[DictRow], burst: list[dict[str, Any]], exc: DataplaneError
@@ -321,7 +317,7 @@ class HubWorker:
                     self.dataplane.apply_peers(iface_name, [], [peer["public_key"]])
             except DataplaneError as one:
                 with conn.transaction():
-                    jobs_db.fail_job(conn, j["id"], one.code, one.message)
+                    jobs_db.fail_job(conn, j["id"], one.code, one.message, self.actor)
                     peers_db.update_peer(conn, peer["id"], {"status": "failed"})
                     peers_db.finish_removal(conn, [peer["id"]])
                 continue
@@ -330,7 +326,7 @@ class HubWorker:
                     peers_db.mark_applied(conn, [peer["id"]])
                 else:
                     peers_db.finish_removal(conn, [peer["id"]])
-                jobs_db.succeed_job(conn, j["id"], self._peer_result(conn, j))
+                jobs_db.succeed_job(conn, j["id"], self._peer_result(conn, j), self.actor)
         log.info("batch refused (%s); applied job by job", exc.message)
 
 
@@ -347,7 +343,7 @@ def run_job(self: Task, job_id: str, hub: str) -> None:
     except ElysiumError as exc:
         if not exc.transient:
             with worker.pool.connection() as conn, conn.transaction():
-                jobs_db.fail_job(conn, job_id, exc.code, exc.message)
+                jobs_db.fail_job(conn, job_id, exc.code, exc.message, worker.actor)
             return
         with worker.pool.connection() as conn, conn.transaction():
             jobs_db.retry_job(conn, job_id, exc.code, exc.message)

@@ -249,7 +249,10 @@ def test_an_expired_peer_is_removed_from_the_hub_and_marked_expired(
     assert keeper["public_key"] in stack.hub_keys()
     assert peers_db.get_peer(stack.conn, keeper["id"])["status"] == "active"
     expiries = [a for a in stack.audit("expire_peer") if a["target"] == f"peer:{peer['id']}"]
-    assert len(expiries) == 1
+    assert [(a["actor"], a["outcome"]) for a in expiries] == [
+        ("control", "accepted"),
+        ("hub:hub-a", "succeeded"),
+    ]
     assert jobs_db.get_job(stack.conn, expiries[0]["detail"]["job_id"])["status"] == "succeeded"
 
 

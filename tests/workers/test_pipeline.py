@@ -198,6 +198,17 @@ def test_an_added_peer_gets_a_working_tunnel_to_the_hub(
         # Removing the peer takes it off the hub: the tunnel stops working.
         removed = wait_job(conn, remove_peer(conn, queue, "op", sub.job["peer_id"]).job["id"])
         assert removed["status"] == "succeeded"
+        trail = conn.execute(
+            "SELECT actor, action, outcome FROM audit WHERE target = %s ORDER BY id",
+            (f"peer:{sub.job['peer_id']}",),
+        ).fetchall()
+        assert [(a["action"], a["outcome"]) for a in trail] == [
+            ("add_peer", "accepted"),
+            ("add_peer", "succeeded"),
+            ("remove_peer", "accepted"),
+            ("remove_peer", "succeeded"),
+        ]
+        assert {a["actor"] for a in trail} == {"op", f"hub:{HUB}"}
         assert not ping(peer_ns, "10.50.0.1", tries=2)
         row = conn.execute(
             "SELECT status, address FROM peers WHERE id = %s", (sub.job["peer_id"],)
@@ -263,6 +274,12 @@ def test_a_job_whose_interface_vanished_fails_with_a_code_and_leaves_nothing(
     stack.start_hub()
     job = wait_job(conn, sub.job["id"])
     assert job["status"] == "failed" and job["error_code"] == "interface_not_found"
+    ended = conn.execute(
+        "SELECT outcome, detail->>'error_code' AS code FROM audit WHERE detail->>'job_id' = %s"
+        " AND actor = %s",
+        (str(sub.job["id"]), f"hub:{HUB}"),
+    ).fetchall()
+    assert ended == [{"outcome": "failed", "code": "interface_not_found"}]
     assert conn.execute("SELECT count(*) AS n FROM peers").fetchone() == {"n": 0}
     driver = stack.hub_driver()
     try:
