@@ -141,7 +141,7 @@ _END_AND_AUDIT = (
     " SELECT %s, kind, CASE WHEN peer_id IS NOT NULL THEN 'peer:' || peer_id"
     "  WHEN interface_id IS NOT NULL THEN 'interface:' || interface_id ELSE 'job:' || id END,"
     "  status, jsonb_strip_nulls(jsonb_build_object('job_id', id, 'error_code', error_code))"
-    " FROM ended RETURNING 1) SELECT count(*) AS n FROM ended"
+    " FROM ended RETURNING 1) SELECT id FROM ended"
 )
 
 
@@ -152,15 +152,15 @@ def succeed_job(
     actor: str = "worker",
 ) -> bool:
     """End an open job as succeeded with its result, and audit it; False if it had ended."""
-    row = conn.execute(
+    cur = conn.execute(
         _END_AND_AUDIT.format(
             update="UPDATE jobs SET status = 'succeeded', result = %s, error_code = NULL,"
             " error_message = NULL, finished_at = now(), updated_at = now()"
             " WHERE id = %s AND status <> ALL(%s)"
         ),
         (Jsonb(result or {}), str(job_id), list(FINAL), actor),
-    ).fetchone()
-    return bool(row and row["n"])
+    )
+    return cur.rowcount == 1
 
 
 def fail_job(
@@ -171,14 +171,14 @@ def fail_job(
     actor: str = "worker",
 ) -> bool:
     """End an open job as failed with a code and message, and audit it."""
-    row = conn.execute(
+    cur = conn.execute(
         _END_AND_AUDIT.format(
             update="UPDATE jobs SET status = 'failed', error_code = %s, error_message = %s,"
             " finished_at = now(), updated_at = now() WHERE id = %s AND status <> ALL(%s)"
         ),
         (code, message[:1000], str(job_id), list(FINAL), actor),
-    ).fetchone()
-    return bool(row and row["n"])
+    )
+    return cur.rowcount == 1
 
 
 def retry_job(conn: Connection[DictRow], job_id: uuid.UUID | str, code: str, message: str) -> None:

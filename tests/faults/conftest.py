@@ -332,7 +332,8 @@ class FaultStack:
         times (a job a killed worker held is taken again by its successor)."""
         rows = self.query(
             "SELECT j.id, j.status, j.attempts, count(a.*) AS audits FROM jobs j"
-            " LEFT JOIN audit a ON a.action = 'enroll_peer' AND a.detail->>'job_id' = j.id::text"
+            " LEFT JOIN audit a ON a.action = 'enroll_peer' AND a.outcome = 'accepted'"
+            " AND a.detail->>'job_id' = j.id::text"
             " WHERE j.id = ANY(%s::uuid[]) GROUP BY j.id",
             (job_ids,),
         )
