@@ -172,18 +172,41 @@ def redeem_enrollment_token(conn: Connection[DictRow], token_text: str) -> dict[
     ).fetchone()
     if row is not None:
         return row
+    raise _refusal(conn, digest)
+
+
+def check_enrollment_token(conn: Connection[DictRow], token_text: str) -> dict[str, Any]:
+    """An enrollment token that can be redeemed now, read without locking it.
+
+    Lets a caller refuse a bad token early and take the token's row lock (the redemption)
+    as the last step before its commit, so concurrent enrollments wait on it the least.
+    Raises what :func:`redeem_enrollment_token` raises.
+    """
+    digest = _digest(token_text, ENROLLMENT_PREFIX)
+    row = conn.execute(
+        f"SELECT {ENROLLMENT_COLUMNS} FROM enrollment_tokens WHERE token_hash = %s"
+        " AND uses_left > 0 AND revoked_at IS NULL AND NOT expired AND expires_at > now()",
+        (digest,),
+    ).fetchone()
+    if row is not None:
+        return row
+    raise _refusal(conn, digest)
+
+
+def _refusal(conn: Connection[DictRow], digest: bytes) -> Unauthorized | Gone:
+    """Why a token cannot be redeemed."""
     why = conn.execute(
         "SELECT revoked_at IS NOT NULL AS revoked, expired OR expires_at <= now() AS expired"
         " FROM enrollment_tokens WHERE token_hash = %s",
         (digest,),
     ).fetchone()
     if why is None:
-        raise Unauthorized("the enrollment token is not valid", code="token_invalid")
+        return Unauthorized("the enrollment token is not valid", code="token_invalid")
     if why["revoked"]:
-        raise Gone("the enrollment token has been revoked", code="token_revoked")
+        return Gone("the enrollment token has been revoked", code="token_revoked")
     if why["expired"]:
-        raise Gone("the enrollment token has expired", code="token_expired")
-    raise Gone("the enrollment token has no uses left", code="token_used_up")
+        return Gone("the enrollment token has expired", code="token_expired")
+    return Gone("the enrollment token has no uses left", code="token_used_up")
 
 
 def revoke_enrollment_token(conn: Connection[DictRow], token_id: int) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from psycopg.rows import DictRow
 from api.jobs.services import Record, Submitted, submit_hub_job
 from api.peers.services import record_new_peer
 from db.peers import update_peer
-from db.tokens import redeem_enrollment_token
+from db.tokens import check_enrollment_token, redeem_enrollment_token
 from elysium import pki
 from elysium.keys import normalize_key
 from elysium.networks import check_subnets_allowed, parse_subnets
@@ -45,7 +45,9 @@ def enroll_peer(
         pki.load_csr(csr)  # a malformed CSR is refused before the token is touched
 
     def write(c: Connection[DictRow]) -> Record:
-        grant = redeem_enrollment_token(c, token)
+        # Checked now, redeemed last: the token's row lock is then held only until the commit,
+        # not through the whole enrollment (all peers of one token queue on that row).
+        grant = check_enrollment_token(c, token)
         check_subnets_allowed(nets, [ipaddress.ip_network(s) for s in grant["subnets"]])
         rec = record_new_peer(
             c,
@@ -62,6 +64,7 @@ def enroll_peer(
             update_peer(c, rec.peer_id, {"certificate_serial": pki.serial_hex(cert)})
             rec.payload["certificate"] = pki.certificate_pem(cert)
         rec.payload["enrollment_token_id"] = grant["id"]
+        rec.before_commit = lambda c2: redeem_enrollment_token(c2, token)
         return rec
 
     return submit_hub_job(

@@ -31,6 +31,8 @@ class Record:
     interface_id: int | None = None
     peer_id: int | None = None
     payload: dict[str, Any] = field(default_factory=dict)
+    # Run last, just before the commit: where a hot row lock belongs (it is held until then).
+    before_commit: Callable[[Connection[DictRow]], object] | None = None
 
 
 @dataclass
@@ -80,6 +82,8 @@ def submit_hub_job(
                 peer_id=rec.peer_id,
             )
             audit.record(conn, submitter, kind, rec.target, "accepted", {"job_id": str(job["id"])})
+            if rec.before_commit is not None:
+                rec.before_commit(conn)
     except IdempotentReplay as replay:
         return Submitted(replay.job, replayed=True)
     send_job(conn, queue, job, rec.hub)

@@ -16,6 +16,7 @@ from db.hubs import create_hub
 from db.interfaces import create_interface
 from db.tokens import (
     authenticate_api_token,
+    check_enrollment_token,
     create_api_token,
     create_enrollment_token,
     expire_tokens,
@@ -201,6 +202,25 @@ def test_each_redemption_takes_one_use_until_none_is_left(
     assert (first["uses_left"], second["uses_left"]) == (1, 0)
     assert first["interface_id"] == interface["id"]
     assert _code(err) == (410, "token_used_up")
+
+
+def test_checking_a_token_takes_no_use_and_refuses_like_a_redemption(
+    conn: Connection[DictRow], interface: dict[str, Any]
+) -> None:
+    _, text = create_enrollment_token(conn, interface["id"], None, 600, 1, [], "test")
+
+    checked = check_enrollment_token(conn, text)
+    again = check_enrollment_token(conn, text)
+    redeem_enrollment_token(conn, text)
+    with pytest.raises(Gone) as used:
+        check_enrollment_token(conn, text)
+    with pytest.raises(Unauthorized) as unknown:
+        check_enrollment_token(conn, "elyenr_unknown")
+
+    assert checked["uses_left"] == again["uses_left"] == 1
+    assert checked["interface_id"] == interface["id"]
+    assert _code(used) == (410, "token_used_up")
+    assert _code(unknown) == (401, "token_invalid")
 
 
 def test_redeeming_an_unknown_enrollment_token_is_token_invalid(
