@@ -4,6 +4,7 @@ tunnel, with real Redis, real worker processes and real wireguard-go in namespac
 from __future__ import annotations
 
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -18,7 +19,7 @@ from psycopg.rows import DictRow, dict_row
 
 from api.hubs.services import declare_hub
 from api.interfaces.services import create_interface
-from api.peers.services import add_peer, remove_peer
+from api.peers.services import add_peer, change_peer, remove_peer
 from db.jobs import get_job
 from elysium.keys import generate_private_key, public_key
 from elysium.queue import JobQueue
@@ -317,3 +318,45 @@ def test_a_hub_worker_started_as_a_plain_celery_worker_converges_and_takes_jobs(
         driver.close()
     beat = conn.execute("SELECT last_heartbeat_at FROM hubs WHERE name = %s", (HUB,)).fetchone()
     assert beat is not None and beat["last_heartbeat_at"] is not None
+
+
+def hub_routes(stack: Stack) -> set[str]:
+    out = subprocess.run(
+        ["ip", "-n", stack.topo.hub, "route", "show", "dev", "wg0"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return {
+        line.split()[0] for line in out.splitlines() if "proto" in line and "kernel" not in line
+    }
+
+
+def test_a_peers_routed_subnets_follow_its_record_on_the_hub(
+    conn: Connection[DictRow], queue: JobQueue, stack: Stack
+) -> None:
+    iface_id = make_interface(conn, queue, stack)["interface_id"]
+    key = public_key(generate_private_key())
+    sub = add_peer(
+        conn, queue, "op", iface_id, name="site", public_key=key, subnets=["192.168.70.0/24"]
+    )
+    assert wait_job(conn, sub.job["id"])["status"] == "succeeded"
+    assert hub_routes(stack) == {"192.168.70.0/24"}
+
+    peer_id = sub.job["peer_id"]
+    changed = change_peer(conn, queue, "op", peer_id, {"subnets": ["192.168.71.0/24"]})
+    assert wait_job(conn, changed.job["id"])["status"] == "succeeded"
+    assert hub_routes(stack) == {"192.168.71.0/24"}
+    driver = stack.hub_driver()
+    try:
+        [stats] = driver.dump("wg0")
+    finally:
+        driver.close()
+    assert set(stats.allowed_ips) == {"10.50.0.2/32", "192.168.71.0/24"}
+
+    disabled = change_peer(conn, queue, "op", peer_id, {"enabled": False})
+    assert wait_job(conn, disabled.job["id"])["status"] == "succeeded"
+    assert hub_routes(stack) == set()
+    enabled = change_peer(conn, queue, "op", peer_id, {"enabled": True})
+    assert wait_job(conn, enabled.job["id"])["status"] == "succeeded"
+    assert hub_routes(stack) == {"192.168.71.0/24"}
