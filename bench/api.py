@@ -19,7 +19,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -61,11 +60,7 @@ def api_server(settings: Settings, d: Path) -> Iterator[str]:
     import subprocess
 
     port = _free_port()
-    env = dict(os.environ)
-    for f in fields(settings):
-        value = getattr(settings, f.name)
-        if value is not None:
-            env[f"ELYSIUM_{f.name.upper()}"] = str(value)
+    env = {**os.environ, **settings.to_env()}
     env.update(ELYSIUM_API_BIND=f"127.0.0.1:{port}", ELYSIUM_API_LOGLEVEL="warning")
     with open(d / "api.log", "wb") as log:
         proc = subprocess.Popen(

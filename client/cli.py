@@ -18,6 +18,7 @@ from client.errors import EXIT_FAILED, ClientError
 from client.state import DEFAULT_INTERFACE, STATE_DIR_ENV, Enrollment, StateDir
 from elysium.errors import ElysiumError
 from elysium.settings import Settings
+from elysium.wgquick import render_wg_quick
 
 err_console = Console(stderr=True)
 
@@ -229,7 +230,7 @@ def config(qr: bool, state_dir: Path | None) -> None:
       elysium-client config --qr      # scan with the WireGuard mobile app
     """
     state, enrollment = _enrolled(state_dir, None, None)
-    text = wgquick.render(enrollment.config, state.read_wg_key(), enrollment.name)
+    text = render_wg_quick(enrollment.config, state.read_wg_key(), enrollment.name)
     click.echo(wgquick.qr_text(text) if qr else text, nl=False)
 
 

@@ -35,13 +35,6 @@ def get_hub(conn: Connection[DictRow], name: str) -> dict[str, Any]:
     return row
 
 
-def get_hub_by_id(conn: Connection[DictRow], hub_id: int) -> dict[str, Any]:
-    row = conn.execute(f"SELECT {HUB_COLUMNS} FROM hubs WHERE id = %s", (hub_id,)).fetchone()
-    if row is None:
-        raise NotFound(f"hub {hub_id} does not exist", code="hub_not_found")
-    return row
-
-
 def list_hubs(conn: Connection[DictRow]) -> list[dict[str, Any]]:
     return conn.execute(f"SELECT {HUB_COLUMNS} FROM hubs ORDER BY name").fetchall()
 

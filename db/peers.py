@@ -197,17 +197,6 @@ def finish_removal(conn: Connection[DictRow], peer_ids: Sequence[int]) -> None:
         )
 
 
-def peer_ids_for_keys(
-    conn: Connection[DictRow], interface_id: int, keys: Sequence[str]
-) -> dict[str, int]:
-    rows = conn.execute(
-        f"SELECT p.id, p.public_key FROM peers p WHERE p.interface_id = %s"
-        f" AND p.public_key = ANY(%s) AND {LIVE}",
-        (interface_id, list(keys)),
-    ).fetchall()
-    return {r["public_key"]: r["id"] for r in rows}
-
-
 def peer_config(conn: Connection[DictRow], peer_id: int) -> dict[str, Any]:
     """Everything a peer needs to bring its tunnel up (no private key: it never leaves the peer)."""
     row = conn.execute(

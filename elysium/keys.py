@@ -64,10 +64,6 @@ def public_key(private_b64: str) -> str:
     return encode_key(pub.public_bytes(Encoding.Raw, PublicFormat.Raw))
 
 
-def generate_preshared_key() -> str:
-    return encode_key(secrets.token_bytes(KEY_LEN))
-
-
 def load_or_create_private_key(path: Path) -> str:
     """Read a private key file, making one (mode 0600) the first time."""
     if path.exists():

@@ -73,10 +73,6 @@ def check_subnets_allowed(
             raise ValidationError(f"{field}.{i}", "is not allowed by the enrollment token")
 
 
-def host_address(net: IPNetwork, offset: int) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
-    return net.network_address + offset
-
-
 def hub_address(net: IPNetwork) -> ipaddress.IPv4Interface | ipaddress.IPv6Interface:
     """The hub keeps the first host address, with the network's prefix."""
     return ipaddress.ip_interface(f"{net.network_address + 1}/{net.prefixlen}")

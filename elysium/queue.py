@@ -6,12 +6,15 @@ workers; the workers' Celery app takes the same configuration.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from typing import Any
 
 from celery import Celery
 
 from elysium.settings import Settings
+
+log = logging.getLogger(__name__)
 
 CONTROL_QUEUE = "control"
 HUB_QUEUE_PREFIX = "hub."
@@ -95,8 +98,18 @@ class JobQueue:
             HUB_RUN_JOB, kwargs={"job_id": str(job_id), "hub": hub}, task_id=str(job_id)
         )
 
-    def send(self, name: str, **kwargs: Any) -> None:
-        self.app.send_task(name, kwargs=kwargs)
+    def offer_hub_job(self, job_id: uuid.UUID | str, hub: str) -> bool:
+        """Send a recorded job's message; False when the broker is down.
+
+        The job row is already durable, so a failed send is no error for the caller: the
+        job janitor sends it again once it has waited ``job_requeue_after_s``.
+        """
+        try:
+            self.send_hub_job(job_id, hub)
+        except Exception as exc:  # kombu raises many kinds for an unreachable broker
+            log.warning("job %s recorded but not sent (%s); the janitor will send it", job_id, exc)
+            return False
+        return True
 
     def close(self) -> None:
         self.app.close()

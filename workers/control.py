@@ -7,7 +7,6 @@ reconcile and the job janitor. Each is safe to run twice, late, or beside anothe
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -32,7 +31,7 @@ from elysium.queue import (
     hub_queue,
 )
 from workers.celery_app import app
-from workers.runtime import Runtime, runtime
+from workers.runtime import runtime
 
 log = logging.getLogger(__name__)
 
@@ -42,17 +41,6 @@ ACTOR = "control"
 def live_hubs(conn: Connection[DictRow]) -> list[str]:
     """Hubs whose worker has a recent heartbeat (a silent hub's queue is not fed)."""
     return [h["name"] for h in hubs_db.list_hubs(conn) if not h["stale"]]
-
-
-def send_hub_job(rt: Runtime, conn: Connection[DictRow], job_id: uuid.UUID | str, hub: str) -> bool:
-    """Send a recorded job's message; a broker outage leaves it for the next janitor run."""
-    try:
-        rt.queue.send_hub_job(job_id, hub)
-    except Exception as exc:  # the broker is down: the janitor sends it later
-        log.warning("job %s not sent (%s); the janitor will send it", job_id, exc)
-        return False
-    jobs_db.mark_enqueued(conn, job_id)
-    return True
 
 
 def _send_to_hubs(task: str, hubs: Sequence[str], expires_s: float) -> None:
@@ -135,7 +123,7 @@ def expire() -> dict[str, Any]:
                 )
                 sent.append((str(job["id"]), peer["hub"]))
         for job_id, hub in sent:
-            send_hub_job(rt, conn, job_id, hub)
+            rt.queue.offer_hub_job(job_id, hub)  # stamped enqueued_at on insert
     return {"tokens": tokens, "peers": len(sent)}
 
 
@@ -165,7 +153,8 @@ def janitor() -> dict[str, int]:
             if not job["queue"].startswith(HUB_QUEUE_PREFIX) or hub not in hubs:
                 continue
             with conn.transaction():
-                if send_hub_job(rt, conn, job["id"], hub):
+                if rt.queue.offer_hub_job(job["id"], hub):
+                    jobs_db.mark_enqueued(conn, job["id"])
                     requeued += 1
                     audit.record(
                         conn,

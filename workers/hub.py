@@ -74,6 +74,23 @@ def is_desired(peer: dict[str, Any]) -> bool:
     return bool(peer["enabled"]) and peer["status"] in ("pending", "active")
 
 
+def plan_changes(
+    jobs: list[dict[str, Any]], peers: list[dict[str, Any]]
+) -> tuple[list[PeerSpec], list[str]]:
+    """What some peer jobs ask of the device: the peers to set and the keys to remove."""
+    upserts = {p["public_key"]: peer_spec(p) for p in peers if is_desired(p)}
+    removes = {p["public_key"] for p in peers if not is_desired(p)}
+    removes |= {j["payload"]["old_public_key"] for j in jobs if j["kind"] == "rotate_key"}
+    return list(upserts.values()), sorted(removes - set(upserts))
+
+
+def record_applied(conn: Connection[DictRow], peers: list[dict[str, Any]]) -> None:
+    """The device now holds what these peers' rows want: pending ones become active, removed
+    ones give their addresses back."""
+    peers_db.mark_applied(conn, [p["id"] for p in peers if is_desired(p)])
+    peers_db.finish_removal(conn, [p["id"] for p in peers if not is_desired(p)])
+
+
 class HubWorker:
     """One hub's worker: heartbeat, recovery at start, and the jobs of its queue."""
 
@@ -100,7 +117,6 @@ class HubWorker:
         self._started = False
         self._stop = threading.Event()
         self._heartbeat: threading.Thread | None = None
-        self.transactions = 0  # dataplane transactions used for jobs (benchmarks read it)
 
     # ---- life cycle -------------------------------------------------------------------
     def start(self) -> None:
@@ -138,13 +154,11 @@ class HubWorker:
     def converge_interface(self, conn: Connection[DictRow], iface: dict[str, Any]) -> ChangeSet:
         """Create or repair the device and give it exactly the desired peers (one batch)."""
         public_key, changes = self.dataplane.ensure_interface(interface_spec(self.state_dir, iface))
-        peers = [peer_spec(p) for p in peers_db.desired_peers(conn, iface["id"])]
-        peer_changes = self.dataplane.converge(iface["name"], peers)
+        desired = peers_db.desired_peers(conn, iface["id"])
+        peer_changes = self.dataplane.converge(iface["name"], [peer_spec(p) for p in desired])
         with conn.transaction():
             interfaces_db.set_interface_ready(conn, iface["id"], public_key)
-            peers_db.mark_applied(
-                conn, [p["id"] for p in peers_db.desired_peers(conn, iface["id"])]
-            )
+            peers_db.mark_applied(conn, [p["id"] for p in desired])
         self._ready.add(iface["name"])
         peer_changes.interface_created = changes.interface_created
         peer_changes.interface_changed = changes.interface_changed
@@ -262,28 +276,21 @@ class HubWorker:
         if not burst:
             return
         peers = {p["id"]: p for p in peers_db.get_peers(conn, [j["peer_id"] for j in burst])}
-        upserts = {p["public_key"]: peer_spec(p) for p in peers.values() if is_desired(p)}
-        removes = {p["public_key"] for p in peers.values() if not is_desired(p)}
-        removes |= {j["payload"]["old_public_key"] for j in burst if j["kind"] == "rotate_key"}
-        removes -= set(upserts)
+        upserts, removes = plan_changes(burst, list(peers.values()))
         try:
             if iface["name"] not in self._ready:
                 self.converge_interface(conn, iface)  # device first; covers the whole burst
             else:
-                changes = self.dataplane.apply_peers(
-                    iface["name"], list(upserts.values()), sorted(removes)
-                )
-                self.transactions += changes.transactions
+                self.dataplane.apply_peers(iface["name"], upserts, removes)
         except DataplaneError as exc:
             if not exc.transient:
-                self._fail_each(conn, burst, exc)
+                self._apply_one_by_one(conn, iface["name"], burst, peers, exc)
                 return
             log.warning("device %s needs repair (%s); converging it", iface["name"], exc.message)
             self._ready.discard(iface["name"])
             self.converge_interface(conn, iface)
         with conn.transaction():
-            peers_db.mark_applied(conn, [p["id"] for p in peers.values() if is_desired(p)])
-            peers_db.finish_removal(conn, [p["id"] for p in peers.values() if not is_desired(p)])
+            record_applied(conn, list(peers.values()))
         batch = {"id": str(burst[0]["id"]), "size": len(burst)}
         self._finish(conn, burst, lambda j: {**self._peer_result(conn, j), "batch": batch})
 
@@ -303,18 +310,20 @@ class HubWorker:
             for j in burst:
                 jobs_db.succeed_job(conn, j["id"], result(j), self.actor)
 
-    def _fail_each(
-        self, conn: Connection[DictRow], burst: list[dict[str, Any]], exc: DataplaneError
+    def _apply_one_by_one(
+        self,
+        conn: Connection[DictRow],
+        iface_name: str,
+        burst: list[dict[str, Any]],
+        peers: dict[int, dict[str, Any]],
+        exc: DataplaneError,
     ) -> None:
-        """A batch the device refused: try each job alone so only the bad one fails."""
-        iface_name = interfaces_db.get_interface(conn, burst[0]["interface_id"])["name"]
+        """A batch the device refused: apply each job alone so only the bad one fails."""
         for j in burst:
-            peer = peers_db.get_peer(conn, j["peer_id"])
+            peer = peers[j["peer_id"]]
+            upserts, removes = plan_changes([j], [peer])
             try:
-                if is_desired(peer):
-                    self.dataplane.apply_peers(iface_name, [peer_spec(peer)], [])
-                else:
-                    self.dataplane.apply_peers(iface_name, [], [peer["public_key"]])
+                self.dataplane.apply_peers(iface_name, upserts, removes)
             except DataplaneError as one:
                 with conn.transaction():
                     jobs_db.fail_job(conn, j["id"], one.code, one.message, self.actor)
@@ -322,10 +331,7 @@ class HubWorker:
                     peers_db.finish_removal(conn, [peer["id"]])
                 continue
             with conn.transaction():
-                if is_desired(peer):
-                    peers_db.mark_applied(conn, [peer["id"]])
-                else:
-                    peers_db.finish_removal(conn, [peer["id"]])
+                record_applied(conn, [peer])
                 jobs_db.succeed_job(conn, j["id"], self._peer_result(conn, j), self.actor)
         log.info("batch refused (%s); applied job by job", exc.message)
 

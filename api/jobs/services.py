@@ -6,7 +6,6 @@ The job row exists before its Celery message. If sending fails (broker down) the
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,8 +16,6 @@ from psycopg.rows import DictRow
 from db import audit
 from db.jobs import IdempotentReplay, create_job, find_by_idempotency_key
 from elysium.queue import JobQueue, hub_queue
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -86,17 +83,6 @@ def submit_hub_job(
                 rec.before_commit(conn)
     except IdempotentReplay as replay:
         return Submitted(replay.job, replayed=True)
-    send_job(conn, queue, job, rec.hub)
+    # Stamped enqueued_at on insert: if this send fails the janitor sends it later.
+    queue.offer_hub_job(job["id"], rec.hub)
     return Submitted(job)
-
-
-def send_job(conn: Connection[DictRow], queue: JobQueue, job: dict[str, Any], hub: str) -> None:
-    """Send a recorded job's message; a broker outage leaves it for the janitor.
-
-    The row was stamped ``enqueued_at`` when it was written, so the janitor re-sends it only
-    after ``job_requeue_after_s`` whether or not this send got through.
-    """
-    try:
-        queue.send_hub_job(job["id"], hub)
-    except Exception as exc:  # the broker is down: the janitor sends it later
-        log.warning("job %s recorded but not sent (%s); the janitor will send it", job["id"], exc)

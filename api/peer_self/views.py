@@ -13,6 +13,7 @@ from api.peer_self.schemas import PeerConfigSchema, PeerKeySchema
 from api.peers.services import rotate_key
 from api.schemas import IDEMPOTENCY_PARAM, Blueprint, idempotency_key
 from db.peers import peer_config
+from elysium.wgquick import render_wg_quick
 
 blp = Blueprint(
     "peer",
@@ -22,26 +23,6 @@ blp = Blueprint(
 )
 
 TEXT_DOC = {"responses": {"200": {"content": {"text/plain": {"schema": {"type": "string"}}}}}}
-
-
-def render_wg_quick(config: dict[str, Any]) -> str:
-    """A wg-quick file; the private key never left the peer, so it is a placeholder to fill."""
-    lines = ["[Interface]", "# PrivateKey = <this peer's private key, kept on the peer>"]
-    lines += [f"Address = {', '.join(config['addresses'])}"]
-    if config["dns"]:
-        lines.append(f"DNS = {', '.join(config['dns'])}")
-    if config["mtu"]:
-        lines.append(f"MTU = {config['mtu']}")
-    lines += [
-        "",
-        "[Peer]",
-        f"PublicKey = {config['hub_public_key'] or ''}",
-        f"AllowedIPs = {', '.join(config['allowed_ips'])}",
-        f"Endpoint = {config['endpoint']}",
-    ]
-    if config["keepalive"]:
-        lines.append(f"PersistentKeepalive = {config['keepalive']}")
-    return "\n".join(lines) + "\n"
 
 
 @blp.route("/config", methods=["GET"])
@@ -54,7 +35,7 @@ def config() -> Any:
         found = peer_config(conn, caller().peer_id or 0)
     best = request.accept_mimetypes.best_match(["application/json", "text/plain"])
     if best == "text/plain":
-        return Response(render_wg_quick(found), mimetype="text/plain")
+        return Response(render_wg_quick(found, None), mimetype="text/plain")
     return found
 
 

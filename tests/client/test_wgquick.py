@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from client.wgquick import qr_text, render
+from client.wgquick import qr_text
 from elysium.keys import generate_private_key, public_key
+from elysium.wgquick import render_wg_quick as render
 
 HUB_KEY = public_key(generate_private_key())
 
