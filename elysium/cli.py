@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import click
+import psycopg
 
 from elysium.errors import ElysiumError
 from elysium.settings import Settings
@@ -192,6 +193,10 @@ def main() -> None:
     except ElysiumError as exc:
         click.echo(f"elysium: {exc.message}", err=True)
         sys.exit(2)
+    except psycopg.OperationalError as exc:  # an expected failure: no traceback
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        click.echo(f"elysium: the database is not reachable ({first})", err=True)
+        sys.exit(3)
 
 
 def _worker_argv(queue: str, name: str, pool: str, concurrency: int, loglevel: str) -> list[str]:
