@@ -20,9 +20,9 @@ from db import tokens
 from db.peers import get_peer
 from elysium import pki
 from elysium.errors import Forbidden, Unauthorized
+from elysium.states import is_live_peer
 
 CLIENT_CERT_ENVIRON = "elysium.client_cert_der"
-LIVE_PEER = ("pending", "active", "disabled")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -106,7 +106,7 @@ def peer_from_certificate() -> Caller:
         )
     with state.connection() as conn:
         peer = get_peer(conn, peer_id)
-    if peer["status"] not in LIVE_PEER:
+    if not is_live_peer(peer["status"]):
         raise Forbidden(f"peer {peer_id} is {peer['status']}", code="peer_not_live")
     return Caller(actor=f"peer:{peer_id}", peer_id=peer_id)
 

@@ -27,7 +27,8 @@ IDEMPOTENCY_PARAM = {
     "name": "Idempotency-Key",
     "required": False,
     "schema": {"type": "string", "minLength": 1, "maxLength": MAX_IDEMPOTENCY_KEY},
-    "description": "Repeat a POST with the same key to get the first job back.",
+    "description": "Repeat a POST with the same key to get the first job back; the same key"
+    " with a different request is refused with 422 (idempotency_key_reused).",
 }
 
 

@@ -1,4 +1,4 @@
-"""Per-process resources of the API: settings, the database pool, the job queue, the CA.
+"""Per-process resources of the API: settings, the database pool, the job queue, the CA cert.
 
 They are opened lazily on first use, so each gunicorn worker opens its own after the fork.
 """
@@ -33,8 +33,9 @@ class ApiState:
     _pid: int = 0
     _pool: ConnectionPool[Connection[DictRow]] | None = None
     _queue: JobQueue | None = None
+    # Only the CA certificate, to check client certificates: the API never reads the CA key
+    # (the control worker signs enrollment CSRs).
     _ca_cert: x509.Certificate | None = None
-    _ca_key: pki.CertificateKey | None = None
 
     def _fresh(self) -> None:
         # A forked child must not reuse its parent's sockets.
@@ -66,19 +67,6 @@ class ApiState:
                     raise Unavailable("this API has no CA configured", code="pki_not_configured")
                 self._ca_cert = pki.load_certificate(self.settings.tls_ca)
             return self._ca_cert
-
-    @property
-    def ca_key(self) -> pki.CertificateKey:
-        """The CA's private key, which signs peer certificates at enrollment."""
-        with self._lock:
-            if self._ca_key is None:
-                if self.settings.ca_key is None:
-                    raise Unavailable(
-                        "this API cannot sign certificates (no CA key configured)",
-                        code="pki_not_configured",
-                    )
-                self._ca_key = pki.load_private_key(self.settings.ca_key)
-            return self._ca_key
 
     def close(self) -> None:
         with self._lock:

@@ -108,7 +108,7 @@ class BeatLease:
 class LeaderScheduler(Scheduler):
     """Celery beat scheduler holding Elysium's schedule; sends only while it holds the lease.
 
-    Use ``celery -A workers.celery_app beat -S beat.leader:LeaderScheduler`` or
+    Use ``celery -A workers.celery_main beat -S beat.leader:LeaderScheduler`` or
     ``elysium beat``. The schedule is kept in memory: a new leader starts its periods afresh.
     """
 

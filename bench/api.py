@@ -27,11 +27,11 @@ import redis
 import requests
 from psycopg.rows import dict_row
 
-from api.hubs.services import declare_hub
 from bench.scaffold import percentile, random_key, throwaway_database, write_result
 from db.interfaces import create_interface
 from db.tokens import create_enrollment_token
 from elysium import pki
+from elysium.services.hubs import declare_hub
 from elysium.settings import Settings
 
 REQUESTS = 2000
@@ -64,7 +64,7 @@ def api_server(settings: Settings, d: Path) -> Iterator[str]:
     env.update(ELYSIUM_API_BIND=f"127.0.0.1:{port}", ELYSIUM_API_LOGLEVEL="warning")
     with open(d / "api.log", "wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "elysium", "api"],
+            [sys.executable, "-m", "cli", "api"],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -27,9 +27,6 @@ import redis
 from psycopg import Connection
 from psycopg.rows import DictRow, dict_row
 
-from api.hubs.services import declare_hub
-from api.interfaces.services import create_interface
-from api.peers.services import add_peer
 from bench.scaffold import (
     percentile,
     random_key,
@@ -39,6 +36,9 @@ from bench.scaffold import (
 )
 from db.peers import create_peer
 from elysium.queue import JobQueue, hub_queue
+from elysium.services.hubs import declare_hub
+from elysium.services.interfaces import create_interface
+from elysium.services.peers import add_peer
 from elysium.settings import Settings
 
 HUB = "bench"

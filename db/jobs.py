@@ -11,14 +11,16 @@ from psycopg.rows import DictRow
 from psycopg.types.json import Jsonb
 
 from elysium.errors import NotFound
+from elysium.states import FINAL_JOB, OPEN_JOB, sql_list
 
 JOB_COLUMNS = (
     "id, kind, status, queue, payload, result, error_code, error_message, attempts,"
-    " idempotency_key, submitter, hub_id, interface_id, peer_id, created_at, enqueued_at,"
+    " idempotency_key, request_hash, submitter, hub_id, interface_id, peer_id, created_at,"
+    " enqueued_at,"
     " started_at, finished_at, updated_at"
 )
-OPEN = ("queued", "running", "retrying")
-FINAL = ("succeeded", "failed")
+OPEN = sql_list(OPEN_JOB)
+FINAL = sql_list(FINAL_JOB)
 
 
 class IdempotentReplay(Exception):
@@ -48,6 +50,7 @@ def create_job(
     submitter: str,
     payload: dict[str, Any] | None = None,
     idempotency_key: str | None = None,
+    request_hash: str | None = None,
     hub_id: int | None = None,
     interface_id: int | None = None,
     peer_id: int | None = None,
@@ -58,8 +61,9 @@ def create_job(
     first; the caller rolls back its own writes and answers with that job.
     """
     row = conn.execute(
-        f"INSERT INTO jobs (id, kind, queue, submitter, payload, idempotency_key, hub_id,"
-        f" interface_id, peer_id, enqueued_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, now())"
+        f"INSERT INTO jobs (id, kind, queue, submitter, payload, idempotency_key, request_hash,"
+        f" hub_id, interface_id, peer_id, enqueued_at)"
+        f" VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, now())"
         f" ON CONFLICT (submitter, idempotency_key) DO NOTHING RETURNING {JOB_COLUMNS}",
         (
             uuid.uuid4(),
@@ -68,6 +72,7 @@ def create_job(
             submitter,
             Jsonb(payload or {}),
             idempotency_key,
+            request_hash,
             hub_id,
             interface_id,
             peer_id,
@@ -89,6 +94,17 @@ def get_job(conn: Connection[DictRow], job_id: uuid.UUID | str) -> dict[str, Any
 
 def mark_enqueued(conn: Connection[DictRow], job_id: uuid.UUID | str) -> None:
     conn.execute("UPDATE jobs SET enqueued_at = now() WHERE id = %s", (str(job_id),))
+
+
+def hand_on(
+    conn: Connection[DictRow], job_id: uuid.UUID | str, queue: str, payload: dict[str, Any]
+) -> dict[str, Any] | None:
+    """Move a queued job to another queue with more payload; None if it is no longer queued."""
+    return conn.execute(
+        f"UPDATE jobs SET queue = %s, payload = payload || %s, enqueued_at = now(),"
+        f" updated_at = now() WHERE id = %s AND status = 'queued' RETURNING {JOB_COLUMNS}",
+        (queue, Jsonb(payload), str(job_id)),
+    ).fetchone()
 
 
 def start_job(conn: Connection[DictRow], job_id: uuid.UUID | str) -> dict[str, Any] | None:

@@ -13,6 +13,7 @@ from psycopg.rows import DictRow
 from db.addresses import allocate_address, release_address
 from elysium.errors import Conflict, NotFound
 from elysium.networks import client_allowed_ips, endpoint_with_port, hub_address
+from elysium.states import ENDED_PEER, LEAVING_PEER, LIVE_PEER, PeerStatus, sql_list
 
 PEER_COLUMNS = (
     "p.id, p.interface_id, p.name, p.public_key, host(p.address) AS address,"
@@ -20,7 +21,17 @@ PEER_COLUMNS = (
     " p.expires_at, p.online, p.endpoint, p.last_handshake_at, p.rx_bytes, p.tx_bytes,"
     " p.enrollment_token_id, p.created_at, p.updated_at"
 )
-LIVE = "p.status NOT IN ('removed', 'expired', 'failed')"
+
+
+def _in(states: frozenset[PeerStatus]) -> str:
+    """A group of peer states as an SQL list literal (fixed names, never user input)."""
+    return "(" + ", ".join(f"'{s}'" for s in sql_list(states)) + ")"
+
+
+# Not ended: still holds its key, name and addresses (live, or on its way off its hub).
+ENDED = f"p.status IN {_in(ENDED_PEER)}"
+NOT_ENDED = f"NOT {ENDED}"
+LIVE = f"p.status IN {_in(LIVE_PEER)}"
 
 
 def create_peer(
@@ -111,7 +122,7 @@ def list_peers(
         where.append("p.online = %s")
         params.append(online)
     if not include_gone:
-        where.append(LIVE)
+        where.append(NOT_ENDED)
     params.append(limit)
     return conn.execute(
         f"SELECT {PEER_COLUMNS} FROM peers p WHERE {' AND '.join(where)} ORDER BY p.id LIMIT %s",
@@ -124,7 +135,7 @@ def desired_peers(conn: Connection[DictRow], interface_id: int) -> list[dict[str
     return conn.execute(
         "SELECT p.id, p.public_key, host(p.address) AS address, host(p.address6) AS address6,"
         " p.subnets::text[] AS subnets FROM peers p WHERE p.interface_id = %s AND p.enabled"
-        " AND p.status IN ('pending', 'active') ORDER BY p.id",
+        f" AND {LIVE} ORDER BY p.id",
         (interface_id,),
     ).fetchall()
 
@@ -135,7 +146,7 @@ def routed_subnets(
     """Subnets other live peers of the interface route (a peer reaches them via the hub)."""
     rows = conn.execute(
         "SELECT DISTINCT s::text AS subnet FROM peers p, unnest(p.subnets) AS s"
-        f" WHERE p.interface_id = %s AND p.id IS DISTINCT FROM %s AND p.enabled AND {LIVE}"
+        f" WHERE p.interface_id = %s AND p.id IS DISTINCT FROM %s AND p.enabled AND {NOT_ENDED}"
         " AND p.subnets <> '{}' ORDER BY 1",
         (interface_id, except_peer),
     ).fetchall()
@@ -170,8 +181,8 @@ def update_peer(conn: Connection[DictRow], peer_id: int, changes: dict[str, Any]
 def mark_applied(conn: Connection[DictRow], peer_ids: Sequence[int]) -> None:
     """Pending peers the hub now holds become active."""
     conn.execute(
-        "UPDATE peers SET status = 'active', updated_at = now()"
-        " WHERE id = ANY(%s) AND status = 'pending'",
+        f"UPDATE peers SET status = '{PeerStatus.ACTIVE}', updated_at = now()"
+        f" WHERE id = ANY(%s) AND status = '{PeerStatus.PENDING}'",
         (list(peer_ids),),
     )
 
@@ -179,9 +190,9 @@ def mark_applied(conn: Connection[DictRow], peer_ids: Sequence[int]) -> None:
 def finish_removal(conn: Connection[DictRow], peer_ids: Sequence[int]) -> None:
     """Peers gone from the hub: removing becomes removed; their addresses are given back."""
     rows = conn.execute(
-        "UPDATE peers SET status = CASE status WHEN 'removing' THEN 'removed' ELSE status END,"
-        " online = false, updated_at = now()"
-        " WHERE id = ANY(%s) AND status IN ('removing', 'expired', 'failed')"
+        f"UPDATE peers p SET status = CASE status WHEN '{PeerStatus.REMOVING}'"
+        f" THEN '{PeerStatus.REMOVED}' ELSE status END, online = false, updated_at = now()"
+        f" WHERE id = ANY(%s) AND status IN {_in(LEAVING_PEER)}"
         " AND address IS NOT NULL"
         " RETURNING interface_id, host(address) AS address, host(address6) AS address6",
         (list(peer_ids),),
@@ -191,8 +202,7 @@ def finish_removal(conn: Connection[DictRow], peer_ids: Sequence[int]) -> None:
         release_address(conn, r["interface_id"], r["address6"])
     if rows:
         conn.execute(
-            "UPDATE peers SET address = NULL, address6 = NULL WHERE id = ANY(%s)"
-            " AND status IN ('removed', 'expired', 'failed')",
+            f"UPDATE peers p SET address = NULL, address6 = NULL WHERE id = ANY(%s) AND {ENDED}",
             (list(peer_ids),),
         )
 
@@ -262,7 +272,7 @@ def record_liveness(
         "  FROM unnest(%s::text[], %s::timestamptz[], %s::bigint[], %s::bigint[], %s::text[])"
         "   AS s(key, hs, rx, tx, ep)"
         "  JOIN peers q ON q.interface_id = %s AND q.public_key = s.key"
-        "   AND q.status NOT IN ('removed', 'expired', 'failed')) AS n"
+        f"   AND NOT q.status IN {_in(ENDED_PEER)}) AS n"
         " WHERE p.id = n.id AND (p.last_handshake_at, p.rx_bytes, p.tx_bytes, p.endpoint,"
         " p.online) IS DISTINCT FROM (n.hs, n.rx, n.tx, n.ep, n.online)",
         (
@@ -295,11 +305,11 @@ def expire_due_peers(conn: Connection[DictRow], limit: int = 1000) -> list[dict[
     Rows another sweep is expiring are skipped, so each peer expires once.
     """
     return conn.execute(
-        "UPDATE peers p SET status = 'expired', online = false, updated_at = now()"
+        f"UPDATE peers p SET status = '{PeerStatus.EXPIRED}', online = false, updated_at = now()"
         " FROM interfaces i JOIN hubs h ON h.id = i.hub_id"
         " WHERE i.id = p.interface_id AND p.id IN ("
         "  SELECT id FROM peers WHERE expires_at <= now()"
-        "  AND status NOT IN ('removed', 'expired', 'failed', 'removing')"
+        f"  AND status IN {_in(LIVE_PEER)}"
         "  ORDER BY expires_at LIMIT %s FOR UPDATE SKIP LOCKED)"
         " RETURNING p.id, p.public_key, p.interface_id, h.name AS hub, h.id AS hub_id",
         (limit,),

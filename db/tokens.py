@@ -15,10 +15,12 @@ from psycopg.rows import DictRow
 
 from elysium.errors import Gone, NotFound, Unauthorized, ValidationError
 from elysium.networks import parse_subnets
+from elysium.states import Scope
 
 API_PREFIX = "ely_"
 ENROLLMENT_PREFIX = "elyenr_"
-SCOPES = ("reader", "operator", "admin")  # each scope includes the ones before it
+# Each scope includes the ones before it.
+SCOPES: tuple[str, ...] = (Scope.READER, Scope.OPERATOR, Scope.ADMIN)
 # A token is touched (last_used_at) at most this often, so busy clients do not write per request.
 TOUCH_INTERVAL_S = 60
 MAX_TOKEN_LEN = 128

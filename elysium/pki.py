@@ -164,6 +164,11 @@ def load_csr(csr_pem: str | bytes) -> x509.CertificateSigningRequest:
     return csr
 
 
+def check_csr(csr_pem: str | bytes) -> None:
+    """Refuse what ``sign_csr`` would refuse, without the CA key (ValidationError("csr"))."""
+    _peer_public_key(load_csr(csr_pem))
+
+
 def peer_id_from_certificate(cert: x509.Certificate) -> int | None:
     """The peer id a peer certificate names, or None for any other certificate.
 

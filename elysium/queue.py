@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from celery import Celery
@@ -24,7 +25,7 @@ HUB_RUN_JOB = "elysium.hub.run_job"
 HUB_RECONCILE = "elysium.hub.reconcile"
 HUB_REPORT_LIVENESS = "elysium.hub.report_liveness"
 CONTROL_LIVENESS_SWEEP = "elysium.control.liveness_sweep"
-CONTROL_RECORD_LIVENESS = "elysium.control.record_liveness"
+CONTROL_RUN_JOB = "elysium.control.run_job"
 CONTROL_EXPIRE = "elysium.control.expire"
 CONTROL_RECONCILE_ALL = "elysium.control.reconcile_all"
 CONTROL_JANITOR = "elysium.control.janitor"
@@ -93,23 +94,38 @@ class JobQueue:
             app.conf.update(celery_config(settings))
         self.app = app
 
-    def send_hub_job(self, job_id: uuid.UUID | str, hub: str) -> None:
-        self.app.send_task(
-            HUB_RUN_JOB, kwargs={"job_id": str(job_id), "hub": hub}, task_id=str(job_id)
-        )
-
     def offer_hub_job(self, job_id: uuid.UUID | str, hub: str) -> bool:
-        """Send a recorded job's message; False when the broker is down.
+        """Send a recorded job's message to its hub; False when the broker is down.
 
         The job row is already durable, so a failed send is no error for the caller: the
         job janitor sends it again once it has waited ``job_requeue_after_s``.
         """
+        return self._offer(
+            job_id, HUB_RUN_JOB, {"job_id": str(job_id), "hub": hub}, task_id=str(job_id)
+        )
+
+    def offer_control_job(self, job_id: uuid.UUID | str) -> bool:
+        """Send a recorded job to the control side first (its hub message follows from there)."""
+        return self._offer(job_id, CONTROL_RUN_JOB, {"job_id": str(job_id)})
+
+    def _offer(
+        self, job_id: uuid.UUID | str, task: str, kwargs: dict[str, str], **opts: Any
+    ) -> bool:
         try:
-            self.send_hub_job(job_id, hub)
+            self.app.send_task(task, kwargs=kwargs, **opts)
         except Exception as exc:  # kombu raises many kinds for an unreachable broker
             log.warning("job %s recorded but not sent (%s); the janitor will send it", job_id, exc)
             return False
         return True
+
+    def send_to_hubs(self, task: str, hubs: Sequence[str], expires_s: float) -> None:
+        """Send a periodic hub task to each hub's queue.
+
+        A run a hub did not pick up before the next period is dropped, so a slow hub never
+        works through a backlog of sweeps.
+        """
+        for hub in hubs:
+            self.app.send_task(task, kwargs={"hub": hub}, expires=max(5.0, expires_s))
 
     def close(self) -> None:
         self.app.close()

@@ -6,6 +6,7 @@ The session creates its own database (``elysium_test_<random>``) on the server t
 
 from __future__ import annotations
 
+import importlib
 import os
 import secrets
 from collections.abc import Iterator
@@ -110,3 +111,43 @@ def netns_topology() -> Iterator[Topology]:
         pytest.fail(f"network namespaces: {reason}")
     with netns_topology_cm() as topo:
         yield topo
+
+
+# ---- an in-process Celery worker (pytest-celery's celery_app / celery_worker) ----------
+# For task-level tests: the workers' real Celery configuration on the session's Redis
+# (its private key prefix), consuming the control queue in a thread of the test process.
+# End-to-end tests run workers as subprocesses instead (tests/stack.py).
+# pytest-celery 1.x also ships container-based fixtures of these names; the in-process ones
+# (its backward-compatible set, from celery.contrib.pytest) are the ones meant here.
+from celery.contrib.pytest import celery_app, celery_worker  # noqa: E402, F401
+
+from elysium.queue import CONTROL_QUEUE  # noqa: E402
+from elysium.queue import celery_config as elysium_celery_config  # noqa: E402
+from workers.celery_app import TASK_MODULES  # noqa: E402
+from workers.runtime import SETTINGS_KEY  # noqa: E402
+
+# Imported once, here: celery_app's fixture forgets the shared-task hooks registered during
+# a test, so modules first imported inside one would leave later tests' apps without tasks.
+for _module in TASK_MODULES:
+    importlib.import_module(_module)
+
+
+@pytest.fixture
+def celery_config(settings: Settings) -> dict[str, object]:
+    return {**elysium_celery_config(settings), SETTINGS_KEY: settings}
+
+
+@pytest.fixture
+def celery_includes() -> list[str]:
+    return TASK_MODULES
+
+
+@pytest.fixture
+def celery_worker_pool() -> str:
+    return "threads"
+
+
+@pytest.fixture
+def celery_worker_parameters() -> dict[str, object]:
+    # No result backend (jobs live in PostgreSQL), so no ping round trip at start.
+    return {"queues": [CONTROL_QUEUE], "perform_ping_check": False, "concurrency": 1}

@@ -66,7 +66,7 @@ class Process:
 
 
 def elysium_command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "elysium", *args]
+    return [sys.executable, "-m", "cli", *args]
 
 
 def wait_for(

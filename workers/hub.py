@@ -1,4 +1,5 @@
-"""Hub tasks and the HubWorker that runs them: converge this hub's WireGuard to the database.
+"""The HubWorker: converge this hub's WireGuard to the database (its Celery tasks, which call
+it, are in ``workers/tasks/hub.py``; this module does not import Celery).
 
 Every task is idempotent: it reads the desired state and makes the device match, so a task
 run twice, or after a crash, leaves the hub right. Peer jobs waiting for one interface are
@@ -17,30 +18,21 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import psycopg
-from celery import Task
 from psycopg import Connection
 from psycopg.rows import DictRow
 from psycopg_pool import ConnectionPool
 
-from db import audit
 from db import hubs as hubs_db
 from db import interfaces as interfaces_db
 from db import jobs as jobs_db
 from db import peers as peers_db
 from elysium.errors import DataplaneError, ElysiumError
 from elysium.networks import hub_address, peer_allowed_ips
-from elysium.queue import (
-    CONTROL_RECORD_LIVENESS,
-    HUB_RECONCILE,
-    HUB_REPORT_LIVENESS,
-    HUB_RUN_JOB,
-    hub_queue,
-)
+from elysium.queue import hub_queue
+from elysium.services.hubs import record_reconcile
 from elysium.settings import Settings
-from workers.celery_app import app
+from elysium.states import FINAL_JOB, LIVE_PEER, InterfaceStatus
 from workers.dataplane import ChangeSet, Dataplane, InterfaceSpec, PeerSpec, PeerStats
-from workers.runtime import runtime
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +63,7 @@ def peer_spec(peer: dict[str, Any]) -> PeerSpec:
 
 
 def is_desired(peer: dict[str, Any]) -> bool:
-    return bool(peer["enabled"]) and peer["status"] in ("pending", "active")
+    return bool(peer["enabled"]) and peer["status"] in LIVE_PEER
 
 
 def plan_changes(
@@ -171,14 +163,14 @@ class HubWorker:
         with self.pool.connection() as conn:
             wanted = interfaces_db.list_hub_interfaces(conn, self.hub)
             for iface in wanted:
-                if iface["status"] == "deleting":
+                if iface["status"] == InterfaceStatus.DELETING:
                     continue
                 try:
                     report[iface["name"]] = self.converge_interface(conn, iface).to_dict()
                 except ElysiumError as exc:  # one broken interface must not stop the others
                     log.error("converging %s failed: %s", iface["name"], exc.message)
                     report[iface["name"]] = {"error": exc.code, "message": exc.message}
-            names = {i["name"] for i in wanted if i["status"] != "deleting"}
+            names = {i["name"] for i in wanted if i["status"] != InterfaceStatus.DELETING}
             for name in self.dataplane.list_interfaces():
                 if name not in names:
                     self.dataplane.remove_interface(name)
@@ -194,13 +186,42 @@ class HubWorker:
             interfaces = interfaces_db.list_hub_interfaces(conn, self.hub)
         dumps: dict[int, list[PeerStats]] = {}
         for iface in interfaces:
-            if iface["status"] != "ready":
+            if iface["status"] != InterfaceStatus.READY:
                 continue
             try:
                 dumps[iface["id"]] = self.dataplane.dump(iface["name"])
             except DataplaneError as exc:
                 log.warning("liveness: %s not dumped (%s)", iface["name"], exc.message)
         return dumps
+
+    def report_liveness(self) -> int:
+        """Dump every interface once and write each dump to PostgreSQL in one statement.
+
+        Returns how many peers the dumps held.
+        """
+        dumps = self.dump_all()
+        with self.pool.connection() as conn:
+            for interface_id, stats in dumps.items():
+                peers_db.record_liveness(
+                    conn,
+                    interface_id,
+                    [s.public_key for s in stats],
+                    [s.last_handshake_at for s in stats],
+                    [s.rx_bytes for s in stats],
+                    [s.tx_bytes for s in stats],
+                    [s.endpoint for s in stats],
+                    self.settings.online_after_s,
+                )
+        return sum(len(stats) for stats in dumps.values())
+
+    def reconcile(self) -> dict[str, dict[str, object]]:
+        """Converge every interface and audit what changed (the periodic drift repair)."""
+        started = time.monotonic()
+        report = self.converge_all()
+        changed = {k: v for k, v in report.items() if _changed(v)}
+        with self.pool.connection() as conn:
+            record_reconcile(conn, self.hub, changed, time.monotonic() - started)
+        return report
 
     def finish_open_jobs(self) -> None:
         """Jobs left queued or running on this hub's queue (e.g. after a crash) end now."""
@@ -213,7 +234,7 @@ class HubWorker:
         """Run one job (and any burst it belongs to); a job that has ended is left alone."""
         with self.pool.connection() as conn:
             job = jobs_db.get_job(conn, job_id)
-            if job["status"] in jobs_db.FINAL:
+            if job["status"] in FINAL_JOB:
                 return
             if job["kind"] in PEER_KINDS:
                 self._run_peer_burst(conn, job)
@@ -231,7 +252,7 @@ class HubWorker:
         if jobs_db.start_job(conn, job["id"]) is None:
             return
         iface = interfaces_db.get_interface(conn, job["interface_id"])
-        if iface["status"] == "deleting":
+        if iface["status"] == InterfaceStatus.DELETING:
             self._finish(conn, [job], lambda j: {"skipped": "interface is being deleted"})
             return
         changes = self.converge_interface(conn, iface)
@@ -336,75 +357,6 @@ class HubWorker:
         log.info("batch refused (%s); applied job by job", exc.message)
 
 
-@app.task(name=HUB_RUN_JOB, bind=True, max_retries=8)
-def run_job(self: Task, job_id: str, hub: str) -> None:
-    """Converge what job ``job_id`` changed on this hub."""
-    worker = runtime().hub
-    if hub != worker.hub:
-        raise RuntimeError(f"message for hub {hub} reached the worker of {worker.hub}")
-    try:
-        worker.run_job(job_id)
-    except psycopg.OperationalError as exc:  # PostgreSQL restarting: try again shortly
-        raise self.retry(countdown=min(30, 2**self.request.retries), exc=exc) from None
-    except ElysiumError as exc:
-        if not exc.transient:
-            with worker.pool.connection() as conn, conn.transaction():
-                jobs_db.fail_job(conn, job_id, exc.code, exc.message, worker.actor)
-            return
-        with worker.pool.connection() as conn, conn.transaction():
-            jobs_db.retry_job(conn, job_id, exc.code, exc.message)
-        raise self.retry(countdown=min(30, 2**self.request.retries), exc=exc) from None
-
-
-@app.task(name=HUB_RECONCILE)
-def reconcile(hub: str) -> dict[str, dict[str, object]]:
-    """Converge every interface of this hub to the database; report what changed."""
-    worker = runtime().hub
-    started = time.monotonic()
-    report = worker.converge_all()
-    changed = {
-        k: v
-        for k, v in report.items()
-        if v.get("added")
-        or v.get("removed")
-        or v.get("updated")
-        or v.get("routes_added")
-        or v.get("routes_removed")
-        or v.get("interface_created")
-        or v.get("interface_removed")
-    }
-    with worker.pool.connection() as conn, conn.transaction():
-        audit.record(
-            conn,
-            f"hub:{hub}",
-            "reconcile",
-            f"hub:{hub}",
-            "changed" if changed else "unchanged",
-            {"changes": changed, "seconds": round(time.monotonic() - started, 3)},
-        )
-    return report
-
-
-@app.task(name=HUB_REPORT_LIVENESS)
-def report_liveness(hub: str) -> int:
-    """Dump every interface of this hub once and send the stats to the control side."""
-    worker = runtime().hub
-    if hub != worker.hub:
-        raise RuntimeError(f"message for hub {hub} reached the worker of {worker.hub}")
-    dumps = worker.dump_all()
-    for interface_id, stats in dumps.items():
-        app.send_task(
-            CONTROL_RECORD_LIVENESS,
-            kwargs={
-                "hub": hub,
-                "interface_id": interface_id,
-                "keys": [s.public_key for s in stats],
-                "handshakes": [
-                    s.last_handshake_at.timestamp() if s.last_handshake_at else None for s in stats
-                ],
-                "rx": [s.rx_bytes for s in stats],
-                "tx": [s.tx_bytes for s in stats],
-                "endpoints": [s.endpoint for s in stats],
-            },
-        )
-    return sum(len(stats) for stats in dumps.values())
+def _changed(report: dict[str, object]) -> bool:
+    keys = ("added", "removed", "updated", "routes_added", "routes_removed")
+    return any(report.get(k) for k in (*keys, "interface_created", "interface_removed"))

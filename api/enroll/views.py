@@ -7,9 +7,9 @@ from typing import Any
 from api import state
 from api.auth import enrollment_actor
 from api.enroll.schemas import EnrollSchema
-from api.enroll.services import enroll_peer
 from api.jobs.schemas import JobAcceptedSchema
 from api.schemas import IDEMPOTENCY_PARAM, Blueprint, idempotency_key
+from elysium.services.enrollment import enroll_peer
 
 blp = Blueprint("enroll", __name__, url_prefix="/v1/enroll", description="Enrollment")
 
@@ -23,15 +23,11 @@ def enroll(body: dict[str, Any]) -> dict[str, Any]:
 
     Follow the job with ``GET /v1/jobs/{id}`` using the enrollment token as bearer.
     """
-    ctx = state.state()
-    ca = (ctx.ca_cert, ctx.ca_key) if body["csr"] is not None else None
     with state.connection() as conn:
         sub = enroll_peer(
             conn,
-            ctx.queue,
-            ctx.settings,
+            state.queue(),
             submitter=enrollment_actor(body["token"]),
-            ca=ca,
             idempotency_key=idempotency_key(),
             **body,
         )

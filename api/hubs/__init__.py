@@ -1,1 +1,1 @@
-"""The hubs resource: services (and the blueprint and schemas)."""
+"""The hubs resource: blueprint and schemas; its use cases are in elysium.services."""

@@ -7,11 +7,11 @@ from typing import Any
 from api import state
 from api.auth import caller, require_scope
 from api.hubs.schemas import HubCreateSchema, HubDetailSchema, HubListSchema, HubSchema
-from api.hubs.services import declare_hub
 from api.schemas import HUB_NAME, Blueprint
 from db.hubs import get_hub, list_hubs
 from db.interfaces import list_hub_interfaces
 from elysium.errors import NotFound
+from elysium.services.hubs import declare_hub
 
 blp = Blueprint("hubs", __name__, url_prefix="/v1/hubs", description="Hubs")
 

@@ -1,1 +1,1 @@
-"""The interfaces resource: services (and the blueprint and schemas)."""
+"""The interfaces resource: blueprint and schemas; its use cases are in elysium.services."""

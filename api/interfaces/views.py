@@ -6,7 +6,6 @@ from typing import Any
 
 from api import state
 from api.auth import caller, require_scope
-from api.interfaces import services
 from api.interfaces.schemas import (
     EnrollmentTokenCreatedSchema,
     EnrollmentTokenCreateSchema,
@@ -15,9 +14,10 @@ from api.interfaces.schemas import (
 )
 from api.jobs.schemas import JobAcceptedSchema
 from api.schemas import HUB_NAME, IDEMPOTENCY_PARAM, Blueprint, idempotency_key
-from api.tokens.services import issue_enrollment_token
 from db.interfaces import get_interface
 from elysium.errors import NotFound
+from elysium.services import interfaces as services
+from elysium.services.tokens import issue_enrollment_token
 
 blp = Blueprint("interfaces", __name__, url_prefix="/v1", description="WireGuard interfaces")
 

@@ -1,1 +1,1 @@
-"""The jobs resource: services (and the blueprint and schemas)."""
+"""The jobs resource: blueprint and schemas; its use cases are in elysium.services."""

@@ -10,9 +10,9 @@ from api import state
 from api.auth import caller, require_peer
 from api.jobs.schemas import JobAcceptedSchema
 from api.peer_self.schemas import PeerConfigSchema, PeerKeySchema
-from api.peers.services import rotate_key
 from api.schemas import IDEMPOTENCY_PARAM, Blueprint, idempotency_key
 from db.peers import peer_config
+from elysium.services.peers import rotate_key
 from elysium.wgquick import render_wg_quick
 
 blp = Blueprint(

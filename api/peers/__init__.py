@@ -1,1 +1,1 @@
-"""The peers resource: services (and the blueprint and schemas)."""
+"""The peers resource: blueprint and schemas; its use cases are in elysium.services."""

@@ -7,7 +7,6 @@ from typing import Any
 from api import state
 from api.auth import caller, require_scope
 from api.jobs.schemas import JobAcceptedSchema
-from api.peers import services
 from api.peers.schemas import (
     PeerChangeSchema,
     PeerCreateSchema,
@@ -18,6 +17,7 @@ from api.peers.schemas import (
 from api.schemas import IDEMPOTENCY_PARAM, Blueprint, after_id, idempotency_key, page
 from db.peers import get_peer, list_peers
 from elysium.errors import ValidationError
+from elysium.services import peers as services
 
 blp = Blueprint("peers", __name__, url_prefix="/v1", description="Peers")
 

@@ -6,6 +6,7 @@ test gets an empty database, an admin token, and a ``requests`` session trusting
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,8 +22,10 @@ from psycopg.rows import dict_row
 from db.tokens import create_api_token, create_enrollment_token
 from elysium import pki
 from elysium.keys import generate_private_key, public_key
+from elysium.queue import celery_config as elysium_celery_config
 from elysium.settings import Settings
 from tests.stack import Process, elysium_command, settings_env, wait_for
+from workers.runtime import SETTINGS_KEY
 
 
 @dataclass(frozen=True)
@@ -148,6 +151,13 @@ class Api:
 
     def delete(self, path: str, **kw: Any) -> requests.Response:
         return self.request("DELETE", path, **kw)
+
+
+@pytest.fixture
+def celery_config(settings: Settings, api_pki: Pki) -> dict[str, object]:
+    """The in-process control worker (``celery_worker``) holds the CA key; the API does not."""
+    signer = dataclasses.replace(settings, tls_ca=api_pki.ca, ca_key=api_pki.ca_key)
+    return {**elysium_celery_config(signer), SETTINGS_KEY: signer}
 
 
 @pytest.fixture

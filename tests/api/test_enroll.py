@@ -10,6 +10,7 @@ from cryptography import x509
 
 from elysium import pki
 from tests.api.conftest import Api, enrollment_token, new_key
+from tests.stack import wait_for
 
 
 def enroll(api: Api, token: str, **extra: Any) -> Any:
@@ -31,14 +32,36 @@ def test_enrollment_records_the_peer_and_queues_its_job(
     assert db.execute("SELECT uses_left FROM enrollment_tokens").fetchone() == {"uses_left": 0}
 
 
-def test_a_csr_is_signed_into_the_job_payload_naming_the_peer(
+def signed_job(db: psycopg.Connection[Any], job_id: str) -> dict[str, Any]:
+    """The enrollment job once the control side has signed its CSR and handed it on."""
+
+    def moved() -> dict[str, Any] | None:
+        row = db.execute("SELECT queue, payload FROM jobs WHERE id = %s", (job_id,)).fetchone()
+        return row if row["queue"] != "control" else None
+
+    return wait_for(moved, 15, "the control worker to sign the CSR")  # type: ignore[return-value]
+
+
+def test_a_csr_is_signed_by_the_control_worker_naming_the_peer(
+    anonymous: Api, interface_id: int, db: psycopg.Connection[Any], celery_worker: Any
+) -> None:
+    csr = pki.make_csr(pki.new_private_key()).decode()
+    body = enroll(anonymous, enrollment_token(db, interface_id), csr=csr).json()
+    job = signed_job(db, body["job_id"])
+    assert job["queue"] == "hub.hub-a"
+    cert = x509.load_pem_x509_certificate(job["payload"]["certificate"].encode())
+    assert pki.peer_id_from_certificate(cert) == body["peer_id"]
+    serial = db.execute("SELECT certificate_serial FROM peers").fetchone()["certificate_serial"]
+    assert serial == pki.serial_hex(cert)
+
+
+def test_an_enrollment_with_a_csr_waits_on_the_control_queue_until_signed(
     anonymous: Api, interface_id: int, db: psycopg.Connection[Any]
 ) -> None:
     csr = pki.make_csr(pki.new_private_key()).decode()
     body = enroll(anonymous, enrollment_token(db, interface_id), csr=csr).json()
-    payload = db.execute("SELECT payload FROM jobs WHERE id = %s", (body["job_id"],)).fetchone()
-    cert = x509.load_pem_x509_certificate(payload["payload"]["certificate"].encode())
-    assert pki.peer_id_from_certificate(cert) == body["peer_id"]
+    job = db.execute("SELECT queue, payload FROM jobs WHERE id = %s", (body["job_id"],)).fetchone()
+    assert job["queue"] == "control" and "certificate" not in job["payload"]
 
 
 def test_a_used_up_token_is_410_and_an_unknown_one_401(

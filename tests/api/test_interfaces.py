@@ -31,6 +31,21 @@ def test_the_same_idempotency_key_gives_the_same_job(
     assert db.execute("SELECT count(*) AS n FROM interfaces").fetchone() == {"n": 2}
 
 
+def test_the_same_idempotency_key_with_another_request_is_422_and_writes_nothing(
+    admin: Api, interface_id: int, db: psycopg.Connection[Any]
+) -> None:
+    body = {"name": "wg1", "network": "10.31.0.0/24", "listen_port": 51821}
+    first = admin.post("/v1/hubs/hub-a/interfaces", json=body, headers={"Idempotency-Key": "k2"})
+    assert first.status_code == 202
+    other = {**body, "network": "10.33.0.0/24"}
+    r = admin.post("/v1/hubs/hub-a/interfaces", json=other, headers={"Idempotency-Key": "k2"})
+    assert r.status_code == 422, r.text
+    assert r.json()["error"]["code"] == "idempotency_key_reused"
+    assert "Idempotency-Key" in r.json()["error"]["fields"]
+    assert db.execute("SELECT count(*) AS n FROM interfaces").fetchone() == {"n": 2}
+    assert db.execute("SELECT count(*) AS n FROM jobs").fetchone() == {"n": 2}
+
+
 def test_an_overlapping_network_or_used_port_is_refused(admin: Api, interface_id: int) -> None:
     r = admin.post(
         "/v1/hubs/hub-a/interfaces",

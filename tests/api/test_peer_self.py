@@ -11,11 +11,17 @@ import requests
 
 from elysium import pki
 from tests.api.conftest import Api, Pki, enrollment_token, new_key
+from tests.api.test_enroll import signed_job
 
 
 @pytest.fixture
 def peer(
-    api_url: str, anonymous: Api, interface_id: int, db: psycopg.Connection[Any], tmp_path: Path
+    api_url: str,
+    anonymous: Api,
+    interface_id: int,
+    db: psycopg.Connection[Any],
+    tmp_path: Path,
+    celery_worker: Any,
 ) -> tuple[Api, int]:
     """An enrolled peer holding the certificate signed from its CSR."""
     key = pki.new_private_key()
@@ -28,8 +34,7 @@ def peer(
             "csr": pki.make_csr(key).decode(),
         },
     ).json()
-    row = db.execute("SELECT payload FROM jobs WHERE id = %s", (body["job_id"],)).fetchone()
-    assert row is not None
+    row = signed_job(db, body["job_id"])
     (tmp_path / "peer.pem").write_text(row["payload"]["certificate"])
     pki.write_private_key(tmp_path / "peer.key", key)
     cert = (str(tmp_path / "peer.pem"), str(tmp_path / "peer.key"))

@@ -87,16 +87,28 @@ def api_server(api_url: str, api_pki: Pki, database_url: str) -> ApiServer:
 
 @pytest.fixture(scope="module")
 def hub_stack(
-    api_server: ApiServer, settings: Settings, tmp_path_factory: pytest.TempPathFactory
+    api_server: ApiServer,
+    api_pki: Pki,
+    settings: Settings,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[HubStack]:
-    """Hub ``hub-a`` with ``wg0`` (10.77.0.0/24) in its namespace, ready for peers."""
+    """Hub ``hub-a`` with ``wg0`` (10.77.0.0/24) in its namespace, ready for peers, and the
+    control worker that signs their certificates (the one process holding the CA key)."""
     reason = can_run()
     if reason:
         pytest.fail(f"network namespaces: {reason}")
     topo = Topology(peer_count=2).create()
     state_dir = tmp_path_factory.mktemp("hub")
     worker: Process | None = None
+    control: Process | None = None
     try:
+        control = Process(
+            elysium_command("control-worker", "--concurrency", "1"),
+            settings_env(
+                settings, ELYSIUM_TLS_CA=str(api_pki.ca), ELYSIUM_CA_KEY=str(api_pki.ca_key)
+            ),
+            state_dir / "control-worker.log",
+        )
         api_server.call("POST", "/v1/hubs", json={"name": HUB, "endpoint": topo.hub_ip})
         worker = Process(
             elysium_command(
@@ -118,8 +130,9 @@ def hub_stack(
         api_server.wait_job(created["job_id"])
         yield HubStack(api_server, topo, int(created["interface_id"]), state_dir / "hubs" / HUB)
     finally:
-        if worker is not None:
-            worker.stop()
+        for process in (control, worker):
+            if process is not None:
+                process.stop()
         stop_devices(state_dir / "hubs" / HUB, topo.hub)
         topo.destroy()
 

@@ -11,6 +11,7 @@ from psycopg import Connection
 from psycopg.rows import DictRow
 from psycopg_pool import ConnectionPool
 
+from cli.main import cli
 from db.audit import list_audit
 from db.hubs import create_hub
 from db.interfaces import create_interface
@@ -25,7 +26,6 @@ from db.tokens import (
     revoke_enrollment_token,
     scope_allows,
 )
-from elysium.cli import cli
 from elysium.errors import ElysiumError, Gone, NotFound, Unauthorized, ValidationError
 from elysium.settings import Settings
 

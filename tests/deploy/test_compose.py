@@ -14,7 +14,7 @@ import click
 import pytest
 import yaml
 
-from elysium.cli import cli
+from cli.main import cli
 
 ROOT = Path(__file__).resolve().parents[2]
 

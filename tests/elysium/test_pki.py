@@ -17,8 +17,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from cli.main import cli
 from elysium import pki
-from elysium.cli import cli
 from elysium.errors import ValidationError
 
 

@@ -23,15 +23,15 @@ import redis
 from psycopg import Connection
 from psycopg.rows import DictRow, dict_row
 
-from api.hubs.services import declare_hub
-from api.interfaces.services import create_interface
-from api.peers.services import add_peer
 from db import jobs as jobs_db
 from db import peers as peers_db
 from db import tokens as tokens_db
 from db.audit import list_audit
 from elysium.keys import generate_private_key, public_key
 from elysium.queue import CONTROL_QUEUE, JobQueue, hub_queue
+from elysium.services.hubs import declare_hub
+from elysium.services.interfaces import create_interface
+from elysium.services.peers import add_peer
 from elysium.settings import Settings
 from tests.conftest import TABLES
 from tests.netns import Topology, in_ns, ping, run

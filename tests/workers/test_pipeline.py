@@ -17,12 +17,12 @@ import pytest
 from psycopg import Connection
 from psycopg.rows import DictRow, dict_row
 
-from api.hubs.services import declare_hub
-from api.interfaces.services import create_interface
-from api.peers.services import add_peer, change_peer, remove_peer
 from db.jobs import get_job
 from elysium.keys import generate_private_key, public_key
 from elysium.queue import JobQueue
+from elysium.services.hubs import declare_hub
+from elysium.services.interfaces import create_interface
+from elysium.services.peers import add_peer, change_peer, remove_peer
 from elysium.settings import Settings
 from tests.netns import Topology, ping
 from tests.stack import Process, elysium_command, settings_env, wait_for
@@ -70,7 +70,7 @@ class Stack:
                 "-m",
                 "celery",
                 "-A",
-                "workers.celery_app",
+                "workers.celery_main",
                 "worker",
                 "-Q",
                 f"hub.{HUB}",

@@ -5,13 +5,14 @@ from __future__ import annotations
 from psycopg import Connection
 from psycopg.rows import DictRow
 
-from api.jobs.services import Record, Submitted, submit_hub_job
 from db.hubs import get_hub
 from db.interfaces import create_interface as insert_interface
 from db.interfaces import get_interface, list_hub_interfaces, set_interface_status
 from elysium.errors import Conflict, ValidationError
 from elysium.networks import parse_network
 from elysium.queue import JobQueue
+from elysium.services.jobs import Record, Submitted, submit_hub_job
+from elysium.states import InterfaceStatus
 
 
 def create_interface(
@@ -71,6 +72,13 @@ def create_interface(
             payload={"name": name},
         )
 
+    request: dict[str, object] = {
+        "hub": hub_name,
+        "name": name,
+        "network": str(net),
+        "network6": str(net6),
+    }
+    request |= {"listen_port": listen_port, "mtu": mtu, "dns": dns, "keepalive": keepalive}
     return submit_hub_job(
         conn,
         queue,
@@ -78,6 +86,7 @@ def create_interface(
         submitter=actor,
         idempotency_key=idempotency_key,
         write=write,
+        request=request,
     )
 
 
@@ -92,9 +101,9 @@ def delete_interface(
 
     def write(c: Connection[DictRow]) -> Record:
         iface = get_interface(c, interface_id, lock=True)
-        if iface["status"] == "deleting":
+        if iface["status"] == InterfaceStatus.DELETING:
             raise Conflict("the interface is already being deleted", code="interface_deleting")
-        set_interface_status(c, interface_id, "deleting")
+        set_interface_status(c, interface_id, InterfaceStatus.DELETING)
         return Record(
             hub=iface["hub"],
             target=f"interface:{interface_id}",
@@ -110,4 +119,5 @@ def delete_interface(
         submitter=actor,
         idempotency_key=idempotency_key,
         write=write,
+        request={"interface_id": interface_id},
     )

@@ -5,14 +5,18 @@ from __future__ import annotations
 import socket
 import sys
 from dataclasses import replace
-from datetime import UTC, datetime
 from pathlib import Path
 
 import click
 import psycopg
+from psycopg.rows import DictRow, dict_row
 
 from elysium.errors import ElysiumError
+from elysium.services import tokens
 from elysium.settings import Settings
+from elysium.states import Scope
+
+ACTOR = "cli"  # who the command line's changes are recorded as
 
 
 @click.group()
@@ -131,7 +135,7 @@ def token() -> None:
 
 
 @token.command("create")
-@click.option("--scope", required=True, type=click.Choice(["admin", "operator", "reader"]))
+@click.option("--scope", required=True, type=click.Choice([s.value for s in Scope]))
 @click.option("--name", required=True, help="What the token is for (1-64 characters).")
 @click.option(
     "--ttl",
@@ -143,24 +147,9 @@ def token() -> None:
 @click.pass_obj
 def token_create(settings: Settings, scope: str, name: str, ttl_seconds: int | None) -> None:
     """Create an API token and print only the token, once, on stdout."""
-    import psycopg
-    from psycopg.rows import dict_row
-
-    from db.audit import record
-    from db.tokens import create_api_token
-
-    with psycopg.connect(settings.database_url, row_factory=dict_row) as conn:
-        row, text = create_api_token(conn, name, scope, ttl_seconds, "cli")
-        record(
-            conn,
-            "cli",
-            "token.create",
-            f"api_token:{row['id']}",
-            "succeeded",
-            {"name": name, "scope": scope, "expires_at": _iso(row["expires_at"])},
-        )
-        conn.commit()
-    expires = _iso(row["expires_at"]) or "never"
+    with _connect(settings) as conn:
+        row, text = tokens.issue_api_token(conn, ACTOR, name, scope, ttl_seconds)
+    expires = tokens.iso(row["expires_at"]) or "never"
     click.echo(f"created API token {row['id']} ({scope}), expires {expires}", err=True)
     click.echo(text)
 
@@ -170,21 +159,13 @@ def token_create(settings: Settings, scope: str, name: str, ttl_seconds: int | N
 @click.pass_obj
 def token_revoke(settings: Settings, token_id: int) -> None:
     """Revoke an API token by id."""
-    import psycopg
-    from psycopg.rows import dict_row
-
-    from db.audit import record
-    from db.tokens import revoke_api_token
-
-    with psycopg.connect(settings.database_url, row_factory=dict_row) as conn:
-        revoke_api_token(conn, token_id)
-        record(conn, "cli", "token.revoke", f"api_token:{token_id}", "succeeded")
-        conn.commit()
+    with _connect(settings) as conn:
+        tokens.revoke_api_token(conn, ACTOR, token_id)
     click.echo(f"revoked API token {token_id}")
 
 
-def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+def _connect(settings: Settings) -> psycopg.Connection[DictRow]:
+    return psycopg.connect(settings.database_url, row_factory=dict_row, autocommit=True)
 
 
 def main() -> None:
@@ -236,22 +217,16 @@ def hub_worker(
       elysium hub-worker --hub hub-a --netns ely-hub-a --state-dir /var/lib/elysium
     """
     settings = replace(settings, hub=hub, netns=netns, state_dir=state_dir or settings.state_dir)
-    from workers import runtime as worker_runtime
-
-    worker_runtime.configure(settings)
     from elysium.queue import hub_queue
-    from workers.celery_app import app
+    from elysium.services.hubs import ensure_hub
+    from workers.celery_app import make_celery
+    from workers.runtime import runtime
 
-    rt = worker_runtime.runtime()
+    app = make_celery(settings)
+    rt = runtime(app)
     if endpoint:
-        from db.hubs import create_hub, get_hub
-        from elysium.errors import NotFound
-
         with rt.pool.connection() as conn:
-            try:
-                get_hub(conn, hub)
-            except NotFound:
-                create_hub(conn, hub, endpoint)
+            ensure_hub(conn, ACTOR, hub, endpoint)
     rt.hub.start()
     app.worker_main(_worker_argv(hub_queue(hub), f"hub.{hub}", "solo", 1, loglevel))
 
@@ -262,13 +237,12 @@ def hub_worker(
 @click.pass_obj
 def control_worker(settings: Settings, concurrency: int, loglevel: str) -> None:
     """Run a worker of the control queue (database work, sweeps, orchestration)."""
-    from workers import runtime as worker_runtime
-
-    worker_runtime.configure(settings)
     from elysium.queue import CONTROL_QUEUE
-    from workers.celery_app import app
+    from workers.celery_app import make_celery
 
-    app.worker_main(_worker_argv(CONTROL_QUEUE, "control", "threads", concurrency, loglevel))
+    make_celery(settings).worker_main(
+        _worker_argv(CONTROL_QUEUE, "control", "threads", concurrency, loglevel)
+    )
 
 
 @cli.command("beat")
@@ -281,13 +255,10 @@ def beat_command(settings: Settings, loglevel: str) -> None:
     """
     from functools import partial
 
-    from workers import runtime as worker_runtime
-
-    worker_runtime.configure(settings)
     from beat.leader import LeaderScheduler
-    from workers.celery_app import app
+    from workers.celery_app import make_celery
 
-    app.Beat(
+    make_celery(settings).Beat(
         scheduler=partial(LeaderScheduler, settings=settings),
         loglevel=loglevel,
         max_interval=settings.beat_lease_s / 3,

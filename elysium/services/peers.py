@@ -1,4 +1,5 @@
-"""Adding, changing, removing peers and rotating their keys: record, then let the hub converge."""
+"""Adding, changing, removing, expiring peers and rotating their keys: record, then let the
+hub converge."""
 
 from __future__ import annotations
 
@@ -10,15 +11,14 @@ from typing import Any
 from psycopg import Connection
 from psycopg.rows import DictRow
 
-from api.jobs.services import Record, Submitted, submit_hub_job
 from db.interfaces import get_interface
-from db.peers import create_peer, get_peer, update_peer
+from db.peers import create_peer, expire_due_peers, get_peer, update_peer
 from elysium.errors import Conflict, ValidationError
 from elysium.keys import normalize_key
 from elysium.networks import IPNetwork, check_subnets_outside, parse_subnets
 from elysium.queue import JobQueue
-
-GONE = ("removing", "removed", "expired", "failed")
+from elysium.services.jobs import Record, Submitted, record_hub_job, send, submit_hub_job
+from elysium.states import InterfaceStatus, PeerStatus, is_live_peer
 
 
 def check_expiry(expires_at: datetime | None, field: str = "expires_at") -> None:
@@ -65,7 +65,7 @@ def record_new_peer(
 ) -> Record:
     """Validate against the interface, allocate addresses, insert the pending peer."""
     iface = get_interface(c, interface_id)
-    if iface["status"] == "deleting":
+    if iface["status"] == InterfaceStatus.DELETING:
         raise Conflict("the interface is being deleted", code="interface_deleting")
     nets = routed_subnets(iface, subnets)
     peer = create_peer(
@@ -79,14 +79,7 @@ def record_new_peer(
         enrollment_token_id,
         has_ipv6=iface["network6"] is not None,
     )
-    return Record(
-        hub=iface["hub"],
-        target=f"peer:{peer['id']}",
-        hub_id=iface["hub_id"],
-        interface_id=interface_id,
-        peer_id=peer["id"],
-        payload=payload or {},
-    )
+    return peer_record(iface, peer["id"], payload or {})
 
 
 def add_peer(
@@ -116,14 +109,22 @@ def add_peer(
             actor=actor,
         )
 
+    request = {"interface_id": interface_id, "name": name, "public_key": key}
+    request |= {"subnets": list(subnets), "expires_at": expires_at}
     return submit_hub_job(
-        conn, queue, kind="add_peer", submitter=actor, idempotency_key=idempotency_key, write=write
+        conn,
+        queue,
+        kind="add_peer",
+        submitter=actor,
+        idempotency_key=idempotency_key,
+        write=write,
+        request=request,
     )
 
 
 def _live_peer(c: Connection[DictRow], peer_id: int) -> dict[str, Any]:
     peer = get_peer(c, peer_id, lock=True)
-    if peer["status"] in GONE:
+    if not is_live_peer(peer["status"]):
         raise Conflict(f"peer {peer_id} is {peer['status']}", code="peer_gone")
     return peer
 
@@ -165,6 +166,7 @@ def change_peer(
         submitter=actor,
         idempotency_key=idempotency_key,
         write=write,
+        request={"peer_id": peer_id, **changes},
     )
 
 
@@ -174,24 +176,48 @@ def remove_peer(
     actor: str,
     peer_id: int,
     idempotency_key: str | None = None,
-    *,
-    kind: str = "remove_peer",
 ) -> Submitted:
     """Take a peer off its hub; its address is released when the hub has removed it."""
 
     def write(c: Connection[DictRow]) -> Record:
         peer = _live_peer(c, peer_id)
         iface = get_interface(c, peer["interface_id"])
-        update_peer(c, peer_id, {"status": "expired" if kind == "expire_peer" else "removing"})
-        return peer_record(
-            iface,
-            peer_id,
-            payload={"public_key": peer["public_key"]},
-        )
+        update_peer(c, peer_id, {"status": PeerStatus.REMOVING})
+        return peer_record(iface, peer_id, payload={"public_key": peer["public_key"]})
 
     return submit_hub_job(
-        conn, queue, kind=kind, submitter=actor, idempotency_key=idempotency_key, write=write
+        conn,
+        queue,
+        kind="remove_peer",
+        submitter=actor,
+        idempotency_key=idempotency_key,
+        write=write,
+        request={"peer_id": peer_id},
     )
+
+
+def expire_peers(conn: Connection[DictRow], queue: JobQueue, actor: str) -> int:
+    """Mark peers past ``expires_at`` expired and queue their removal from the hub (a sweep)."""
+    with conn.transaction():
+        jobs = [
+            record_hub_job(
+                conn,
+                Record(
+                    hub=p["hub"],
+                    target=f"peer:{p['id']}",
+                    hub_id=p["hub_id"],
+                    interface_id=p["interface_id"],
+                    peer_id=p["id"],
+                    payload={"public_key": p["public_key"]},
+                ),
+                kind="expire_peer",
+                submitter=actor,
+            )
+            for p in expire_due_peers(conn)
+        ]
+    for job in jobs:
+        send(queue, job)  # stamped enqueued_at on insert: the janitor covers a failed send
+    return len(jobs)
 
 
 def rotate_key(
@@ -224,4 +250,5 @@ def rotate_key(
         submitter=actor,
         idempotency_key=idempotency_key,
         write=write,
+        request={"peer_id": peer_id, "public_key": key},
     )

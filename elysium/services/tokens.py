@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from psycopg import Connection
@@ -9,6 +10,10 @@ from psycopg.rows import DictRow
 
 from db import audit, tokens
 from db.interfaces import get_interface
+
+
+def iso(value: datetime | None) -> str | None:
+    return None if value is None else value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def issue_api_token(
@@ -23,7 +28,7 @@ def issue_api_token(
             "token.create",
             f"api_token:{row['id']}",
             "succeeded",
-            {"name": name, "scope": scope},
+            {"name": name, "scope": scope, "expires_at": iso(row["expires_at"])},
         )
     return row, text
 
@@ -60,3 +65,12 @@ def issue_enrollment_token(
             {"interface_id": interface_id, "uses": uses, "subnets": row["subnets"]},
         )
     return row, text
+
+
+def expire_tokens(conn: Connection[DictRow], actor: str) -> dict[str, int]:
+    """Mark API and enrollment tokens past their time expired (a sweep), audited once."""
+    with conn.transaction():
+        counts = tokens.expire_tokens(conn)
+        if counts["enrollment"] or counts["api"]:
+            audit.record(conn, actor, "tokens.expire", None, "succeeded", counts)
+    return counts

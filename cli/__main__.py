@@ -1,0 +1,5 @@
+"""``python -m cli`` is the ``elysium`` command."""
+
+from cli.main import main
+
+main()

@@ -1,5 +1,0 @@
-"""``python -m elysium`` is the ``elysium`` command."""
-
-from elysium.cli import main
-
-main()

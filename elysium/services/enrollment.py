@@ -1,0 +1,121 @@
+"""Enrollment: a peer redeems a token and joins the token's interface, in one transaction.
+
+A peer that sends a CSR gets a client certificate. The API never holds the CA key: the job
+is recorded on the control queue, where ``sign_enrollment`` (run by the control worker, the
+one process that reads the key) signs the CSR and hands the job on to the peer's hub. The
+signed certificate reaches the peer in the job's result, as the rest of its config does.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from cryptography import x509
+from psycopg import Connection
+from psycopg.rows import DictRow
+
+from db import jobs as jobs_db
+from db.peers import finish_removal, update_peer
+from db.tokens import check_enrollment_token, redeem_enrollment_token
+from elysium import pki
+from elysium.errors import ElysiumError
+from elysium.keys import normalize_key
+from elysium.networks import check_subnets_allowed, parse_subnets
+from elysium.queue import CONTROL_QUEUE, JobQueue, hub_queue
+from elysium.services.jobs import Record, Submitted, send, submit_hub_job
+from elysium.services.peers import record_new_peer
+from elysium.states import JobStatus, PeerStatus
+
+
+def enroll_peer(
+    conn: Connection[DictRow],
+    queue: JobQueue,
+    *,
+    submitter: str,
+    token: str,
+    name: str,
+    public_key: str,
+    csr: str | None = None,
+    subnets: Sequence[str] = (),
+    idempotency_key: str | None = None,
+) -> Submitted:
+    """Redeem one use of ``token``, record the peer, queue ``enroll_peer``.
+
+    All of it commits together or not at all: a refused subnet gives the use back. A CSR is
+    checked here (a bad one is refused before the token is touched) and signed later.
+    """
+    key = normalize_key(public_key)
+    nets = parse_subnets(list(subnets))
+    if csr is not None:
+        pki.check_csr(csr)
+
+    def write(c: Connection[DictRow]) -> Record:
+        # Checked now, redeemed last: the token's row lock is then held only until the commit,
+        # not through the whole enrollment (all peers of one token queue on that row).
+        grant = check_enrollment_token(c, token)
+        check_subnets_allowed(nets, [ipaddress.ip_network(s) for s in grant["subnets"]])
+        rec = record_new_peer(
+            c,
+            grant["interface_id"],
+            name=name,
+            public_key=key,
+            subnets=[str(n) for n in nets],
+            expires_at=None,
+            actor=submitter,
+            enrollment_token_id=grant["id"],
+        )
+        rec.payload["enrollment_token_id"] = grant["id"]
+        if csr is not None:
+            rec.payload |= {"csr": csr, "hub": rec.hub}
+            rec.via_control = True
+        rec.before_commit = lambda c2: redeem_enrollment_token(c2, token)
+        return rec
+
+    request = {"name": name, "public_key": key, "csr": csr, "subnets": [str(n) for n in nets]}
+    return submit_hub_job(
+        conn,
+        queue,
+        kind="enroll_peer",
+        submitter=submitter,
+        idempotency_key=idempotency_key,
+        write=write,
+        request=request,
+    )
+
+
+def sign_enrollment(
+    conn: Connection[DictRow],
+    queue: JobQueue,
+    job_id: str,
+    load_ca: Callable[[], tuple[x509.Certificate, pki.CertificateKey]],
+    days: int,
+    actor: str,
+) -> dict[str, Any] | None:
+    """Sign the CSR of a queued enrollment and hand the job on to its hub (control side).
+
+    A job that has already moved on (a redelivered message) is left alone. A CSR that cannot
+    be signed (or a worker without the CA key) fails the job; the peer gives its address back.
+    """
+    job = jobs_db.get_job(conn, job_id)
+    if job["status"] != JobStatus.QUEUED or job["queue"] != CONTROL_QUEUE:
+        return None
+    try:
+        ca_cert, ca_key = load_ca()
+        cert = pki.sign_csr(ca_cert, ca_key, job["payload"]["csr"], job["peer_id"], days)
+    except ElysiumError as exc:
+        with conn.transaction():
+            jobs_db.fail_job(conn, job_id, exc.code, exc.message, actor)
+            update_peer(conn, job["peer_id"], {"status": PeerStatus.FAILED})
+            finish_removal(conn, [job["peer_id"]])
+        return None
+    hub = job["payload"]["hub"]
+    with conn.transaction():
+        update_peer(conn, job["peer_id"], {"certificate_serial": pki.serial_hex(cert)})
+        moved = jobs_db.hand_on(
+            conn, job_id, hub_queue(hub), {"certificate": pki.certificate_pem(cert)}
+        )
+    if moved is not None:
+        send(queue, moved)
+    return moved

@@ -1,0 +1,200 @@
+"""Submitting jobs: record the job and its audit record, commit, then send the message.
+
+The job row exists before its Celery message. If sending fails (broker down) the job stays
+``queued`` and the job janitor sends it again; the caller still gets its job id. A job's
+``queue`` column says where it waits now: a hub's queue, or ``control`` while the control
+side still has work to do for it (signing an enrollment's certificate).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
+from typing import Any
+
+from psycopg import Connection
+from psycopg.rows import DictRow
+
+from db import audit
+from db import jobs as jobs_db
+from elysium.errors import ElysiumError
+from elysium.queue import CONTROL_QUEUE, HUB_QUEUE_PREFIX, JobQueue, hub_queue
+
+
+class IdempotencyKeyReused(ElysiumError):
+    """The same Idempotency-Key came back with a different request (IETF draft: 422)."""
+
+    status = 422
+    code = "idempotency_key_reused"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "this Idempotency-Key was used with a different request",
+            fields={"Idempotency-Key": "was used with a different request"},
+        )
+
+
+@dataclass
+class Record:
+    """What a service wrote for a job, and what the job is about."""
+
+    hub: str
+    target: str
+    hub_id: int | None = None
+    interface_id: int | None = None
+    peer_id: int | None = None
+    payload: dict[str, Any] = field(default_factory=dict)
+    # Run last, just before the commit: where a hot row lock belongs (it is held until then).
+    before_commit: Callable[[Connection[DictRow]], object] | None = None
+    # The control side must act first (e.g. sign a certificate); it then hands the job on.
+    via_control: bool = False
+
+
+@dataclass
+class Submitted:
+    job: dict[str, Any]
+    replayed: bool = False  # an earlier job with the same idempotency key
+
+    @property
+    def body(self) -> dict[str, Any]:
+        """The 202 answer: the job id and the ids of what it acts on."""
+        out: dict[str, Any] = {"job_id": str(self.job["id"]), "status": self.job["status"]}
+        for key in ("interface_id", "peer_id"):
+            if self.job.get(key) is not None:
+                out[key] = self.job[key]
+        return out
+
+
+def request_hash(kind: str, request: dict[str, Any]) -> str:
+    """A stable fingerprint of what a caller asked for (secrets never stored in the clear)."""
+    text = json.dumps({"kind": kind, **request}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _replay(job: dict[str, Any], fingerprint: str | None) -> Submitted:
+    stored = job.get("request_hash")
+    if fingerprint is not None and stored is not None and stored != fingerprint:
+        raise IdempotencyKeyReused()
+    return Submitted(job, replayed=True)
+
+
+def record_hub_job(
+    conn: Connection[DictRow],
+    rec: Record,
+    *,
+    kind: str,
+    submitter: str,
+    idempotency_key: str | None = None,
+    fingerprint: str | None = None,
+) -> dict[str, Any]:
+    """Insert the job ``rec`` describes and its ``accepted`` audit record (caller's transaction)."""
+    job = jobs_db.create_job(
+        conn,
+        kind=kind,
+        queue=CONTROL_QUEUE if rec.via_control else hub_queue(rec.hub),
+        submitter=submitter,
+        payload=rec.payload,
+        idempotency_key=idempotency_key,
+        request_hash=fingerprint,
+        hub_id=rec.hub_id,
+        interface_id=rec.interface_id,
+        peer_id=rec.peer_id,
+    )
+    audit.record(conn, submitter, kind, rec.target, "accepted", {"job_id": str(job["id"])})
+    return job
+
+
+def send(queue: JobQueue, job: dict[str, Any]) -> bool:
+    """Send a recorded job's message to where it waits now; False when the broker is down."""
+    if job["queue"] == CONTROL_QUEUE:
+        return queue.offer_control_job(job["id"])
+    return queue.offer_hub_job(job["id"], job["queue"].removeprefix(HUB_QUEUE_PREFIX))
+
+
+def submit_hub_job(
+    conn: Connection[DictRow],
+    queue: JobQueue,
+    *,
+    kind: str,
+    submitter: str,
+    idempotency_key: str | None,
+    write: Callable[[Connection[DictRow]], Record],
+    request: dict[str, Any] | None = None,
+) -> Submitted:
+    """Run ``write`` and record a job for the hub it names in one transaction, then enqueue.
+
+    ``write`` validates and records the desired state; any ElysiumError it raises rolls
+    everything back. A replayed idempotency key returns the first job and writes nothing,
+    unless ``request`` (what the caller asked for) differs from the first time: 422.
+    """
+    fingerprint = request_hash(kind, request) if idempotency_key and request is not None else None
+    existing = jobs_db.find_by_idempotency_key(conn, submitter, idempotency_key)
+    if existing is not None:
+        return _replay(existing, fingerprint)
+    try:
+        with conn.transaction():
+            rec = write(conn)
+            job = record_hub_job(
+                conn,
+                rec,
+                kind=kind,
+                submitter=submitter,
+                idempotency_key=idempotency_key,
+                fingerprint=fingerprint,
+            )
+            if rec.before_commit is not None:
+                rec.before_commit(conn)
+    except jobs_db.IdempotentReplay as replay:
+        return _replay(replay.job, fingerprint)
+    # Stamped enqueued_at on insert: if this send fails the janitor sends it later.
+    send(queue, job)
+    return Submitted(job)
+
+
+def requeue_stuck_jobs(
+    conn: Connection[DictRow],
+    queue: JobQueue,
+    actor: str,
+    live_hubs: Collection[str],
+    older_than_s: float,
+) -> int:
+    """Send again jobs whose message was lost; each send is audited.
+
+    Jobs of a stale hub are left queued: its worker finishes open jobs when it starts.
+    """
+    requeued = 0
+    for job in jobs_db.stuck_queued_jobs(conn, older_than_s):
+        hub = job["queue"].removeprefix(HUB_QUEUE_PREFIX)
+        if job["queue"] != CONTROL_QUEUE and hub not in live_hubs:
+            continue
+        with conn.transaction():
+            if send(queue, job):
+                jobs_db.mark_enqueued(conn, job["id"])
+                requeued += 1
+                audit.record(
+                    conn,
+                    actor,
+                    "job.requeue",
+                    f"job:{job['id']}",
+                    "sent",
+                    {"kind": job["kind"], "status": job["status"], "queue": job["queue"]},
+                )
+    return requeued
+
+
+def time_out_running_jobs(conn: Connection[DictRow], actor: str, limit_s: float) -> int:
+    """Fail jobs running past their time limit (code ``timeout``), each audited."""
+    with conn.transaction():
+        timed_out = jobs_db.time_out_running_jobs(conn, limit_s)
+        for job in timed_out:
+            audit.record(
+                conn,
+                actor,
+                "job.timeout",
+                f"job:{job['id']}",
+                "failed",
+                {"kind": job["kind"], "limit_s": limit_s},
+            )
+    return len(timed_out)
