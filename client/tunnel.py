@@ -15,7 +15,7 @@ from typing import Any
 
 from client.state import Enrollment, StateDir
 from elysium.settings import Settings
-from workers.dataplane import Dataplane, InterfaceSpec, PeerSpec
+from elysium.wireguard import Dataplane, InterfaceSpec, PeerSpec
 
 
 @dataclass(frozen=True)
@@ -89,7 +89,7 @@ def routed_subnets(addresses: list[str], allowed_ips: tuple[str, ...]) -> list[s
 @contextmanager
 def dataplane(state: StateDir, netns: str | None, settings: Settings) -> Iterator[Dataplane]:
     """The driver for ``netns`` (auto: kernel if available, else wireguard-go)."""
-    from workers.dataplane import make_dataplane
+    from elysium.wireguard import make_dataplane
 
     driver = make_dataplane(settings.wg_driver, state.path, netns, settings.wireguard_go)
     try:

@@ -38,8 +38,8 @@ from elysium.queue import (
     hub_queue,
 )
 from elysium.settings import Settings
+from elysium.wireguard import ChangeSet, Dataplane, InterfaceSpec, PeerSpec, PeerStats
 from workers.celery_app import app
-from workers.dataplane import ChangeSet, Dataplane, InterfaceSpec, PeerSpec, PeerStats
 from workers.runtime import runtime
 
 log = logging.getLogger(__name__)
@@ -107,7 +107,7 @@ class HubWorker:
         self.pool = pool
         self.state_dir = settings.state_dir / "hubs" / self.hub
         if dataplane is None:
-            from workers.dataplane import make_dataplane
+            from elysium.wireguard import make_dataplane
 
             dataplane = make_dataplane(
                 settings.wg_driver, self.state_dir, settings.netns or None, settings.wireguard_go

@@ -17,18 +17,17 @@ import pytest
 
 from elysium.errors import ConfigError, DataplaneError
 from elysium.keys import generate_private_key, public_key
-from tests.netns import Topology, in_ns, ping, run
-from workers.dataplane import InterfaceSpec, PeerSpec, make_dataplane
-from workers.dataplane.kernel import (
+from elysium.wireguard import InterfaceSpec, PeerSpec, make_dataplane
+from elysium.wireguard.kernel import (
     KernelDriver,
     build_set_messages,
     kernel_wireguard_available,
     parse_device,
 )
-from workers.dataplane.links import ROUTE_PROTO
-from workers.dataplane.peer_state import DeviceState, DeviceUpdate, PeerUpdate
-from workers.dataplane.uapi import UapiDriver
-from workers.dataplane.uapi_protocol import (
+from elysium.wireguard.links import ROUTE_PROTO
+from elysium.wireguard.peer_state import DeviceState, DeviceUpdate, PeerUpdate
+from elysium.wireguard.uapi import UapiDriver
+from elysium.wireguard.uapi_protocol import (
     UapiError,
     _parse_stats_by_line,
     encode_set,
@@ -36,6 +35,7 @@ from workers.dataplane.uapi_protocol import (
     parse_stats,
     transact,
 )
+from tests.netns import Topology, in_ns, ping, run
 
 HUB_PORT = 51820
 SITE_PORT = 51821

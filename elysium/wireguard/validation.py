@@ -14,8 +14,8 @@ from collections.abc import Sequence
 
 from elysium.errors import DataplaneError, ValidationError
 from elysium.keys import normalize_key
-from workers.dataplane.base import InterfaceSpec, PeerSpec
-from workers.dataplane.peer_state import PeerState
+from elysium.wireguard.base import InterfaceSpec, PeerSpec
+from elysium.wireguard.peer_state import PeerState
 
 IFNAME_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,15}$")
 # A host route written the canonical way ("10.8.0.2/32"): the common case, checked fast.

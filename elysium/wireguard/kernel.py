@@ -26,10 +26,10 @@ from pyroute2.netlink.generic.wireguard import (
 )
 
 from elysium.errors import DataplaneError
-from workers.dataplane.base import PeerStats
-from workers.dataplane.driver import ConvergingDriver
-from workers.dataplane.links import require_netns
-from workers.dataplane.peer_state import DeviceState, DeviceUpdate, PeerState, PeerUpdate
+from elysium.wireguard.base import PeerStats
+from elysium.wireguard.driver import ConvergingDriver
+from elysium.wireguard.links import require_netns
+from elysium.wireguard.peer_state import DeviceState, DeviceUpdate, PeerState, PeerUpdate
 
 # Peers per netlink message: keeps each message well under the socket buffer, as wg(8) does.
 PEERS_PER_MESSAGE = 256

@@ -18,8 +18,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from elysium.errors import DataplaneError
-from workers.dataplane.base import PeerStats
-from workers.dataplane.peer_state import ZERO_KEY_HEX, DeviceState, DeviceUpdate, PeerState
+from elysium.wireguard.base import PeerStats
+from elysium.wireguard.peer_state import ZERO_KEY_HEX, DeviceState, DeviceUpdate, PeerState
 
 EADDRINUSE = 98
 RECV_CHUNK = 1 << 20
