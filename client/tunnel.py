@@ -95,9 +95,7 @@ def dataplane(state: StateDir, netns: str | None, settings: Settings) -> Iterato
     try:
         yield driver
     finally:
-        close = getattr(driver, "close", None)
-        if close is not None:
-            close()
+        driver.close()
 
 
 def up(state: StateDir, enrollment: Enrollment, settings: Settings) -> str:

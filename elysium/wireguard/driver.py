@@ -209,7 +209,7 @@ class ConvergingDriver(ABC):
         return self._names()
 
     def close(self) -> None:
-        """Release netlink sockets (devices keep running)."""
+        """Release the rtnetlink socket; devices keep running (a later call reopens it)."""
         self.links.close()
 
     # -- shared steps -----------------------------------------------------------------------

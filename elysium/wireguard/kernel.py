@@ -188,8 +188,11 @@ class KernelDriver(ConvergingDriver):
         self.wg = open_wireguard(netns)
 
     def close(self) -> None:
-        super().close()
-        self.wg.close()
+        """Release the rtnetlink and the generic netlink socket (links stay)."""
+        try:
+            super().close()
+        finally:
+            self.wg.close()
 
     def _running(self, name: str) -> bool:
         return self.links.kind(name) == "wireguard"
