@@ -283,7 +283,7 @@ class HubWorker:
             else:
                 self.dataplane.apply_peers(iface["name"], upserts, removes)
         except DataplaneError as exc:
-            if not exc.transient:
+            if not exc.retryable:
                 self._apply_one_by_one(conn, iface["name"], burst, peers, exc)
                 return
             log.warning("device %s needs repair (%s); converging it", iface["name"], exc.message)
@@ -347,7 +347,7 @@ def run_job(self: Task, job_id: str, hub: str) -> None:
     except psycopg.OperationalError as exc:  # PostgreSQL restarting: try again shortly
         raise self.retry(countdown=min(30, 2**self.request.retries), exc=exc) from None
     except ElysiumError as exc:
-        if not exc.transient:
+        if not exc.retryable:
             with worker.pool.connection() as conn, conn.transaction():
                 jobs_db.fail_job(conn, job_id, exc.code, exc.message, worker.actor)
             return

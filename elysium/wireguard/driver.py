@@ -123,7 +123,7 @@ class ConvergingDriver(ABC):
     ) -> ChangeSet:
         """Set some peers and remove others without reading the rest: O(k), one batch.
 
-        A device that is not running raises ``device_not_running`` (503): run converge, which
+        A device that is not running raises ``device_not_running`` (retryable): run converge, which
         restarts it and restores every peer.
         """
         check_ifname(name)
@@ -254,7 +254,7 @@ class ConvergingDriver(ABC):
             raise DataplaneError(
                 f"interface {name} is not running",
                 code=code,
-                status=503 if code == "device_not_running" else 404,
+                retryable=code == "device_not_running",
             )
 
     def _require_port_free(self, port: int) -> None:
@@ -274,7 +274,6 @@ class ConvergingDriver(ABC):
                     raise DataplaneError(
                         f"UDP port {port} is already in use",
                         code="port_in_use",
-                        status=409,
                         fields={"listen_port": "already in use"},
                     ) from None
 
@@ -299,11 +298,13 @@ class ConvergingDriver(ABC):
             return load_or_create_private_key(Path(spec.private_key_file))
         except ValidationError as exc:
             raise DataplaneError(
-                f"{spec.private_key_file}: {exc.message}", code="invalid_private_key", status=500
+                f"{spec.private_key_file}: {exc.message}",
+                code="invalid_private_key",
+                retryable=True,
             ) from None
         except OSError as exc:
             raise DataplaneError(
-                f"{spec.private_key_file}: {exc}", code="private_key_unreadable", status=500
+                f"{spec.private_key_file}: {exc}", code="private_key_unreadable", retryable=True
             ) from None
 
     def _spec_path(self, name: str) -> Path:

@@ -52,7 +52,9 @@ class UapiDriver(ConvergingDriver):
             return transact(self.socket_path(name), GET)
         except OSError as exc:
             raise DataplaneError(
-                f"{name}: UAPI socket does not answer: {exc}", code="device_not_running", status=503
+                f"{name}: UAPI socket does not answer: {exc}",
+                code="device_not_running",
+                retryable=True,
             ) from exc
 
     def _read(self, name: str) -> DeviceState:
@@ -66,5 +68,7 @@ class UapiDriver(ConvergingDriver):
             transact(self.socket_path(name), encode_set_parts(update))
         except OSError as exc:
             raise DataplaneError(
-                f"{name}: UAPI socket does not answer: {exc}", code="device_not_running", status=503
+                f"{name}: UAPI socket does not answer: {exc}",
+                code="device_not_running",
+                retryable=True,
             ) from exc

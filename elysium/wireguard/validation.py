@@ -26,8 +26,8 @@ _IPV4_HOST_RE = re.compile(
 
 
 def invalid(field: str, reason: str, code: str = "invalid") -> DataplaneError:
-    """A caller error (400) about one field."""
-    return DataplaneError(f"{field}: {reason}", code=code, fields={field: reason}, status=400)
+    """A caller error about one field (not retryable: the same request fails again)."""
+    return DataplaneError(f"{field}: {reason}", code=code, fields={field: reason})
 
 
 def check_ifname(name: object) -> str:
