@@ -7,6 +7,7 @@ as every other caller mistake: ``{"error": {"code": "invalid", "message", "field
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import marshmallow as ma
@@ -90,7 +91,7 @@ def after_id(args: dict[str, Any]) -> int:
     return int(args["cursor"]) if args.get("cursor") else 0
 
 
-def page(items: list[dict[str, Any]], limit: int) -> dict[str, Any]:
+def page(items: Sequence[Mapping[str, Any]], limit: int) -> dict[str, Any]:
     """A page of rows ordered by id; ``next_cursor`` is null on the last page."""
     more = len(items) == limit and items
     return {"items": items, "next_cursor": str(items[-1]["id"]) if more else None}

@@ -25,8 +25,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from elysium.keys import generate_private_key
-from workers.dataplane import InterfaceSpec, PeerSpec
-from workers.dataplane.uapi import UapiDriver
+from elysium.wireguard import InterfaceSpec, PeerSpec
+from elysium.wireguard.uapi import UapiDriver
 
 PEERS = 10_000
 ADD_SAMPLES = 1_000

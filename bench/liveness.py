@@ -31,8 +31,8 @@ from db.hubs import create_hub
 from db.interfaces import create_interface
 from db.peers import create_peer, record_liveness
 from elysium.keys import generate_private_key
-from workers.dataplane import InterfaceSpec, PeerSpec, PeerStats
-from workers.dataplane.uapi import UapiDriver
+from elysium.wireguard import InterfaceSpec, PeerSpec, PeerStats
+from elysium.wireguard.uapi import UapiDriver
 
 PEERS = 10_000
 REPEAT = 5

@@ -17,7 +17,6 @@ from client import tunnel, wgquick
 from client.errors import EXIT_FAILED, ClientError
 from client.state import DEFAULT_INTERFACE, STATE_DIR_ENV, Enrollment, StateDir
 from elysium.errors import ElysiumError
-from elysium.settings import Settings
 from elysium.wgquick import render_wg_quick
 
 err_console = Console(stderr=True)
@@ -162,7 +161,7 @@ def up(interface: str | None, offline: bool, netns: str | None, state_dir: Path 
     state.save(enrollment)  # down and status then act where up did
     if not offline:
         _refresh_config(state, enrollment)
-    public = tunnel.up(state, enrollment, Settings.from_env())
+    public = tunnel.up(state, enrollment, _tunnel_options(state, enrollment))
     where = f" in netns {enrollment.netns}" if enrollment.netns else ""
     click.echo(
         f"{enrollment.interface}{where} is up: "
@@ -181,7 +180,7 @@ def down(netns: str | None, state_dir: Path | None) -> None:
       elysium-client down
     """
     state, enrollment = _enrolled(state_dir, netns, None)
-    removed = tunnel.down(state, enrollment, Settings.from_env())
+    removed = tunnel.down(enrollment, _tunnel_options(state, enrollment))
     click.echo(
         f"{enrollment.interface} is down" if removed else f"{enrollment.interface} was not up"
     )
@@ -200,7 +199,7 @@ def status(as_json: bool, netns: str | None, state_dir: Path | None) -> None:
       elysium-client status --json | jq .handshake_age_s
     """
     state, enrollment = _enrolled(state_dir, netns, None)
-    st = tunnel.status(state, enrollment, Settings.from_env())
+    st = tunnel.status(enrollment, _tunnel_options(state, enrollment))
     if as_json:
         click.echo(json.dumps(st.to_dict(), indent=2))
         return
@@ -251,7 +250,11 @@ def rotate(timeout: float, state_dir: Path | None) -> None:
     state, enrollment = _enrolled(state_dir, None, None)
     with _progress("Rotating the key") as on_status:
         new_public = do_rotate(
-            state, enrollment, Settings.from_env(), timeout=timeout, on_status=on_status
+            state,
+            enrollment,
+            _tunnel_options(state, enrollment),
+            timeout=timeout,
+            on_status=on_status,
         )
     click.echo(f"rotated: new public key {new_public}")
 
@@ -266,6 +269,11 @@ def _enrolled(
     if interface is not None:
         enrollment.interface = interface
     return state, enrollment
+
+
+def _tunnel_options(state: StateDir, enrollment: Enrollment) -> tunnel.TunnelOptions:
+    """The driver for this enrollment's namespace, as ``$ELYSIUM_WG_DRIVER`` chooses it."""
+    return tunnel.TunnelOptions.from_env(state.path, enrollment.netns)
 
 
 def _refresh_config(state: StateDir, enrollment: Enrollment) -> None:

@@ -17,7 +17,6 @@ from client.errors import ClientError
 from client.state import Enrollment, StateDir, write_secret
 from elysium.errors import ElysiumError
 from elysium.keys import generate_private_key, normalize_key, public_key
-from elysium.settings import Settings
 
 JOB_TIMEOUT_S = 120.0
 
@@ -31,7 +30,7 @@ def api_for(state: StateDir, enrollment: Enrollment) -> Api:
 def rotate(
     state: StateDir,
     enrollment: Enrollment,
-    settings: Settings,
+    options: tunnel.TunnelOptions,
     *,
     timeout: float = JOB_TIMEOUT_S,
     on_status: Callable[[str], None] = lambda status: None,
@@ -55,9 +54,9 @@ def rotate(
     enrollment.config.update(result)
     enrollment.config["public_key"] = new_public
     state.save(enrollment)
-    if tunnel.is_up(state, enrollment, settings):
+    if tunnel.is_up(enrollment, options):
         on_status("switching the tunnel")
-        tunnel.up(state, enrollment, settings)
+        tunnel.up(state, enrollment, options)
     return new_public
 
 

@@ -7,15 +7,42 @@ other allowed IP (the subnets of other peers) gets a route through the interface
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterator
+import os
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from client.state import Enrollment, StateDir
-from elysium.settings import Settings
-from workers.dataplane import Dataplane, InterfaceSpec, PeerSpec
+from elysium.errors import ConfigError
+from elysium.wireguard import Dataplane, InterfaceSpec, PeerSpec
+
+WG_DRIVER_ENV = "ELYSIUM_WG_DRIVER"
+WIREGUARD_GO_ENV = "ELYSIUM_WIREGUARD_GO"
+WG_DRIVERS = ("auto", "kernel", "userspace")
+
+
+@dataclass(frozen=True)
+class TunnelOptions:
+    """What the tunnel's WireGuard driver needs of this host, and nothing of the server's."""
+
+    state_dir: Path  # where the driver keeps device state (UAPI sockets, pid files)
+    netns: str | None  # the namespace the interface lives in; None: this one
+    wg_driver: str = "auto"  # auto (kernel if it speaks WireGuard) | kernel | userspace
+    wireguard_go: str = "wireguard-go"  # the userspace daemon
+
+    @classmethod
+    def from_env(
+        cls, state_dir: Path, netns: str | None, environ: Mapping[str, str] | None = None
+    ) -> TunnelOptions:
+        """The driver choice from ``$ELYSIUM_WG_DRIVER`` and ``$ELYSIUM_WIREGUARD_GO``."""
+        env = os.environ if environ is None else environ
+        driver = env.get(WG_DRIVER_ENV) or "auto"
+        if driver not in WG_DRIVERS:
+            raise ConfigError(f"{WG_DRIVER_ENV} must be auto, kernel or userspace", "wg_driver")
+        return cls(state_dir, netns, driver, env.get(WIREGUARD_GO_ENV) or "wireguard-go")
 
 
 @dataclass(frozen=True)
@@ -87,47 +114,47 @@ def routed_subnets(addresses: list[str], allowed_ips: tuple[str, ...]) -> list[s
 
 
 @contextmanager
-def dataplane(state: StateDir, netns: str | None, settings: Settings) -> Iterator[Dataplane]:
-    """The driver for ``netns`` (auto: kernel if available, else wireguard-go)."""
-    from workers.dataplane import make_dataplane
+def dataplane(options: TunnelOptions) -> Iterator[Dataplane]:
+    """The driver for ``options.netns`` (auto: kernel if available, else wireguard-go)."""
+    from elysium.wireguard import make_dataplane
 
-    driver = make_dataplane(settings.wg_driver, state.path, netns, settings.wireguard_go)
+    driver = make_dataplane(
+        options.wg_driver, options.state_dir, options.netns, options.wireguard_go
+    )
     try:
         yield driver
     finally:
-        close = getattr(driver, "close", None)
-        if close is not None:
-            close()
+        driver.close()
 
 
-def up(state: StateDir, enrollment: Enrollment, settings: Settings) -> str:
+def up(state: StateDir, enrollment: Enrollment, options: TunnelOptions) -> str:
     """Create or repair the interface and set the hub as its peer; returns our public key."""
-    with dataplane(state, enrollment.netns, settings) as dp:
+    with dataplane(options) as dp:
         public, _ = dp.ensure_interface(interface_spec(state, enrollment))
         dp.converge(enrollment.interface, [hub_peer(enrollment.config)])
     return public
 
 
-def is_up(state: StateDir, enrollment: Enrollment, settings: Settings) -> bool:
-    with dataplane(state, enrollment.netns, settings) as dp:
+def is_up(enrollment: Enrollment, options: TunnelOptions) -> bool:
+    with dataplane(options) as dp:
         return enrollment.interface in dp.list_interfaces()
 
 
-def down(state: StateDir, enrollment: Enrollment, settings: Settings) -> bool:
+def down(enrollment: Enrollment, options: TunnelOptions) -> bool:
     """Remove the interface, its device process, socket and routes; False if it was down."""
-    with dataplane(state, enrollment.netns, settings) as dp:
+    with dataplane(options) as dp:
         return dp.remove_interface(enrollment.interface)
 
 
-def status(state: StateDir, enrollment: Enrollment, settings: Settings) -> TunnelStatus:
+def status(enrollment: Enrollment, options: TunnelOptions) -> TunnelStatus:
     config = enrollment.config
-    with dataplane(state, enrollment.netns, settings) as dp:
+    with dataplane(options) as dp:
         running = enrollment.interface in dp.list_interfaces()
         stats = dp.dump(enrollment.interface) if running else []
     hub = next((s for s in stats if s.public_key == config.get("hub_public_key")), None)
     return TunnelStatus(
         interface=enrollment.interface,
-        netns=enrollment.netns,
+        netns=options.netns,
         up=running,
         addresses=tuple(config.get("addresses", ())),
         public_key=config.get("public_key"),

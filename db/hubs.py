@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from psycopg import Connection, errors
 from psycopg.rows import DictRow
 from psycopg.types.json import Jsonb
 
+from db.rows import HubRow
 from elysium.errors import Conflict, NotFound
 
 HUB_COLUMNS = "id, name, endpoint, created_at, last_heartbeat_at, worker, stale"
 
 
-def create_hub(conn: Connection[DictRow], name: str, endpoint: str) -> dict[str, Any]:
+def create_hub(conn: Connection[DictRow], name: str, endpoint: str) -> HubRow:
     try:
         with conn.transaction():
             row = conn.execute(
@@ -25,18 +26,20 @@ def create_hub(conn: Connection[DictRow], name: str, endpoint: str) -> dict[str,
             f"hub {name!r} exists", code="hub_exists", fields={"name": "exists"}
         ) from None
     assert row is not None
-    return row
+    return cast(HubRow, row)
 
 
-def get_hub(conn: Connection[DictRow], name: str) -> dict[str, Any]:
+def get_hub(conn: Connection[DictRow], name: str) -> HubRow:
     row = conn.execute(f"SELECT {HUB_COLUMNS} FROM hubs WHERE name = %s", (name,)).fetchone()
     if row is None:
         raise NotFound(f"hub {name!r} does not exist", code="hub_not_found")
-    return row
+    return cast(HubRow, row)
 
 
-def list_hubs(conn: Connection[DictRow]) -> list[dict[str, Any]]:
-    return conn.execute(f"SELECT {HUB_COLUMNS} FROM hubs ORDER BY name").fetchall()
+def list_hubs(conn: Connection[DictRow]) -> list[HubRow]:
+    return cast(
+        list[HubRow], conn.execute(f"SELECT {HUB_COLUMNS} FROM hubs ORDER BY name").fetchall()
+    )
 
 
 def record_heartbeat(conn: Connection[DictRow], name: str, worker: dict[str, Any]) -> None:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import cast
 
 from psycopg import Connection, errors
 from psycopg.rows import DictRow
 
 from db.addresses import create_pools
+from db.rows import InterfaceRow
 from elysium.errors import Conflict, NotFound
 
 INTERFACE_COLUMNS = (
@@ -28,7 +29,7 @@ def create_interface(
     mtu: int | None,
     dns: list[str],
     keepalive: int | None,
-) -> dict[str, Any]:
+) -> InterfaceRow:
     """Record a desired interface and its address pools in the caller's transaction."""
     try:
         with conn.transaction():
@@ -57,21 +58,21 @@ def create_interface(
 
 def get_interface(
     conn: Connection[DictRow], interface_id: int, *, lock: bool = False
-) -> dict[str, Any]:
+) -> InterfaceRow:
     sql = f"SELECT {INTERFACE_COLUMNS} {FROM_INTERFACES} WHERE i.id = %s"
     if lock:
         sql += " FOR UPDATE OF i"
     row = conn.execute(sql, (interface_id,)).fetchone()
     if row is None:
         raise NotFound(f"interface {interface_id} does not exist", code="interface_not_found")
-    return row
+    return cast(InterfaceRow, row)
 
 
-def list_hub_interfaces(conn: Connection[DictRow], hub_name: str) -> list[dict[str, Any]]:
+def list_hub_interfaces(conn: Connection[DictRow], hub_name: str) -> list[InterfaceRow]:
     rows = conn.execute(
         f"SELECT {INTERFACE_COLUMNS} {FROM_INTERFACES} WHERE h.name = %s ORDER BY i.id", (hub_name,)
     ).fetchall()
-    return rows
+    return cast(list[InterfaceRow], rows)
 
 
 def set_interface_ready(conn: Connection[DictRow], interface_id: int, public_key: str) -> None:

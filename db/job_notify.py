@@ -9,19 +9,17 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
 
 from db.jobs import FINAL, get_job
+from db.rows import JobRow
 
 CHANNEL = "job_done"
 
 
-def wait_for_job_end(
-    database_url: str, job_id: uuid.UUID | str, timeout_s: float
-) -> dict[str, Any]:
+def wait_for_job_end(database_url: str, job_id: uuid.UUID | str, timeout_s: float) -> JobRow:
     """The job once it has ended, or as it is when ``timeout_s`` has passed."""
     deadline = time.monotonic() + timeout_s
     with psycopg.connect(

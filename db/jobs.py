@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 from psycopg import Connection
 from psycopg.rows import DictRow
 from psycopg.types.json import Jsonb
 
+from db.rows import JobRow
 from elysium.errors import NotFound
 from elysium.states import FINAL_JOB, OPEN_JOB, sql_list
 
@@ -26,20 +27,23 @@ FINAL = sql_list(FINAL_JOB)
 class IdempotentReplay(Exception):
     """The submitter already made a job with this idempotency key (carried in ``job``)."""
 
-    def __init__(self, job: dict[str, Any]) -> None:
+    def __init__(self, job: JobRow) -> None:
         super().__init__(str(job["id"]))
         self.job = job
 
 
 def find_by_idempotency_key(
     conn: Connection[DictRow], submitter: str, key: str | None
-) -> dict[str, Any] | None:
+) -> JobRow | None:
     if key is None:
         return None
-    return conn.execute(
-        f"SELECT {JOB_COLUMNS} FROM jobs WHERE submitter = %s AND idempotency_key = %s",
-        (submitter, key),
-    ).fetchone()
+    return cast(
+        JobRow | None,
+        conn.execute(
+            f"SELECT {JOB_COLUMNS} FROM jobs WHERE submitter = %s AND idempotency_key = %s",
+            (submitter, key),
+        ).fetchone(),
+    )
 
 
 def create_job(
@@ -54,7 +58,7 @@ def create_job(
     hub_id: int | None = None,
     interface_id: int | None = None,
     peer_id: int | None = None,
-) -> dict[str, Any]:
+) -> JobRow:
     """Insert a queued job in the caller's transaction.
 
     Raises IdempotentReplay when another transaction committed a job with the same key
@@ -82,14 +86,14 @@ def create_job(
         existing = find_by_idempotency_key(conn, submitter, idempotency_key)
         assert existing is not None
         raise IdempotentReplay(existing)
-    return row
+    return cast(JobRow, row)
 
 
-def get_job(conn: Connection[DictRow], job_id: uuid.UUID | str) -> dict[str, Any]:
+def get_job(conn: Connection[DictRow], job_id: uuid.UUID | str) -> JobRow:
     row = conn.execute(f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = %s", (str(job_id),)).fetchone()
     if row is None:
         raise NotFound(f"job {job_id} does not exist", code="job_not_found")
-    return row
+    return cast(JobRow, row)
 
 
 def mark_enqueued(conn: Connection[DictRow], job_id: uuid.UUID | str) -> None:
@@ -98,23 +102,29 @@ def mark_enqueued(conn: Connection[DictRow], job_id: uuid.UUID | str) -> None:
 
 def hand_on(
     conn: Connection[DictRow], job_id: uuid.UUID | str, queue: str, payload: dict[str, Any]
-) -> dict[str, Any] | None:
+) -> JobRow | None:
     """Move a queued job to another queue with more payload; None if it is no longer queued."""
-    return conn.execute(
-        f"UPDATE jobs SET queue = %s, payload = payload || %s, enqueued_at = now(),"
-        f" updated_at = now() WHERE id = %s AND status = 'queued' RETURNING {JOB_COLUMNS}",
-        (queue, Jsonb(payload), str(job_id)),
-    ).fetchone()
+    return cast(
+        JobRow | None,
+        conn.execute(
+            f"UPDATE jobs SET queue = %s, payload = payload || %s, enqueued_at = now(),"
+            f" updated_at = now() WHERE id = %s AND status = 'queued' RETURNING {JOB_COLUMNS}",
+            (queue, Jsonb(payload), str(job_id)),
+        ).fetchone(),
+    )
 
 
-def start_job(conn: Connection[DictRow], job_id: uuid.UUID | str) -> dict[str, Any] | None:
+def start_job(conn: Connection[DictRow], job_id: uuid.UUID | str) -> JobRow | None:
     """Move an open job to running; None when it has already ended (a redelivered message)."""
-    return conn.execute(
-        f"UPDATE jobs SET status = 'running', started_at = coalesce(started_at, now()),"
-        f" attempts = attempts + 1, updated_at = now() WHERE id = %s AND status = ANY(%s)"
-        f" RETURNING {JOB_COLUMNS}",
-        (str(job_id), list(OPEN)),
-    ).fetchone()
+    return cast(
+        JobRow | None,
+        conn.execute(
+            f"UPDATE jobs SET status = 'running', started_at = coalesce(started_at, now()),"
+            f" attempts = attempts + 1, updated_at = now() WHERE id = %s AND status = ANY(%s)"
+            f" RETURNING {JOB_COLUMNS}",
+            (str(job_id), list(OPEN)),
+        ).fetchone(),
+    )
 
 
 def claim_interface_jobs(
@@ -124,30 +134,37 @@ def claim_interface_jobs(
     kinds: Sequence[str],
     trigger_id: uuid.UUID | str,
     limit: int = 2000,
-) -> list[dict[str, Any]]:
+) -> list[JobRow]:
     """Take the job a message named plus every other open peer job of its interface (a burst).
 
     The named job is waited for when another transaction holds it (a submitter still stamping
     it); the others are skipped when locked, so two consumers never take one job.
     """
-    return conn.execute(
-        f"WITH named AS (SELECT id FROM jobs WHERE id = %s AND status = ANY(%s) FOR UPDATE),"
-        f" waiting AS (SELECT id FROM jobs WHERE queue = %s AND interface_id = %s"
-        f"  AND kind = ANY(%s) AND status = ANY(%s) ORDER BY created_at LIMIT %s"
-        f"  FOR UPDATE SKIP LOCKED)"
-        f" UPDATE jobs SET status = 'running', started_at = coalesce(started_at, now()),"
-        f" attempts = attempts + 1, updated_at = now()"
-        f" WHERE id IN (SELECT id FROM named UNION SELECT id FROM waiting)"
-        f" RETURNING {JOB_COLUMNS}",
-        (str(trigger_id), list(OPEN), queue, interface_id, list(kinds), list(OPEN), limit),
-    ).fetchall()
+    return cast(
+        list[JobRow],
+        conn.execute(
+            f"WITH named AS (SELECT id FROM jobs WHERE id = %s AND status = ANY(%s) FOR UPDATE),"
+            f" waiting AS (SELECT id FROM jobs WHERE queue = %s AND interface_id = %s"
+            f"  AND kind = ANY(%s) AND status = ANY(%s) ORDER BY created_at LIMIT %s"
+            f"  FOR UPDATE SKIP LOCKED)"
+            f" UPDATE jobs SET status = 'running', started_at = coalesce(started_at, now()),"
+            f" attempts = attempts + 1, updated_at = now()"
+            f" WHERE id IN (SELECT id FROM named UNION SELECT id FROM waiting)"
+            f" RETURNING {JOB_COLUMNS}",
+            (str(trigger_id), list(OPEN), queue, interface_id, list(kinds), list(OPEN), limit),
+        ).fetchall(),
+    )
 
 
-def open_jobs_on_queue(conn: Connection[DictRow], queue: str) -> list[dict[str, Any]]:
-    return conn.execute(
-        f"SELECT {JOB_COLUMNS} FROM jobs WHERE queue = %s AND status = ANY(%s) ORDER BY created_at",
-        (queue, list(OPEN)),
-    ).fetchall()
+def open_jobs_on_queue(conn: Connection[DictRow], queue: str) -> list[JobRow]:
+    return cast(
+        list[JobRow],
+        conn.execute(
+            f"SELECT {JOB_COLUMNS} FROM jobs WHERE queue = %s AND status = ANY(%s)"
+            " ORDER BY created_at",
+            (queue, list(OPEN)),
+        ).fetchall(),
+    )
 
 
 # Ending a job and auditing how it ended is one statement: no job ends unrecorded.
@@ -207,22 +224,28 @@ def retry_job(conn: Connection[DictRow], job_id: uuid.UUID | str, code: str, mes
 
 def stuck_queued_jobs(
     conn: Connection[DictRow], older_than_s: float, limit: int = 1000
-) -> list[dict[str, Any]]:
+) -> list[JobRow]:
     """Jobs still waiting long after their message was sent (or never sent)."""
-    return conn.execute(
-        f"SELECT {JOB_COLUMNS} FROM jobs WHERE status IN ('queued', 'retrying')"
-        f" AND coalesce(enqueued_at, created_at) < now() - make_interval(secs => %s)"
-        f" ORDER BY created_at LIMIT %s",
-        (older_than_s, limit),
-    ).fetchall()
+    return cast(
+        list[JobRow],
+        conn.execute(
+            f"SELECT {JOB_COLUMNS} FROM jobs WHERE status IN ('queued', 'retrying')"
+            f" AND coalesce(enqueued_at, created_at) < now() - make_interval(secs => %s)"
+            f" ORDER BY created_at LIMIT %s",
+            (older_than_s, limit),
+        ).fetchall(),
+    )
 
 
-def time_out_running_jobs(conn: Connection[DictRow], limit_s: float) -> list[dict[str, Any]]:
+def time_out_running_jobs(conn: Connection[DictRow], limit_s: float) -> list[JobRow]:
     """Mark jobs running longer than their limit as failed (code ``timeout``)."""
-    return conn.execute(
-        f"UPDATE jobs SET status = 'failed', error_code = 'timeout',"
-        f" error_message = 'the job ran past its time limit', finished_at = now(),"
-        f" updated_at = now() WHERE status = 'running'"
-        f" AND started_at < now() - make_interval(secs => %s) RETURNING {JOB_COLUMNS}",
-        (limit_s,),
-    ).fetchall()
+    return cast(
+        list[JobRow],
+        conn.execute(
+            f"UPDATE jobs SET status = 'failed', error_code = 'timeout',"
+            f" error_message = 'the job ran past its time limit', finished_at = now(),"
+            f" updated_at = now() WHERE status = 'running'"
+            f" AND started_at < now() - make_interval(secs => %s) RETURNING {JOB_COLUMNS}",
+            (limit_s,),
+        ).fetchall(),
+    )

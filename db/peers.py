@@ -5,12 +5,13 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from psycopg import Connection, errors
 from psycopg.rows import DictRow
 
 from db.addresses import allocate_address, release_address
+from db.rows import DesiredPeer, PeerRow
 from elysium.errors import Conflict, NotFound
 from elysium.networks import client_allowed_ips, endpoint_with_port, hub_address
 from elysium.states import ENDED_PEER, LEAVING_PEER, LIVE_PEER, PeerStatus, sql_list
@@ -45,7 +46,7 @@ def create_peer(
     enrollment_token_id: int | None = None,
     *,
     has_ipv6: bool = True,
-) -> dict[str, Any]:
+) -> PeerRow:
     """Allocate addresses and record a pending peer, inside the caller's transaction.
 
     Raises Conflict (public_key_in_use) when a live peer of the interface has the key and
@@ -74,7 +75,7 @@ def create_peer(
     except errors.UniqueViolation as exc:  # the caller's transaction is rolled back
         raise _conflict(exc) from None
     assert row is not None
-    return row
+    return cast(PeerRow, row)
 
 
 def _conflict(exc: errors.UniqueViolation) -> Conflict:
@@ -87,20 +88,24 @@ def _conflict(exc: errors.UniqueViolation) -> Conflict:
     return Conflict("address already in use", code="address_in_use")
 
 
-def get_peer(conn: Connection[DictRow], peer_id: int, *, lock: bool = False) -> dict[str, Any]:
+def get_peer(conn: Connection[DictRow], peer_id: int, *, lock: bool = False) -> PeerRow:
     sql = f"SELECT {PEER_COLUMNS} FROM peers p WHERE p.id = %s"
     if lock:
         sql += " FOR UPDATE"
     row = conn.execute(sql, (peer_id,)).fetchone()
     if row is None:
         raise NotFound(f"peer {peer_id} does not exist", code="peer_not_found")
-    return row
+    return cast(PeerRow, row)
 
 
-def get_peers(conn: Connection[DictRow], peer_ids: Sequence[int]) -> list[dict[str, Any]]:
-    return conn.execute(
-        f"SELECT {PEER_COLUMNS} FROM peers p WHERE p.id = ANY(%s) ORDER BY p.id", (list(peer_ids),)
-    ).fetchall()
+def get_peers(conn: Connection[DictRow], peer_ids: Sequence[int]) -> list[PeerRow]:
+    return cast(
+        list[PeerRow],
+        conn.execute(
+            f"SELECT {PEER_COLUMNS} FROM peers p WHERE p.id = ANY(%s) ORDER BY p.id",
+            (list(peer_ids),),
+        ).fetchall(),
+    )
 
 
 def list_peers(
@@ -111,7 +116,7 @@ def list_peers(
     after_id: int = 0,
     limit: int = 100,
     include_gone: bool = False,
-) -> list[dict[str, Any]]:
+) -> list[PeerRow]:
     """Peers ordered by id, after a cursor id, optionally filtered."""
     where = ["p.id > %s"]
     params: list[Any] = [after_id]
@@ -124,20 +129,27 @@ def list_peers(
     if not include_gone:
         where.append(NOT_ENDED)
     params.append(limit)
-    return conn.execute(
-        f"SELECT {PEER_COLUMNS} FROM peers p WHERE {' AND '.join(where)} ORDER BY p.id LIMIT %s",
-        params,
-    ).fetchall()
+    return cast(
+        list[PeerRow],
+        conn.execute(
+            f"SELECT {PEER_COLUMNS} FROM peers p WHERE {' AND '.join(where)}"
+            " ORDER BY p.id LIMIT %s",
+            params,
+        ).fetchall(),
+    )
 
 
-def desired_peers(conn: Connection[DictRow], interface_id: int) -> list[dict[str, Any]]:
+def desired_peers(conn: Connection[DictRow], interface_id: int) -> list[DesiredPeer]:
     """Every peer that should be on the interface's device now (live and enabled)."""
-    return conn.execute(
-        "SELECT p.id, p.public_key, host(p.address) AS address, host(p.address6) AS address6,"
-        " p.subnets::text[] AS subnets FROM peers p WHERE p.interface_id = %s AND p.enabled"
-        f" AND {LIVE} ORDER BY p.id",
-        (interface_id,),
-    ).fetchall()
+    return cast(
+        list[DesiredPeer],
+        conn.execute(
+            "SELECT p.id, p.public_key, host(p.address) AS address, host(p.address6) AS address6,"
+            " p.subnets::text[] AS subnets FROM peers p WHERE p.interface_id = %s AND p.enabled"
+            f" AND {LIVE} ORDER BY p.id",
+            (interface_id,),
+        ).fetchall(),
+    )
 
 
 def routed_subnets(
@@ -153,7 +165,7 @@ def routed_subnets(
     return [r["subnet"] for r in rows]
 
 
-def update_peer(conn: Connection[DictRow], peer_id: int, changes: dict[str, Any]) -> dict[str, Any]:
+def update_peer(conn: Connection[DictRow], peer_id: int, changes: dict[str, Any]) -> PeerRow:
     """Change enabled, subnets, expires_at, public_key or status of a peer."""
     allowed = {"enabled", "subnets", "expires_at", "public_key", "status", "certificate_serial"}
     sets = []

@@ -32,7 +32,7 @@ class ElysiumError(Exception):
         return {"code": self.code, "message": self.message, "fields": self.fields}
 
     @property
-    def transient(self) -> bool:
+    def retryable(self) -> bool:
         """Whether trying again later may succeed (5xx-like) rather than the caller's fault."""
         return self.status >= 500
 
@@ -84,10 +84,29 @@ class ConfigError(ElysiumError):
 
 
 class DataplaneError(ElysiumError):
-    """The hub could not be made to match; ``transient`` says whether retrying can help."""
+    """The host's WireGuard could not be made to match.
+
+    ``retryable`` is chosen where the error is raised: True when trying again (after a device
+    restart, say) can help, False for a request that will fail the same way every time.
+    """
 
     status = 500
     code = "dataplane"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        fields: dict[str, str] | None = None,
+        retryable: bool = False,
+    ) -> None:
+        super().__init__(message, code=code, fields=fields)
+        self._retryable = retryable
+
+    @property
+    def retryable(self) -> bool:
+        return self._retryable
 
 
 class Unavailable(ElysiumError):

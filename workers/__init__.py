@@ -1,1 +1,1 @@
-"""Celery workers: the control queue, one queue per hub, and the WireGuard dataplane."""
+"""Celery workers: the control queue and one queue per hub (WireGuard itself: elysium.wireguard)."""

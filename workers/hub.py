@@ -26,13 +26,14 @@ from db import hubs as hubs_db
 from db import interfaces as interfaces_db
 from db import jobs as jobs_db
 from db import peers as peers_db
+from db.rows import DesiredPeer, InterfaceRow, JobRow, PeerRow
 from elysium.errors import DataplaneError, ElysiumError
 from elysium.networks import hub_address, peer_allowed_ips
 from elysium.queue import hub_queue
 from elysium.services.hubs import record_reconcile
 from elysium.settings import Settings
 from elysium.states import FINAL_JOB, LIVE_PEER, InterfaceStatus
-from workers.dataplane import ChangeSet, Dataplane, InterfaceSpec, PeerSpec, PeerStats
+from elysium.wireguard import ChangeSet, Dataplane, InterfaceSpec, PeerSpec, PeerStats
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ INTERFACE_KINDS = ("create_interface", "delete_interface")
 CONFIG_KINDS = ("add_peer", "enroll_peer", "rotate_key")
 
 
-def interface_spec(state_dir: Path, iface: dict[str, Any]) -> InterfaceSpec:
+def interface_spec(state_dir: Path, iface: InterfaceRow) -> InterfaceSpec:
     addresses = [str(hub_address(ipaddress.ip_network(iface["network"])))]
     if iface["network6"]:
         addresses.append(str(hub_address(ipaddress.ip_network(iface["network6"]))))
@@ -54,21 +55,27 @@ def interface_spec(state_dir: Path, iface: dict[str, Any]) -> InterfaceSpec:
     )
 
 
-def peer_spec(peer: dict[str, Any]) -> PeerSpec:
+def known(value: int | None) -> int:
+    """An id a job or row of this kind always carries (its kind was checked before)."""
+    assert value is not None
+    return value
+
+
+def peer_spec(peer: DesiredPeer | PeerRow) -> PeerSpec:
+    address = peer["address"]
+    assert address is not None  # only live peers, which hold their address, are put on devices
     return PeerSpec(
         public_key=peer["public_key"],
-        allowed_ips=tuple(peer_allowed_ips(peer["address"], peer["address6"], peer["subnets"])),
+        allowed_ips=tuple(peer_allowed_ips(address, peer["address6"], peer["subnets"])),
         routes=tuple(peer["subnets"]),
     )
 
 
-def is_desired(peer: dict[str, Any]) -> bool:
+def is_desired(peer: PeerRow) -> bool:
     return bool(peer["enabled"]) and peer["status"] in LIVE_PEER
 
 
-def plan_changes(
-    jobs: list[dict[str, Any]], peers: list[dict[str, Any]]
-) -> tuple[list[PeerSpec], list[str]]:
+def plan_changes(jobs: list[JobRow], peers: list[PeerRow]) -> tuple[list[PeerSpec], list[str]]:
     """What some peer jobs ask of the device: the peers to set and the keys to remove."""
     upserts = {p["public_key"]: peer_spec(p) for p in peers if is_desired(p)}
     removes = {p["public_key"] for p in peers if not is_desired(p)}
@@ -76,7 +83,7 @@ def plan_changes(
     return list(upserts.values()), sorted(removes - set(upserts))
 
 
-def record_applied(conn: Connection[DictRow], peers: list[dict[str, Any]]) -> None:
+def record_applied(conn: Connection[DictRow], peers: list[PeerRow]) -> None:
     """The device now holds what these peers' rows want: pending ones become active, removed
     ones give their addresses back."""
     peers_db.mark_applied(conn, [p["id"] for p in peers if is_desired(p)])
@@ -99,7 +106,7 @@ class HubWorker:
         self.pool = pool
         self.state_dir = settings.state_dir / "hubs" / self.hub
         if dataplane is None:
-            from workers.dataplane import make_dataplane
+            from elysium.wireguard import make_dataplane
 
             dataplane = make_dataplane(
                 settings.wg_driver, self.state_dir, settings.netns or None, settings.wireguard_go
@@ -123,7 +130,9 @@ class HubWorker:
         self._heartbeat.start()
 
     def stop(self) -> None:
+        """End the heartbeat and release the dataplane's sockets (the devices keep running)."""
         self._stop.set()
+        self.dataplane.close()
 
     def beat(self) -> None:
         info = {
@@ -143,7 +152,7 @@ class HubWorker:
                 log.warning("heartbeat failed: %s", exc)
 
     # ---- converge ---------------------------------------------------------------------
-    def converge_interface(self, conn: Connection[DictRow], iface: dict[str, Any]) -> ChangeSet:
+    def converge_interface(self, conn: Connection[DictRow], iface: InterfaceRow) -> ChangeSet:
         """Create or repair the device and give it exactly the desired peers (one batch)."""
         public_key, changes = self.dataplane.ensure_interface(interface_spec(self.state_dir, iface))
         desired = peers_db.desired_peers(conn, iface["id"])
@@ -248,15 +257,15 @@ class HubWorker:
                         conn, job_id, "unknown_kind", f"unknown job kind {job['kind']}", self.actor
                     )
 
-    def _run_create_interface(self, conn: Connection[DictRow], job: dict[str, Any]) -> None:
+    def _run_create_interface(self, conn: Connection[DictRow], job: JobRow) -> None:
         if jobs_db.start_job(conn, job["id"]) is None:
             return
-        iface = interfaces_db.get_interface(conn, job["interface_id"])
+        iface = interfaces_db.get_interface(conn, known(job["interface_id"]))
         if iface["status"] == InterfaceStatus.DELETING:
             self._finish(conn, [job], lambda j: {"skipped": "interface is being deleted"})
             return
         changes = self.converge_interface(conn, iface)
-        iface = interfaces_db.get_interface(conn, job["interface_id"])
+        iface = interfaces_db.get_interface(conn, known(job["interface_id"]))
         self._finish(
             conn,
             [job],
@@ -268,14 +277,14 @@ class HubWorker:
             },
         )
 
-    def _run_delete_interface(self, conn: Connection[DictRow], job: dict[str, Any]) -> None:
+    def _run_delete_interface(self, conn: Connection[DictRow], job: JobRow) -> None:
         if jobs_db.start_job(conn, job["id"]) is None:
             return
         name = job["payload"].get("name")
         removed = self.dataplane.remove_interface(name) if name else False
         self._ready.discard(name)
         with conn.transaction():
-            interfaces_db.delete_interface(conn, job["interface_id"])
+            interfaces_db.delete_interface(conn, known(job["interface_id"]))
             jobs_db.succeed_job(
                 conn,
                 job["id"],
@@ -283,9 +292,9 @@ class HubWorker:
                 self.actor,
             )
 
-    def _run_peer_burst(self, conn: Connection[DictRow], job: dict[str, Any]) -> None:
+    def _run_peer_burst(self, conn: Connection[DictRow], job: JobRow) -> None:
         try:
-            iface = interfaces_db.get_interface(conn, job["interface_id"])
+            iface = interfaces_db.get_interface(conn, known(job["interface_id"]))
         except ElysiumError as exc:
             with conn.transaction():
                 jobs_db.fail_job(conn, job["id"], exc.code, exc.message, self.actor)
@@ -296,7 +305,7 @@ class HubWorker:
             )
         if not burst:
             return
-        peers = {p["id"]: p for p in peers_db.get_peers(conn, [j["peer_id"] for j in burst])}
+        peers = {p["id"]: p for p in peers_db.get_peers(conn, [known(j["peer_id"]) for j in burst])}
         upserts, removes = plan_changes(burst, list(peers.values()))
         try:
             if iface["name"] not in self._ready:
@@ -304,7 +313,7 @@ class HubWorker:
             else:
                 self.dataplane.apply_peers(iface["name"], upserts, removes)
         except DataplaneError as exc:
-            if not exc.transient:
+            if not exc.retryable:
                 self._apply_one_by_one(conn, iface["name"], burst, peers, exc)
                 return
             log.warning("device %s needs repair (%s); converging it", iface["name"], exc.message)
@@ -315,18 +324,16 @@ class HubWorker:
         batch = {"id": str(burst[0]["id"]), "size": len(burst)}
         self._finish(conn, burst, lambda j: {**self._peer_result(conn, j), "batch": batch})
 
-    def _peer_result(self, conn: Connection[DictRow], job: dict[str, Any]) -> dict[str, Any]:
+    def _peer_result(self, conn: Connection[DictRow], job: JobRow) -> dict[str, Any]:
         if job["kind"] in CONFIG_KINDS:
-            result = peers_db.peer_config(conn, job["peer_id"])
+            result = peers_db.peer_config(conn, known(job["peer_id"]))
             if job["payload"].get("certificate"):
                 result["certificate"] = job["payload"]["certificate"]
             return result
-        peer = peers_db.get_peer(conn, job["peer_id"])
+        peer = peers_db.get_peer(conn, known(job["peer_id"]))
         return {"peer_id": peer["id"], "status": peer["status"], "enabled": peer["enabled"]}
 
-    def _finish(
-        self, conn: Connection[DictRow], burst: Iterable[dict[str, Any]], result: Any
-    ) -> None:
+    def _finish(self, conn: Connection[DictRow], burst: Iterable[JobRow], result: Any) -> None:
         with conn.transaction():
             for j in burst:
                 jobs_db.succeed_job(conn, j["id"], result(j), self.actor)
@@ -335,13 +342,13 @@ class HubWorker:
         self,
         conn: Connection[DictRow],
         iface_name: str,
-        burst: list[dict[str, Any]],
-        peers: dict[int, dict[str, Any]],
+        burst: list[JobRow],
+        peers: dict[int, PeerRow],
         exc: DataplaneError,
     ) -> None:
         """A batch the device refused: apply each job alone so only the bad one fails."""
         for j in burst:
-            peer = peers[j["peer_id"]]
+            peer = peers[known(j["peer_id"])]
             upserts, removes = plan_changes([j], [peer])
             try:
                 self.dataplane.apply_peers(iface_name, upserts, removes)

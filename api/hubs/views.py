@@ -10,6 +10,7 @@ from api.hubs.schemas import HubCreateSchema, HubDetailSchema, HubListSchema, Hu
 from api.schemas import HUB_NAME, Blueprint
 from db.hubs import get_hub, list_hubs
 from db.interfaces import list_hub_interfaces
+from db.rows import HubRow
 from elysium.errors import NotFound
 from elysium.services.hubs import declare_hub
 
@@ -20,7 +21,7 @@ blp = Blueprint("hubs", __name__, url_prefix="/v1/hubs", description="Hubs")
 @require_scope("admin")
 @blp.arguments(HubCreateSchema)
 @blp.response(201, HubSchema)
-def create_hub(body: dict[str, Any]) -> dict[str, Any]:
+def create_hub(body: dict[str, Any]) -> HubRow:
     """Declare a hub; its worker connects to the queue ``hub.<name>``."""
     with state.connection() as conn:
         return declare_hub(conn, caller().actor, body["name"], body["endpoint"])

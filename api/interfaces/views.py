@@ -15,6 +15,7 @@ from api.interfaces.schemas import (
 from api.jobs.schemas import JobAcceptedSchema
 from api.schemas import HUB_NAME, IDEMPOTENCY_PARAM, Blueprint, idempotency_key
 from db.interfaces import get_interface
+from db.rows import InterfaceRow
 from elysium.errors import NotFound
 from elysium.services import interfaces as services
 from elysium.services.tokens import issue_enrollment_token
@@ -41,7 +42,7 @@ def create_interface(body: dict[str, Any], hub: str) -> dict[str, Any]:
 @blp.route("/interfaces/<id:interface_id>", methods=["GET"])
 @require_scope("reader")
 @blp.response(200, InterfaceSchema)
-def interface(interface_id: int) -> dict[str, Any]:
+def interface(interface_id: int) -> InterfaceRow:
     """One interface, its status and (once built) the hub's public key."""
     with state.connection() as conn:
         return get_interface(conn, interface_id)

@@ -11,12 +11,13 @@ from api.jobs.schemas import JobSchema, JobWaitArgs
 from api.schemas import Blueprint
 from db.job_notify import wait_for_job_end
 from db.jobs import FINAL, get_job
+from db.rows import JobRow
 from elysium.errors import NotFound
 
 blp = Blueprint("jobs", __name__, url_prefix="/v1/jobs", description="Jobs")
 
 
-def visible(job: dict[str, Any], who: Caller) -> bool:
+def visible(job: JobRow, who: Caller) -> bool:
     """Submitters see their jobs, admins every job, a peer the jobs about itself."""
     return (
         job["submitter"] == who.actor
@@ -25,7 +26,7 @@ def visible(job: dict[str, Any], who: Caller) -> bool:
     )
 
 
-def job_view(job: dict[str, Any]) -> dict[str, Any]:
+def job_view(job: JobRow) -> dict[str, Any]:
     error = (
         {"code": job["error_code"], "message": job["error_message"]}
         if job["error_code"] and job["status"] == "failed"

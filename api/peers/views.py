@@ -16,6 +16,7 @@ from api.peers.schemas import (
 )
 from api.schemas import IDEMPOTENCY_PARAM, Blueprint, after_id, idempotency_key, page
 from db.peers import get_peer, list_peers
+from db.rows import PeerRow
 from elysium.errors import ValidationError
 from elysium.services import peers as services
 
@@ -61,7 +62,7 @@ def peers(args: dict[str, Any]) -> dict[str, Any]:
 @blp.route("/peers/<id:peer_id>", methods=["GET"])
 @require_scope("reader")
 @blp.response(200, PeerSchema)
-def peer(peer_id: int) -> dict[str, Any]:
+def peer(peer_id: int) -> PeerRow:
     """One peer, with what its hub last reported of it."""
     with state.connection() as conn:
         return get_peer(conn, peer_id)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from cryptography import x509
 from psycopg import Connection
@@ -18,6 +17,7 @@ from psycopg.rows import DictRow
 
 from db import jobs as jobs_db
 from db.peers import finish_removal, update_peer
+from db.rows import JobRow
 from db.tokens import check_enrollment_token, redeem_enrollment_token
 from elysium import pki
 from elysium.errors import ElysiumError
@@ -92,27 +92,28 @@ def sign_enrollment(
     load_ca: Callable[[], tuple[x509.Certificate, pki.CertificateKey]],
     days: int,
     actor: str,
-) -> dict[str, Any] | None:
+) -> JobRow | None:
     """Sign the CSR of a queued enrollment and hand the job on to its hub (control side).
 
     A job that has already moved on (a redelivered message) is left alone. A CSR that cannot
     be signed (or a worker without the CA key) fails the job; the peer gives its address back.
     """
     job = jobs_db.get_job(conn, job_id)
-    if job["status"] != JobStatus.QUEUED or job["queue"] != CONTROL_QUEUE:
+    peer_id = job["peer_id"]
+    if job["status"] != JobStatus.QUEUED or job["queue"] != CONTROL_QUEUE or peer_id is None:
         return None
     try:
         ca_cert, ca_key = load_ca()
-        cert = pki.sign_csr(ca_cert, ca_key, job["payload"]["csr"], job["peer_id"], days)
+        cert = pki.sign_csr(ca_cert, ca_key, job["payload"]["csr"], peer_id, days)
     except ElysiumError as exc:
         with conn.transaction():
             jobs_db.fail_job(conn, job_id, exc.code, exc.message, actor)
-            update_peer(conn, job["peer_id"], {"status": PeerStatus.FAILED})
-            finish_removal(conn, [job["peer_id"]])
+            update_peer(conn, peer_id, {"status": PeerStatus.FAILED})
+            finish_removal(conn, [peer_id])
         return None
     hub = job["payload"]["hub"]
     with conn.transaction():
-        update_peer(conn, job["peer_id"], {"certificate_serial": pki.serial_hex(cert)})
+        update_peer(conn, peer_id, {"certificate_serial": pki.serial_hex(cert)})
         moved = jobs_db.hand_on(
             conn, job_id, hub_queue(hub), {"certificate": pki.certificate_pem(cert)}
         )

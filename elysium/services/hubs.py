@@ -10,17 +10,18 @@ from psycopg.rows import DictRow
 
 from db import audit
 from db.hubs import create_hub, get_hub, list_hubs, mark_stale_hubs
+from db.rows import HubRow
 from elysium.errors import NotFound
 
 
-def declare_hub(conn: Connection[DictRow], actor: str, name: str, endpoint: str) -> dict[str, Any]:
+def declare_hub(conn: Connection[DictRow], actor: str, name: str, endpoint: str) -> HubRow:
     with conn.transaction():
         hub = create_hub(conn, name, endpoint)
         audit.record(conn, actor, "create_hub", f"hub:{name}", "succeeded", {"endpoint": endpoint})
     return hub
 
 
-def ensure_hub(conn: Connection[DictRow], actor: str, name: str, endpoint: str) -> dict[str, Any]:
+def ensure_hub(conn: Connection[DictRow], actor: str, name: str, endpoint: str) -> HubRow:
     """The hub ``name``, declared with ``endpoint`` if it does not exist yet."""
     try:
         return get_hub(conn, name)

@@ -19,6 +19,7 @@ from psycopg.rows import DictRow
 
 from db import audit
 from db import jobs as jobs_db
+from db.rows import JobRow
 from elysium.errors import ElysiumError
 from elysium.queue import CONTROL_QUEUE, HUB_QUEUE_PREFIX, JobQueue, hub_queue
 
@@ -54,16 +55,17 @@ class Record:
 
 @dataclass
 class Submitted:
-    job: dict[str, Any]
+    job: JobRow
     replayed: bool = False  # an earlier job with the same idempotency key
 
     @property
     def body(self) -> dict[str, Any]:
         """The 202 answer: the job id and the ids of what it acts on."""
         out: dict[str, Any] = {"job_id": str(self.job["id"]), "status": self.job["status"]}
-        for key in ("interface_id", "peer_id"):
-            if self.job.get(key) is not None:
-                out[key] = self.job[key]
+        if self.job["interface_id"] is not None:
+            out["interface_id"] = self.job["interface_id"]
+        if self.job["peer_id"] is not None:
+            out["peer_id"] = self.job["peer_id"]
         return out
 
 
@@ -73,8 +75,8 @@ def request_hash(kind: str, request: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _replay(job: dict[str, Any], fingerprint: str | None) -> Submitted:
-    stored = job.get("request_hash")
+def _replay(job: JobRow, fingerprint: str | None) -> Submitted:
+    stored = job["request_hash"]
     if fingerprint is not None and stored is not None and stored != fingerprint:
         raise IdempotencyKeyReused()
     return Submitted(job, replayed=True)
@@ -88,7 +90,7 @@ def record_hub_job(
     submitter: str,
     idempotency_key: str | None = None,
     fingerprint: str | None = None,
-) -> dict[str, Any]:
+) -> JobRow:
     """Insert the job ``rec`` describes and its ``accepted`` audit record (caller's transaction)."""
     job = jobs_db.create_job(
         conn,
@@ -106,7 +108,7 @@ def record_hub_job(
     return job
 
 
-def send(queue: JobQueue, job: dict[str, Any]) -> bool:
+def send(queue: JobQueue, job: JobRow) -> bool:
     """Send a recorded job's message to where it waits now; False when the broker is down."""
     if job["queue"] == CONTROL_QUEUE:
         return queue.offer_control_job(job["id"])

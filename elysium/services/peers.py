@@ -13,6 +13,7 @@ from psycopg.rows import DictRow
 
 from db.interfaces import get_interface
 from db.peers import create_peer, expire_due_peers, get_peer, update_peer
+from db.rows import InterfaceRow, PeerRow
 from elysium.errors import Conflict, ValidationError
 from elysium.keys import normalize_key
 from elysium.networks import IPNetwork, check_subnets_outside, parse_subnets
@@ -29,7 +30,7 @@ def check_expiry(expires_at: datetime | None, field: str = "expires_at") -> None
             raise ValidationError(field, "must be in the future")
 
 
-def routed_subnets(iface: dict[str, Any], subnets: Any) -> list[IPNetwork]:
+def routed_subnets(iface: InterfaceRow, subnets: Any) -> list[IPNetwork]:
     """A peer's routed subnets: valid, and outside the interface's own networks."""
     nets = parse_subnets(list(subnets) if isinstance(subnets, list | tuple) else subnets)
     own = [ipaddress.ip_network(iface["network"])]
@@ -39,7 +40,7 @@ def routed_subnets(iface: dict[str, Any], subnets: Any) -> list[IPNetwork]:
     return nets
 
 
-def peer_record(iface: dict[str, Any], peer_id: int, payload: dict[str, Any]) -> Record:
+def peer_record(iface: InterfaceRow, peer_id: int, payload: dict[str, Any]) -> Record:
     """What a job about one peer of ``iface`` acts on."""
     return Record(
         hub=iface["hub"],
@@ -122,7 +123,7 @@ def add_peer(
     )
 
 
-def _live_peer(c: Connection[DictRow], peer_id: int) -> dict[str, Any]:
+def _live_peer(c: Connection[DictRow], peer_id: int) -> PeerRow:
     peer = get_peer(c, peer_id, lock=True)
     if not is_live_peer(peer["status"]):
         raise Conflict(f"peer {peer_id} is {peer['status']}", code="peer_gone")

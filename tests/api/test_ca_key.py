@@ -74,7 +74,10 @@ def memory_holds(pid: int, needles: dict[str, bytes]) -> list[str]:
 def deployment_api(
     settings: Settings, api_pki: Pki, tmp_path: Path
 ) -> Any:  # the API started with every setting of the deployment, the CA key's path included
-    server, url = start_api(settings, api_pki, tmp_path / "api.log")
+    # Its own state directory: the session's API keeps its metrics files in the shared one.
+    server, url = start_api(
+        settings, api_pki, tmp_path / "api.log", ELYSIUM_STATE_DIR=str(tmp_path / "state")
+    )
     try:
         yield server, url
     finally:

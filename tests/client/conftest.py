@@ -19,12 +19,12 @@ import requests
 
 from db.tokens import create_api_token
 from elysium.settings import Settings
+from elysium.wireguard.wireguard_go import WireguardGo
 from tests.api import conftest as api_fixtures
 from tests.api.conftest import Pki
 from tests.conftest import TABLES
 from tests.netns import Topology, can_run
 from tests.stack import Process, elysium_command, settings_env
-from workers.dataplane.wireguard_go import WireguardGo
 
 # The API tests' session server and PKI, shared rather than started twice.
 api_pki = api_fixtures.api_pki

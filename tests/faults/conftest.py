@@ -35,13 +35,13 @@ from db.jobs import FINAL
 from db.tokens import create_api_token
 from elysium.keys import generate_private_key, public_key
 from elysium.settings import Settings
+from elysium.wireguard.base import PeerStats
+from elysium.wireguard.uapi import UapiDriver
+from elysium.wireguard.wireguard_go import WireguardGo
 from tests.api import conftest as api_fixtures
 from tests.api.conftest import Api, Pki, start_api
 from tests.netns import Topology
 from tests.stack import Process, elysium_command, settings_env, wait_for
-from workers.dataplane.base import PeerStats
-from workers.dataplane.uapi import UapiDriver
-from workers.dataplane.wireguard_go import WireguardGo
 
 # The API tests' PKI, shared rather than made twice in one session.
 api_pki = api_fixtures.api_pki

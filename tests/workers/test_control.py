@@ -33,13 +33,13 @@ from elysium.services.hubs import declare_hub
 from elysium.services.interfaces import create_interface
 from elysium.services.peers import add_peer
 from elysium.settings import Settings
+from elysium.wireguard import InterfaceSpec, PeerSpec
+from elysium.wireguard.uapi import UapiDriver
+from elysium.wireguard.uapi_protocol import b64_to_hex, transact
+from elysium.wireguard.wireguard_go import WireguardGo
 from tests.conftest import TABLES
 from tests.netns import Topology, in_ns, ping, run
 from tests.stack import Process, elysium_command, settings_env, wait_for
-from workers.dataplane import InterfaceSpec, PeerSpec
-from workers.dataplane.uapi import UapiDriver
-from workers.dataplane.uapi_protocol import b64_to_hex, transact
-from workers.dataplane.wireguard_go import WireguardGo
 
 pytestmark = pytest.mark.netns
 

@@ -17,18 +17,17 @@ import pytest
 
 from elysium.errors import ConfigError, DataplaneError
 from elysium.keys import generate_private_key, public_key
-from tests.netns import Topology, in_ns, ping, run
-from workers.dataplane import InterfaceSpec, PeerSpec, make_dataplane
-from workers.dataplane.kernel import (
+from elysium.wireguard import InterfaceSpec, PeerSpec, make_dataplane
+from elysium.wireguard.kernel import (
     KernelDriver,
     build_set_messages,
     kernel_wireguard_available,
     parse_device,
 )
-from workers.dataplane.links import ROUTE_PROTO
-from workers.dataplane.peer_state import DeviceState, DeviceUpdate, PeerUpdate
-from workers.dataplane.uapi import UapiDriver
-from workers.dataplane.uapi_protocol import (
+from elysium.wireguard.links import ROUTE_PROTO
+from elysium.wireguard.peer_state import DeviceState, DeviceUpdate, PeerUpdate
+from elysium.wireguard.uapi import UapiDriver
+from elysium.wireguard.uapi_protocol import (
     UapiError,
     _parse_stats_by_line,
     encode_set,
@@ -36,6 +35,7 @@ from workers.dataplane.uapi_protocol import (
     parse_stats,
     transact,
 )
+from tests.netns import Topology, in_ns, ping, run
 
 HUB_PORT = 51820
 SITE_PORT = 51821
@@ -252,7 +252,7 @@ def test_a_killed_device_comes_back_with_its_peers_on_the_next_converge(
 
     with pytest.raises(DataplaneError) as err:
         hub.driver.apply_peers("wg0", [PeerSpec(new_key(), ("10.77.0.40/32",))], [])
-    assert err.value.code == "device_not_running" and err.value.transient
+    assert err.value.code == "device_not_running" and err.value.retryable
 
     changes = hub.driver.converge("wg0", peers)
 
@@ -295,7 +295,7 @@ def test_bad_input_is_refused_and_the_device_stays_as_it_was(
     for code, request in bad_requests.items():
         with pytest.raises(DataplaneError) as err:
             request()
-        assert (err.value.code, err.value.status) == (code, 400)
+        assert (err.value.code, err.value.retryable) == (code, False)
         assert hub.snapshot() == before, code
 
 
@@ -324,7 +324,7 @@ def test_a_port_in_use_is_refused_and_the_device_keeps_its_port(
         with pytest.raises(DataplaneError) as err:
             hub.driver.ensure_interface(taken)
 
-        assert (err.value.code, err.value.status) == ("port_in_use", 409)
+        assert (err.value.code, err.value.retryable) == ("port_in_use", False)
         assert hub.snapshot() == before
     finally:
         holder.kill()
@@ -339,7 +339,7 @@ def test_a_namespace_that_does_not_exist_is_not_found(tmp_path: Path) -> None:
     for request in (lambda: driver.ensure_interface(spec), lambda: driver.converge("wg0", [])):
         with pytest.raises(DataplaneError) as err:
             request()
-        assert (err.value.code, err.value.status) == ("netns_not_found", 404)
+        assert (err.value.code, err.value.retryable) == ("netns_not_found", False)
     assert not Path("/run/netns/ely-missing-0000").exists()
 
 
@@ -411,7 +411,7 @@ def test_get_answer_parses_the_same_fast_and_line_by_line() -> None:
 
 def test_errno_98_from_the_device_means_port_in_use() -> None:
     err = UapiError(-98, "refused")
-    assert (err.code, err.status) == ("port_in_use", 409)
+    assert (err.code, err.retryable) == ("port_in_use", False)
     assert UapiError(-22, "bad").code == "uapi"
 
 
@@ -482,7 +482,7 @@ def test_kernel_dump_parts_merge_into_one_peer_list() -> None:
 def test_kernel_driver_without_the_module_is_wireguard_unavailable(tmp_path: Path) -> None:
     with pytest.raises(DataplaneError) as err:
         KernelDriver(tmp_path, None)
-    assert (err.value.code, err.value.status) == ("wireguard_unavailable", 503)
+    assert (err.value.code, err.value.retryable) == ("wireguard_unavailable", True)
 
     with pytest.raises(DataplaneError) as forced:
         make_dataplane("kernel", tmp_path, None)

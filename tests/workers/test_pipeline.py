@@ -24,10 +24,10 @@ from elysium.services.hubs import declare_hub
 from elysium.services.interfaces import create_interface
 from elysium.services.peers import add_peer, change_peer, remove_peer
 from elysium.settings import Settings
+from elysium.wireguard import InterfaceSpec, PeerSpec
+from elysium.wireguard.uapi import UapiDriver
 from tests.netns import Topology, ping
 from tests.stack import Process, elysium_command, settings_env, wait_for
-from workers.dataplane import InterfaceSpec, PeerSpec
-from workers.dataplane.uapi import UapiDriver
 
 HUB = "hub-e2e"
 NETWORK = "10.50.0.0/22"

@@ -28,7 +28,7 @@ def run_job(self: Task, job_id: str, hub: str) -> None:
     except psycopg.OperationalError as exc:  # PostgreSQL restarting: try again shortly
         raise self.retry(countdown=min(30, 2**self.request.retries), exc=exc) from None
     except ElysiumError as exc:
-        if not exc.transient:
+        if not exc.retryable:
             with worker.pool.connection() as conn, conn.transaction():
                 jobs_db.fail_job(conn, job_id, exc.code, exc.message, worker.actor)
             return

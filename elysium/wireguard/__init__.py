@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from elysium.errors import ConfigError
-from workers.dataplane.base import (
+from elysium.wireguard.base import (
     ChangeSet,
     Dataplane,
     InterfaceSpec,
@@ -34,8 +34,8 @@ def make_dataplane(
     ``auto`` takes the kernel driver when the kernel speaks WireGuard, wireguard-go otherwise.
     A forced ``kernel`` without kernel support raises ``wireguard_unavailable``.
     """
-    from workers.dataplane.kernel import KernelDriver, kernel_wireguard_available
-    from workers.dataplane.uapi import UapiDriver
+    from elysium.wireguard.kernel import KernelDriver, kernel_wireguard_available
+    from elysium.wireguard.uapi import UapiDriver
 
     if settings_driver not in ("auto", "kernel", "userspace"):
         raise ConfigError("wg_driver must be auto, kernel or userspace", "wg_driver")

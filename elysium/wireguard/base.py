@@ -117,3 +117,7 @@ class Dataplane(Protocol):
     def list_interfaces(self) -> list[str]:
         """Names of WireGuard interfaces this driver manages in its namespace."""
         ...
+
+    def close(self) -> None:
+        """Release what the driver holds open (netlink sockets); devices keep running."""
+        ...

@@ -18,9 +18,9 @@ from pyroute2 import netns as pyroute2_netns
 
 from elysium.errors import DataplaneError, ValidationError
 from elysium.keys import load_or_create_private_key, public_key
-from workers.dataplane.base import ChangeSet, InterfaceSpec, PeerSpec, PeerStats
-from workers.dataplane.links import InterfaceLinks, require_netns
-from workers.dataplane.peer_state import (
+from elysium.wireguard.base import ChangeSet, InterfaceSpec, PeerSpec, PeerStats
+from elysium.wireguard.links import InterfaceLinks, require_netns
+from elysium.wireguard.peer_state import (
     DeviceState,
     DeviceUpdate,
     PeerIndex,
@@ -29,11 +29,11 @@ from workers.dataplane.peer_state import (
     diff_peers,
     peer_update,
 )
-from workers.dataplane.validation import check_ifname, check_interface, check_key, desired_peers
+from elysium.wireguard.validation import check_ifname, check_interface, check_key, desired_peers
 
 
 class ConvergingDriver(ABC):
-    """The :class:`~workers.dataplane.base.Dataplane` protocol on top of a device backend."""
+    """The :class:`~elysium.wireguard.base.Dataplane` protocol on top of a device backend."""
 
     def __init__(self, state_dir: Path, netns: str | None) -> None:
         self.state_dir = Path(state_dir)
@@ -123,7 +123,7 @@ class ConvergingDriver(ABC):
     ) -> ChangeSet:
         """Set some peers and remove others without reading the rest: O(k), one batch.
 
-        A device that is not running raises ``device_not_running`` (503): run converge, which
+        A device that is not running raises ``device_not_running`` (retryable): run converge, which
         restarts it and restores every peer.
         """
         check_ifname(name)
@@ -209,7 +209,7 @@ class ConvergingDriver(ABC):
         return self._names()
 
     def close(self) -> None:
-        """Release netlink sockets (devices keep running)."""
+        """Release the rtnetlink socket; devices keep running (a later call reopens it)."""
         self.links.close()
 
     # -- shared steps -----------------------------------------------------------------------
@@ -254,7 +254,7 @@ class ConvergingDriver(ABC):
             raise DataplaneError(
                 f"interface {name} is not running",
                 code=code,
-                status=503 if code == "device_not_running" else 404,
+                retryable=code == "device_not_running",
             )
 
     def _require_port_free(self, port: int) -> None:
@@ -274,7 +274,6 @@ class ConvergingDriver(ABC):
                     raise DataplaneError(
                         f"UDP port {port} is already in use",
                         code="port_in_use",
-                        status=409,
                         fields={"listen_port": "already in use"},
                     ) from None
 
@@ -299,11 +298,13 @@ class ConvergingDriver(ABC):
             return load_or_create_private_key(Path(spec.private_key_file))
         except ValidationError as exc:
             raise DataplaneError(
-                f"{spec.private_key_file}: {exc.message}", code="invalid_private_key", status=500
+                f"{spec.private_key_file}: {exc.message}",
+                code="invalid_private_key",
+                retryable=True,
             ) from None
         except OSError as exc:
             raise DataplaneError(
-                f"{spec.private_key_file}: {exc}", code="private_key_unreadable", status=500
+                f"{spec.private_key_file}: {exc}", code="private_key_unreadable", retryable=True
             ) from None
 
     def _spec_path(self, name: str) -> Path:

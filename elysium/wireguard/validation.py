@@ -14,8 +14,8 @@ from collections.abc import Sequence
 
 from elysium.errors import DataplaneError, ValidationError
 from elysium.keys import normalize_key
-from workers.dataplane.base import InterfaceSpec, PeerSpec
-from workers.dataplane.peer_state import PeerState
+from elysium.wireguard.base import InterfaceSpec, PeerSpec
+from elysium.wireguard.peer_state import PeerState
 
 IFNAME_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,15}$")
 # A host route written the canonical way ("10.8.0.2/32"): the common case, checked fast.
@@ -26,8 +26,8 @@ _IPV4_HOST_RE = re.compile(
 
 
 def invalid(field: str, reason: str, code: str = "invalid") -> DataplaneError:
-    """A caller error (400) about one field."""
-    return DataplaneError(f"{field}: {reason}", code=code, fields={field: reason}, status=400)
+    """A caller error about one field (not retryable: the same request fails again)."""
+    return DataplaneError(f"{field}: {reason}", code=code, fields={field: reason})
 
 
 def check_ifname(name: object) -> str:

@@ -18,8 +18,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from elysium.errors import DataplaneError
-from workers.dataplane.base import PeerStats
-from workers.dataplane.peer_state import ZERO_KEY_HEX, DeviceState, DeviceUpdate, PeerState
+from elysium.wireguard.base import PeerStats
+from elysium.wireguard.peer_state import ZERO_KEY_HEX, DeviceState, DeviceUpdate, PeerState
 
 EADDRINUSE = 98
 RECV_CHUNK = 1 << 20
@@ -30,14 +30,12 @@ _b64d = base64.b64decode
 class UapiError(DataplaneError):
     """The device answered a transaction with a non-zero errno."""
 
-    status = 500
     code = "uapi"
 
     def __init__(self, errno: int, message: str) -> None:
+        port_in_use = abs(errno) == EADDRINUSE
         super().__init__(
-            message,
-            code="port_in_use" if abs(errno) == EADDRINUSE else "uapi",
-            status=409 if abs(errno) == EADDRINUSE else 500,
+            message, code="port_in_use" if port_in_use else "uapi", retryable=not port_in_use
         )
         self.errno = errno
 
@@ -134,7 +132,7 @@ def transact(path: Path, request: bytes | Iterable[bytes], timeout: float = 30.0
                 break
     answer = b"".join(chunks)
     if not answer.endswith(b"\n\n"):
-        raise DataplaneError(f"UAPI socket {path} closed mid-answer", code="uapi", status=503)
+        raise DataplaneError(f"UAPI socket {path} closed mid-answer", code="uapi", retryable=True)
     start = answer.rfind(b"errno=")
     errno = int(answer[start + 6 : -2]) if start >= 0 else 0
     if errno:

@@ -26,10 +26,10 @@ from pyroute2.netlink.generic.wireguard import (
 )
 
 from elysium.errors import DataplaneError
-from workers.dataplane.base import PeerStats
-from workers.dataplane.driver import ConvergingDriver
-from workers.dataplane.links import require_netns
-from workers.dataplane.peer_state import DeviceState, DeviceUpdate, PeerState, PeerUpdate
+from elysium.wireguard.base import PeerStats
+from elysium.wireguard.driver import ConvergingDriver
+from elysium.wireguard.links import require_netns
+from elysium.wireguard.peer_state import DeviceState, DeviceUpdate, PeerState, PeerUpdate
 
 # Peers per netlink message: keeps each message well under the socket buffer, as wg(8) does.
 PEERS_PER_MESSAGE = 256
@@ -37,7 +37,7 @@ ZERO_KEY = "A" * 43 + "="
 
 
 def open_wireguard(netns: str | None) -> WireGuard:
-    """A ``wireguard`` generic netlink socket, or ``wireguard_unavailable`` (503)."""
+    """A ``wireguard`` generic netlink socket, or ``wireguard_unavailable`` (retryable)."""
     require_netns(netns)
     try:
         return WireGuard(netns=netns, flags=0) if netns else WireGuard()
@@ -45,7 +45,7 @@ def open_wireguard(netns: str | None) -> WireGuard:
         raise DataplaneError(
             f"the kernel has no WireGuard support (generic netlink family 'wireguard'): {exc}",
             code="wireguard_unavailable",
-            status=503,
+            retryable=True,
         ) from None
 
 
@@ -188,8 +188,11 @@ class KernelDriver(ConvergingDriver):
         self.wg = open_wireguard(netns)
 
     def close(self) -> None:
-        super().close()
-        self.wg.close()
+        """Release the rtnetlink and the generic netlink socket (links stay)."""
+        try:
+            super().close()
+        finally:
+            self.wg.close()
 
     def _running(self, name: str) -> bool:
         return self.links.kind(name) == "wireguard"
@@ -199,7 +202,7 @@ class KernelDriver(ConvergingDriver):
             self.links.ipr.link("add", ifname=name, kind="wireguard")
         except NetlinkError as exc:
             raise DataplaneError(
-                f"cannot create {name}: {exc}", code="device_start_failed"
+                f"cannot create {name}: {exc}", code="device_start_failed", retryable=True
             ) from exc
 
     def _destroy(self, name: str) -> bool:
@@ -222,7 +225,9 @@ class KernelDriver(ConvergingDriver):
         try:
             return parse_device(self.wg.info(name))
         except NetlinkError as exc:
-            raise DataplaneError(f"{name}: {exc}", code="device_not_running", status=503) from exc
+            raise DataplaneError(
+                f"{name}: {exc}", code="device_not_running", retryable=True
+            ) from exc
 
     def _read(self, name: str) -> DeviceState:
         return self._dump(name)[0]
@@ -242,7 +247,8 @@ class KernelDriver(ConvergingDriver):
                 raise DataplaneError(
                     "listen port already in use",
                     code="port_in_use",
-                    status=409,
                     fields={"listen_port": "already in use"},
                 ) from None
-            raise DataplaneError(f"wireguard netlink: {exc}", code="netlink") from exc
+            raise DataplaneError(
+                f"wireguard netlink: {exc}", code="netlink", retryable=True
+            ) from exc

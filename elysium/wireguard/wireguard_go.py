@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from elysium.errors import DataplaneError
-from workers.dataplane.uapi_protocol import transact, unix_address
+from elysium.wireguard.uapi_protocol import transact, unix_address
 
 HOST_MOUNT_POINT = Path("/run/wireguard")
 # $0: our socket directory, $1: interface name, $2: the wireguard-go binary.
@@ -120,7 +120,7 @@ class WireguardGo:
             )
         except OSError as exc:
             raise DataplaneError(
-                f"cannot start {self.binary}: {exc}", code="device_start_failed"
+                f"cannot start {self.binary}: {exc}", code="device_start_failed", retryable=True
             ) from exc
         finally:
             log.close()
@@ -139,6 +139,7 @@ class WireguardGo:
         raise DataplaneError(
             f"wireguard-go for {ifname} did not come up: {self._log_tail(ifname)}",
             code="device_start_failed",
+            retryable=True,
         )
 
     def stop(self, ifname: str) -> bool:

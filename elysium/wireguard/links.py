@@ -28,12 +28,11 @@ SCOPE_LINK = 253
 
 
 def require_netns(netns: str | None) -> None:
-    """Raise ``netns_not_found`` (404) unless the named namespace exists."""
+    """Raise ``netns_not_found`` unless the named namespace exists."""
     if netns is not None and not (NETNS_DIR / netns).exists():
         raise DataplaneError(
             f"network namespace {netns!r} does not exist",
             code="netns_not_found",
-            status=404,
             fields={"netns": "not found"},
         )
 
@@ -149,7 +148,6 @@ class InterfaceLinks:
                     raise DataplaneError(
                         f"{dst} is already routed on this host",
                         code="route_conflict",
-                        status=409,
                         fields={"routes": f"{dst} is already routed"},
                     ) from None
                 added.append(dst)
@@ -183,7 +181,5 @@ class InterfaceLinks:
     def _need_index(self, ifname: str) -> int:
         idx = self.index(ifname)
         if idx is None:
-            raise DataplaneError(
-                f"interface {ifname} is missing", code="interface_not_found", status=404
-            )
+            raise DataplaneError(f"interface {ifname} is missing", code="interface_not_found")
         return idx

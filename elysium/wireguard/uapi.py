@@ -10,11 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from elysium.errors import DataplaneError
-from workers.dataplane.base import PeerStats
-from workers.dataplane.driver import ConvergingDriver
-from workers.dataplane.peer_state import DeviceState, DeviceUpdate
-from workers.dataplane.uapi_protocol import encode_set_parts, parse_state, parse_stats, transact
-from workers.dataplane.wireguard_go import GET, WireguardGo
+from elysium.wireguard.base import PeerStats
+from elysium.wireguard.driver import ConvergingDriver
+from elysium.wireguard.peer_state import DeviceState, DeviceUpdate
+from elysium.wireguard.uapi_protocol import encode_set_parts, parse_state, parse_stats, transact
+from elysium.wireguard.wireguard_go import GET, WireguardGo
 
 
 class UapiDriver(ConvergingDriver):
@@ -52,7 +52,9 @@ class UapiDriver(ConvergingDriver):
             return transact(self.socket_path(name), GET)
         except OSError as exc:
             raise DataplaneError(
-                f"{name}: UAPI socket does not answer: {exc}", code="device_not_running", status=503
+                f"{name}: UAPI socket does not answer: {exc}",
+                code="device_not_running",
+                retryable=True,
             ) from exc
 
     def _read(self, name: str) -> DeviceState:
@@ -66,5 +68,7 @@ class UapiDriver(ConvergingDriver):
             transact(self.socket_path(name), encode_set_parts(update))
         except OSError as exc:
             raise DataplaneError(
-                f"{name}: UAPI socket does not answer: {exc}", code="device_not_running", status=503
+                f"{name}: UAPI socket does not answer: {exc}",
+                code="device_not_running",
+                retryable=True,
             ) from exc
