@@ -11,8 +11,15 @@ from psycopg import Connection, errors
 from psycopg.rows import DictRow
 
 from db.addresses import allocate_address, release_address
+from db.hubs import own_addresses
 from elysium.errors import Conflict, NotFound
-from elysium.networks import client_allowed_ips, endpoint_with_port, hub_address
+from elysium.networks import (
+    IPNetwork,
+    check_subnets_clear_of,
+    client_allowed_ips,
+    endpoint_with_port,
+    hub_address,
+)
 
 PEER_COLUMNS = (
     "p.id, p.interface_id, p.name, p.public_key, host(p.address) AS address,"
@@ -64,6 +71,46 @@ def create_peer(
         raise _conflict(exc) from None
     assert row is not None
     return row
+
+
+def claim_subnets(
+    conn: Connection[DictRow],
+    iface: dict[str, Any],
+    subnets: Sequence[IPNetwork],
+    peer_id: int | None = None,
+) -> None:
+    """Check a peer's routed subnets against its hub and the interface's other live peers.
+
+    A subnet covering the hub's endpoint or an underlay address is a 400 (``subnets.N``); one
+    overlapping a subnet another live peer of the interface routes (equal, inside or around
+    it) is a 409 ``subnet_taken`` naming that peer: WireGuard would silently move it from one
+    peer to the other. Runs in the caller's transaction and first locks the interface's IPv4
+    address-pool row, the lock address allocation takes: two claims on one interface take
+    turns, and the second sees the first's peer once it commits (READ COMMITTED).
+    """
+    if not subnets:
+        return
+    check_subnets_clear_of(subnets, own_addresses(conn, iface["hub_id"]))
+    conn.execute(
+        "SELECT 1 FROM address_pools WHERE interface_id = %s AND family = 4 FOR UPDATE",
+        (iface["id"],),
+    )
+    taken = conn.execute(
+        "SELECT n.ord - 1 AS i, n.subnet::text AS mine, s::text AS theirs, p.id, p.name"
+        " FROM unnest(%s::cidr[]) WITH ORDINALITY AS n(subnet, ord),"
+        " peers p, unnest(p.subnets) AS s"
+        " WHERE p.interface_id = %s AND p.subnets <> '{}'"
+        " AND p.status NOT IN ('removed', 'expired', 'failed')"  # the peers_routing index
+        " AND p.id IS DISTINCT FROM %s AND s && n.subnet ORDER BY n.ord, p.id LIMIT 1",
+        ([str(n) for n in subnets], iface["id"], peer_id),
+    ).fetchone()
+    if taken is not None:
+        reason = f"overlaps {taken['theirs']}, routed by peer {taken['id']} ({taken['name']})"
+        raise Conflict(
+            f"subnets.{taken['i']}: {taken['mine']} {reason}",
+            code="subnet_taken",
+            fields={f"subnets.{taken['i']}": reason},
+        )
 
 
 def _conflict(exc: errors.UniqueViolation) -> Conflict:

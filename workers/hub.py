@@ -22,6 +22,7 @@ from celery import Task
 from psycopg import Connection
 from psycopg.rows import DictRow
 from psycopg_pool import ConnectionPool
+from pyroute2.netlink.exceptions import NetlinkError
 
 from db import audit
 from db import hubs as hubs_db
@@ -40,6 +41,7 @@ from elysium.queue import (
 from elysium.settings import Settings
 from workers.celery_app import app
 from workers.dataplane import ChangeSet, Dataplane, InterfaceSpec, PeerSpec, PeerStats
+from workers.dataplane.links import open_iproute
 from workers.runtime import runtime
 
 log = logging.getLogger(__name__)
@@ -82,6 +84,31 @@ def plan_changes(
     removes = {p["public_key"] for p in peers if not is_desired(p)}
     removes |= {j["payload"]["old_public_key"] for j in jobs if j["kind"] == "rotate_key"}
     return list(upserts.values()), sorted(removes - set(upserts))
+
+
+def underlay_addresses(netns: str | None, wireguard: Iterable[str]) -> list[str]:
+    """The addresses of the hub's other interfaces in its namespace: not loopback, not its
+    WireGuard devices (``wireguard`` names, or any link of kind ``wireguard``).
+
+    The heartbeat reports them so the API can refuse routed subnets that cover them.
+    """
+    skip = set(wireguard) | {"lo"}
+    ipr = open_iproute(netns)  # its own socket: the heartbeat thread shares none
+    try:
+        skipped = set()
+        for link in ipr.get_links():
+            info = link.get_attr("IFLA_LINKINFO")
+            kind = info.get_attr("IFLA_INFO_KIND") if info is not None else None
+            if link.get_attr("IFLA_IFNAME") in skip or kind == "wireguard":
+                skipped.add(link["index"])
+        found = {
+            str(ipaddress.ip_address(a.get_attr("IFA_LOCAL") or a.get_attr("IFA_ADDRESS")))
+            for a in ipr.get_addr()
+            if a["index"] not in skipped
+        }
+    finally:
+        ipr.close()
+    return sorted(found, key=lambda a: (ipaddress.ip_address(a).version, ipaddress.ip_address(a)))
 
 
 def record_applied(conn: Connection[DictRow], peers: list[dict[str, Any]]) -> None:
@@ -141,6 +168,11 @@ class HubWorker:
             "netns": self.settings.netns or None,
         }
         with self.pool.connection() as conn:
+            names = [i["name"] for i in interfaces_db.list_hub_interfaces(conn, self.hub)]
+            try:
+                info["addresses"] = underlay_addresses(self.settings.netns or None, names)
+            except (OSError, NetlinkError, ElysiumError) as exc:  # e.g. no namespace (yet)
+                log.warning("heartbeat: underlay addresses not read: %s", exc)
             hubs_db.record_heartbeat(conn, self.hub, info)
 
     def _beat_loop(self) -> None:

@@ -12,7 +12,7 @@ from psycopg.rows import DictRow
 
 from api.jobs.services import Record, Submitted, submit_hub_job
 from db.interfaces import get_interface
-from db.peers import create_peer, get_peer, update_peer
+from db.peers import claim_subnets, create_peer, get_peer, update_peer
 from elysium.errors import Conflict, ValidationError
 from elysium.keys import normalize_key
 from elysium.networks import IPNetwork, check_subnets_outside, parse_subnets
@@ -68,6 +68,7 @@ def record_new_peer(
     if iface["status"] == "deleting":
         raise Conflict("the interface is being deleted", code="interface_deleting")
     nets = routed_subnets(iface, subnets)
+    claim_subnets(c, iface, nets)
     peer = create_peer(
         c,
         interface_id,
@@ -148,7 +149,9 @@ def change_peer(
         iface = get_interface(c, peer["interface_id"])
         values = dict(changes)
         if "subnets" in values:
-            values["subnets"] = [str(n) for n in routed_subnets(iface, values["subnets"])]
+            nets = routed_subnets(iface, values["subnets"])
+            claim_subnets(c, iface, nets, peer_id)
+            values["subnets"] = [str(n) for n in nets]
         update_peer(c, peer_id, values)
         return peer_record(
             iface,
