@@ -133,6 +133,7 @@ def make_namespaces(demo: Demo) -> None:
 
 
 def remove_namespaces(demo: Demo) -> None:
+    """Kill what runs in the demo's namespaces, wait until it has exited, delete them."""
     for role in ("peer", "hub", "ul"):
         ns = demo.ns(role)
         if not netns_exists(ns):
@@ -142,16 +143,20 @@ def remove_namespaces(demo: Demo) -> None:
         for pid in pids:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-        wait_gone(pids)
+        left = wait_gone(pids)
+        if left:
+            raise SystemExit(f"down: pid {', '.join(map(str, left))} in {ns} does not exit")
         run("ip", "netns", "del", ns, check=False)
 
 
 # ---- processes -------------------------------------------------------------------------------
-def wait_gone(pids: list[int], timeout: float = 10) -> None:
-    """Until every pid has exited (a signal is delivered, not yet acted on, when kill returns)."""
+def wait_gone(pids: list[int], timeout: float = 30) -> list[int]:
+    """Until every pid has exited (a signal is delivered, not yet acted on, when kill returns);
+    returns those still running at the timeout."""
     deadline = time.monotonic() + timeout
     while any(process_alive(p) for p in pids) and time.monotonic() < deadline:
         time.sleep(0.05)
+    return [p for p in pids if process_alive(p)]
 
 
 def pid_file(demo: Demo, service: str) -> Path:
@@ -159,12 +164,41 @@ def pid_file(demo: Demo, service: str) -> Path:
 
 
 def process_alive(pid: int) -> bool:
-    """Running, not a zombie (PID 1 here may not reap the daemons `up` left behind)."""
+    """Running, or still exiting; gone once only its zombie is left (PID 1 here may not reap
+    the daemons `up` left behind).
+
+    A killed multi-threaded process (wireguard-go) shows its leader as a zombie while its
+    other threads still exit, one of them closing the TUN device: it is gone only when no
+    thread besides the zombie leader is left.
+    """
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
+        threads = os.listdir(f"/proc/{pid}/task")
     except (FileNotFoundError, ProcessLookupError):
         return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+    if stat.rsplit(")", 1)[1].split()[0] != "Z":
+        return True
+    return any(t != str(pid) for t in threads)
+
+
+def start_time(pid: int) -> int | None:
+    """The process's start time (clock ticks after boot): with the pid, it names one process."""
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+    except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
+        return None
+
+
+def recorded_processes(demo: Demo) -> dict[int, int]:
+    """Every live process the demo wrote a pid file for (its services, the wireguard-go
+    devices of the hub and the demo peer), as pid -> start time."""
+    found: dict[int, int] = {}
+    for path in demo.state.rglob("*.pid"):
+        pid = running_pid(path)
+        started = start_time(pid) if pid is not None else None
+        if pid is not None and started is not None:
+            found[pid] = started
+    return found
 
 
 def running_pid(path: Path) -> int | None:
@@ -210,8 +244,10 @@ def stop_service(demo: Demo, service: str) -> None:
         while time.monotonic() < deadline and running_pid(path):
             time.sleep(0.1)
         if running_pid(path):
-            os.kill(pid, signal.SIGKILL)
-            wait_gone([pid])
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            if wait_gone([pid]):
+                raise SystemExit(f"down: {service} (pid {pid}) does not exit")
     path.unlink(missing_ok=True)
 
 
@@ -369,12 +405,25 @@ Try:
 
 
 def down(demo: Demo) -> None:
+    """Returns only when nothing of the demo is left: every process it recorded has exited
+    (killed by pid if need be) and its namespaces are gone; else exits non-zero saying what."""
+    ours = recorded_processes(demo)  # before the steps below remove their pid files
     client_state = demo.state / "client"
     if (client_state / "client.json").exists():
         run(str(VENV_BIN / "elysium-client"), "down", "--state-dir", str(client_state), check=False)
     for service in reversed(SERVICES):
         stop_service(demo, service)
     remove_namespaces(demo)
+    still = [pid for pid, started in ours.items() if start_time(pid) == started]
+    for pid in still:  # e.g. a device process outside the namespaces, or one still exiting
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    left = wait_gone(still)
+    if left:
+        raise SystemExit(f"down: pid {', '.join(map(str, left))} of the demo does not exit")
+    namespaces = [demo.ns(role) for role in ("peer", "hub", "ul") if netns_exists(demo.ns(role))]
+    if namespaces:
+        raise SystemExit(f"down: namespaces {', '.join(namespaces)} could not be removed")
     print(f"down: stopped the demo's processes and removed its namespaces ({demo.name})")
 
 
