@@ -17,10 +17,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
+import psycopg
 import pytest
 import requests
 
 from elysium.settings import Settings
+from tests.conftest import TABLES
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -154,11 +156,59 @@ def test_make_up_pings_through_the_tunnel_and_make_down_leaves_nothing(
     make("down", demo_env)  # twice is fine
 
 
+def pings(name: str) -> bool:
+    ping = subprocess.run(
+        ["ip", "netns", "exec", f"ely-{name}-peer", "ping", "-c1", "-W2", "10.99.0.1"],
+        capture_output=True,
+    )
+    return ping.returncode == 0
+
+
 def nothing_left(name: str, pids: list[int]) -> None:
     left = {p: Path(f"/proc/{p}/cmdline").read_bytes() for p in pids if alive(p)}
     assert left == {}
     namespaces = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     assert f"ely-{name}-" not in namespaces
+
+
+@pytest.mark.timeout(600)
+def test_up_adopts_the_hub_and_wg0_the_database_has_when_the_state_dir_is_lost(
+    demo_env: dict[str, str],
+) -> None:
+    """A second checkout (or a lost .state/demo) finds the demo's hub and wg0 in the database:
+    it adopts them instead of failing with network_overlap, and its old peer is removed."""
+    state = Path(demo_env["ELYSIUM_DEMO_DIR"])
+    name = demo_env["ELYSIUM_DEMO_NAME"]
+    make("up", demo_env)
+    make("down", demo_env)
+    shutil.rmtree(state)  # the checkout's state: PKI, admin token, client, pid files
+
+    out = make("up", demo_env)
+    assert "the demo peer pings 10.99.0.1 through wg0" in out and pings(name)
+    assert "removed 1 demo peer(s) whose client state was lost" in out
+    assert "creating wg0" not in out and "has wg0" not in out  # adopted, not created
+
+
+@pytest.mark.timeout(600)
+def test_up_replaces_a_refused_admin_token_and_re_enrolls_a_peer_the_database_lost(
+    demo_env: dict[str, str], clean_db: str
+) -> None:
+    """After `make clean` in another checkout (the same database emptied), this checkout's
+    saved admin token and enrollment are unknown: up makes a new token and enrolls again."""
+    state = Path(demo_env["ELYSIUM_DEMO_DIR"])
+    name = demo_env["ELYSIUM_DEMO_NAME"]
+    make("up", demo_env)
+    old_token = (state / "admin.token").read_text()
+    make("down", demo_env)
+    with psycopg.connect(clean_db, autocommit=True) as conn:
+        conn.execute(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
+
+    out = make("up", demo_env)
+    assert "the saved admin token was refused (token_invalid)" in out
+    assert "enrolling it again" in out
+    assert "the demo peer pings 10.99.0.1 through wg0" in out and pings(name)
+    token = state / "admin.token"
+    assert token.read_text() != old_token and token.stat().st_mode & 0o777 == 0o600
 
 
 def test_down_returns_only_when_every_recorded_process_has_exited(
