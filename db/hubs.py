@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
 from typing import Any, cast
 
 from psycopg import Connection, errors
@@ -10,6 +12,7 @@ from psycopg.types.json import Jsonb
 
 from db.rows import HubRow
 from elysium.errors import Conflict, NotFound
+from elysium.networks import endpoint_address
 
 HUB_COLUMNS = "id, name, endpoint, created_at, last_heartbeat_at, worker, stale"
 
@@ -60,3 +63,24 @@ def mark_stale_hubs(conn: Connection[DictRow], older_than_s: float) -> list[str]
         (older_than_s,),
     ).fetchall()
     return [r["name"] for r in rows]
+
+
+def own_addresses(conn: Connection[DictRow], hub_id: int) -> list[tuple[str, str]]:
+    """The hub's own addresses as ``(address, what)``: its endpoint when that is an IP literal,
+    and the underlay addresses its worker reported in its last heartbeat."""
+    row = conn.execute(
+        "SELECT name, endpoint, worker->'addresses' AS addresses FROM hubs WHERE id = %s",
+        (hub_id,),
+    ).fetchone()
+    if row is None:
+        return []
+    found: list[tuple[str, str]] = []
+    endpoint = endpoint_address(row["endpoint"])
+    if endpoint is not None:
+        found.append((str(endpoint), f"the endpoint of hub {row['name']}"))
+    reported = row["addresses"] if isinstance(row["addresses"], list) else []
+    for text in reported:
+        with contextlib.suppress(ValueError, TypeError):
+            address = ipaddress.ip_address(text)
+            found.append((str(address), f"an underlay address of hub {row['name']}"))
+    return found

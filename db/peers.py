@@ -11,9 +11,16 @@ from psycopg import Connection, errors
 from psycopg.rows import DictRow
 
 from db.addresses import allocate_address, release_address
-from db.rows import DesiredPeer, PeerRow
+from db.hubs import own_addresses
+from db.rows import DesiredPeer, InterfaceRow, PeerRow
 from elysium.errors import Conflict, NotFound
-from elysium.networks import client_allowed_ips, endpoint_with_port, hub_address
+from elysium.networks import (
+    IPNetwork,
+    check_subnets_clear_of,
+    client_allowed_ips,
+    endpoint_with_port,
+    hub_address,
+)
 from elysium.states import ENDED_PEER, LEAVING_PEER, LIVE_PEER, PeerStatus, sql_list
 
 PEER_COLUMNS = (
@@ -31,7 +38,8 @@ def _in(states: frozenset[PeerStatus]) -> str:
 
 # Not ended: still holds its key, name and addresses (live, or on its way off its hub).
 ENDED = f"p.status IN {_in(ENDED_PEER)}"
-NOT_ENDED = f"NOT {ENDED}"
+# Spelt as the partial indexes' predicate (db/migrations/0001), so the planner can use them.
+NOT_ENDED = f"p.status NOT IN {_in(ENDED_PEER)}"
 LIVE = f"p.status IN {_in(LIVE_PEER)}"
 
 
@@ -46,21 +54,25 @@ def create_peer(
     enrollment_token_id: int | None = None,
     *,
     has_ipv6: bool = True,
+    peer_id: int | None = None,
 ) -> PeerRow:
     """Allocate addresses and record a pending peer, inside the caller's transaction.
 
     Raises Conflict (public_key_in_use) when a live peer of the interface has the key and
     NetworkFull when no address is left; the caller's transaction then writes nothing.
-    ``has_ipv6=False`` (the interface has no IPv6 network) saves the IPv6 look-up.
+    ``has_ipv6=False`` (the interface has no IPv6 network) saves the IPv6 look-up;
+    ``peer_id`` is one ``reserve_peer_id`` gave (default: the next).
     """
     address = allocate_address(conn, interface_id, 4)
     address6 = allocate_address(conn, interface_id, 6) if has_ipv6 else None
     try:
         row = conn.execute(
-            "INSERT INTO peers AS p (interface_id, name, public_key, address, address6, subnets,"
-            " expires_at, created_by, enrollment_token_id)"
-            f" VALUES (%s, %s, %s, %s, %s, %s::cidr[], %s, %s, %s) RETURNING {PEER_COLUMNS}",
+            "INSERT INTO peers AS p (id, interface_id, name, public_key, address, address6,"
+            " subnets, expires_at, created_by, enrollment_token_id)"
+            " VALUES (coalesce(%s, nextval(pg_get_serial_sequence('peers', 'id'))),"
+            f" %s, %s, %s, %s, %s, %s::cidr[], %s, %s, %s) RETURNING {PEER_COLUMNS}",
             (
+                peer_id,
                 interface_id,
                 name,
                 public_key,
@@ -76,6 +88,53 @@ def create_peer(
         raise _conflict(exc) from None
     assert row is not None
     return cast(PeerRow, row)
+
+
+def reserve_peer_id(conn: Connection[DictRow]) -> int:
+    """A peer id to record things under before the peer row itself is written."""
+    row = conn.execute("SELECT nextval(pg_get_serial_sequence('peers', 'id')) AS id").fetchone()
+    assert row is not None
+    return int(row["id"])
+
+
+def claim_subnets(
+    conn: Connection[DictRow],
+    iface: InterfaceRow,
+    subnets: Sequence[IPNetwork],
+    peer_id: int | None = None,
+) -> None:
+    """Check a peer's routed subnets against its hub and the interface's other live peers.
+
+    A subnet covering the hub's endpoint or an underlay address is a 400 (``subnets.N``); one
+    overlapping a subnet another live peer of the interface routes (equal, inside or around
+    it) is a 409 ``subnet_taken`` naming that peer: WireGuard would silently move it from one
+    peer to the other. Runs in the caller's transaction and first locks the interface's IPv4
+    address-pool row, the lock address allocation takes: two claims on one interface take
+    turns, and the second sees the first's peer once it commits (READ COMMITTED).
+    """
+    if not subnets:
+        return
+    check_subnets_clear_of(subnets, own_addresses(conn, iface["hub_id"]))
+    conn.execute(
+        "SELECT 1 FROM address_pools WHERE interface_id = %s AND family = 4 FOR UPDATE",
+        (iface["id"],),
+    )
+    taken = conn.execute(
+        "SELECT n.ord - 1 AS i, n.subnet::text AS mine, s::text AS theirs, p.id, p.name"
+        " FROM unnest(%s::cidr[]) WITH ORDINALITY AS n(subnet, ord),"
+        " peers p, unnest(p.subnets) AS s"
+        " WHERE p.interface_id = %s AND p.subnets <> '{}'"
+        f" AND {NOT_ENDED}"  # the peers_routing index
+        " AND p.id IS DISTINCT FROM %s AND s && n.subnet ORDER BY n.ord, p.id LIMIT 1",
+        ([str(n) for n in subnets], iface["id"], peer_id),
+    ).fetchone()
+    if taken is not None:
+        reason = f"overlaps {taken['theirs']}, routed by peer {taken['id']} ({taken['name']})"
+        raise Conflict(
+            f"subnets.{taken['i']}: {taken['mine']} {reason}",
+            code="subnet_taken",
+            fields={f"subnets.{taken['i']}": reason},
+        )
 
 
 def _conflict(exc: errors.UniqueViolation) -> Conflict:
@@ -284,7 +343,7 @@ def record_liveness(
         "  FROM unnest(%s::text[], %s::timestamptz[], %s::bigint[], %s::bigint[], %s::text[])"
         "   AS s(key, hs, rx, tx, ep)"
         "  JOIN peers q ON q.interface_id = %s AND q.public_key = s.key"
-        f"   AND NOT q.status IN {_in(ENDED_PEER)}) AS n"
+        f"   AND q.status NOT IN {_in(ENDED_PEER)}) AS n"
         " WHERE p.id = n.id AND (p.last_handshake_at, p.rx_bytes, p.tx_bytes, p.endpoint,"
         " p.online) IS DISTINCT FROM (n.hs, n.rx, n.tx, n.ep, n.online)",
         (

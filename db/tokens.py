@@ -13,8 +13,9 @@ from typing import Any
 from psycopg import Connection, errors
 from psycopg.rows import DictRow
 
+from db.hubs import own_addresses
 from elysium.errors import Gone, NotFound, Unauthorized, ValidationError
-from elysium.networks import parse_subnets
+from elysium.networks import check_subnets_clear_of, parse_subnets
 from elysium.states import Scope
 
 API_PREFIX = "ely_"
@@ -139,7 +140,11 @@ def create_enrollment_token(
     _check_ttl(ttl_seconds, required=True)
     if not isinstance(uses, int) or isinstance(uses, bool) or not 1 <= uses <= 100_000:
         raise ValidationError("uses", "must be an integer from 1 to 100000")
-    nets = [str(n) for n in parse_subnets(subnets)]
+    parsed = parse_subnets(subnets)
+    hub = conn.execute("SELECT hub_id FROM interfaces WHERE id = %s", (interface_id,)).fetchone()
+    if hub is not None and parsed:  # the same rule as a peer's subnets
+        check_subnets_clear_of(parsed, own_addresses(conn, hub["hub_id"]))
+    nets = [str(n) for n in parsed]
     text = ENROLLMENT_PREFIX + secrets.token_urlsafe(32)
     try:
         with conn.transaction():

@@ -11,6 +11,34 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 MIN_HOSTS = 4  # hub + at least one peer + network/broadcast
 
+# Ranges no hub routes into a tunnel, and no interface network may touch: a routed subnet or
+# an interface network overlapping one of them is refused (README, "Networks and subnets").
+SPECIAL_RANGES: tuple[tuple[IPNetwork, str], ...] = tuple(
+    (ipaddress.ip_network(cidr), what)
+    for cidr, what in (
+        ("0.0.0.0/8", "unspecified ('this network')"),
+        ("127.0.0.0/8", "loopback"),
+        ("169.254.0.0/16", "link-local"),
+        ("224.0.0.0/4", "multicast"),
+        ("240.0.0.0/4", "reserved (with the broadcast address 255.255.255.255)"),
+        ("::/128", "unspecified"),
+        ("::1/128", "loopback"),
+        ("::ffff:0:0/96", "IPv4-mapped"),
+        ("fe80::/10", "link-local"),
+        ("ff00::/8", "multicast"),
+    )
+)
+
+
+def special_range(net: IPNetwork) -> str | None:
+    """Why ``net`` is no network to route or number an interface in, or None if it is fine."""
+    for special, what in SPECIAL_RANGES:
+        if special.version == net.version and net.overlaps(special):
+            if net.subnet_of(special):  # type: ignore[arg-type]
+                return f"is {what} ({special})"
+            return f"overlaps {special}, which is {what}"
+    return None
+
 
 def parse_network(text: object, field: str, version: int) -> IPNetwork:
     """A CIDR of the given IP version, strict (no host bits), with room for peers."""
@@ -26,11 +54,16 @@ def parse_network(text: object, field: str, version: int) -> IPNetwork:
         raise ValidationError(field, "is too small: it needs room for the hub and a peer")
     if version == 6 and net.prefixlen < 64:
         raise ValidationError(field, "must be /64 or longer")
+    reason = special_range(net)
+    if reason:
+        raise ValidationError(field, f"{reason}: it cannot be an interface network")
     return net
 
 
 def parse_subnets(values: object, field: str = "subnets") -> list[IPNetwork]:
-    """Routed subnets a peer sits in front of: valid, strict, without duplicates."""
+    """Routed subnets a peer sits in front of: valid, strict, without duplicates, and none
+    that no hub should route into a tunnel (default route, loopback, link-local, multicast,
+    unspecified, reserved; see :data:`SPECIAL_RANGES`)."""
     if values is None:
         return []
     if not isinstance(values, list | tuple):
@@ -47,6 +80,9 @@ def parse_subnets(values: object, field: str = "subnets") -> list[IPNetwork]:
             raise ValidationError(f"{field}.{i}", f"is not a valid network: {exc}") from None
         if net.prefixlen == 0:
             raise ValidationError(f"{field}.{i}", "a default route cannot be a routed subnet")
+        reason = special_range(net)
+        if reason:
+            raise ValidationError(f"{field}.{i}", f"{reason}: no hub routes it into a tunnel")
         if net in nets:
             raise ValidationError(f"{field}.{i}", "is listed twice")
         nets.append(net)
@@ -62,6 +98,33 @@ def check_subnets_outside(
         for net in own:
             if sub.version == net.version and sub.overlaps(net):
                 raise ValidationError(f"{field}.{i}", f"overlaps the interface network {net}")
+
+
+def check_subnets_clear_of(
+    subnets: Iterable[IPNetwork],
+    addresses: Iterable[tuple[str, str]],
+    field: str = "subnets",
+) -> None:
+    """Routed subnets must not cover the hub's own addresses (``(address, what)`` pairs, such
+    as its endpoint or its underlay): routing them into the tunnel cuts the hub off."""
+    own = [(ipaddress.ip_address(a), what) for a, what in addresses]
+    for i, sub in enumerate(subnets):
+        for addr, what in own:
+            if addr.version == sub.version and addr in sub:
+                raise ValidationError(f"{field}.{i}", f"covers {addr}, {what}")
+
+
+def endpoint_address(endpoint: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The IP address of a hub endpoint (host[:port], [v6]:port, bare v6); None for a name."""
+    host = endpoint
+    if host.startswith("["):
+        host = host[1:].split("]", 1)[0]
+    elif host.count(":") == 1:
+        host = host.split(":", 1)[0]
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        return None
 
 
 def check_subnets_allowed(

@@ -21,6 +21,7 @@ from typing import Any
 from psycopg import Connection
 from psycopg.rows import DictRow
 from psycopg_pool import ConnectionPool
+from pyroute2.netlink.exceptions import NetlinkError
 
 from db import hubs as hubs_db
 from db import interfaces as interfaces_db
@@ -34,6 +35,7 @@ from elysium.services.hubs import record_reconcile
 from elysium.settings import Settings
 from elysium.states import FINAL_JOB, LIVE_PEER, InterfaceStatus
 from elysium.wireguard import ChangeSet, Dataplane, InterfaceSpec, PeerSpec, PeerStats
+from elysium.wireguard.links import open_iproute
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +83,31 @@ def plan_changes(jobs: list[JobRow], peers: list[PeerRow]) -> tuple[list[PeerSpe
     removes = {p["public_key"] for p in peers if not is_desired(p)}
     removes |= {j["payload"]["old_public_key"] for j in jobs if j["kind"] == "rotate_key"}
     return list(upserts.values()), sorted(removes - set(upserts))
+
+
+def underlay_addresses(netns: str | None, wireguard: Iterable[str]) -> list[str]:
+    """The addresses of the hub's other interfaces in its namespace: not loopback, not its
+    WireGuard devices (``wireguard`` names, or any link of kind ``wireguard``).
+
+    The heartbeat reports them so the API can refuse routed subnets that cover them.
+    """
+    skip = set(wireguard) | {"lo"}
+    ipr = open_iproute(netns)  # its own socket: the heartbeat thread shares none
+    try:
+        skipped = set()
+        for link in ipr.get_links():
+            info = link.get_attr("IFLA_LINKINFO")
+            kind = info.get_attr("IFLA_INFO_KIND") if info is not None else None
+            if link.get_attr("IFLA_IFNAME") in skip or kind == "wireguard":
+                skipped.add(link["index"])
+        found = {
+            str(ipaddress.ip_address(a.get_attr("IFA_LOCAL") or a.get_attr("IFA_ADDRESS")))
+            for a in ipr.get_addr()
+            if a["index"] not in skipped
+        }
+    finally:
+        ipr.close()
+    return sorted(found, key=lambda a: (ipaddress.ip_address(a).version, ipaddress.ip_address(a)))
 
 
 def record_applied(conn: Connection[DictRow], peers: list[PeerRow]) -> None:
@@ -142,6 +169,11 @@ class HubWorker:
             "netns": self.settings.netns or None,
         }
         with self.pool.connection() as conn:
+            names = [i["name"] for i in interfaces_db.list_hub_interfaces(conn, self.hub)]
+            try:
+                info["addresses"] = underlay_addresses(self.settings.netns or None, names)
+            except (OSError, NetlinkError, ElysiumError) as exc:  # e.g. no namespace (yet)
+                log.warning("heartbeat: underlay addresses not read: %s", exc)
             hubs_db.record_heartbeat(conn, self.hub, info)
 
     def _beat_loop(self) -> None:

@@ -3,7 +3,9 @@
 up: migrate, PKI, an admin token (0600), gunicorn (TLS, loopback), a control worker, beat and
 a hub worker acting in a network namespace; then the hub and its wg0 through the API, a demo
 peer enrolled with elysium-client in its own namespace, and a ping through the tunnel.
-Every step checks what is already there first, so running `up` again changes nothing.
+Every step checks what is already there first, so running `up` again changes nothing; the
+database, not the state directory, says what exists (a hub and wg0 there are adopted, a saved
+admin token or enrollment it does not know is replaced).
 
 down: stops every process `up` started (by the pid it recorded), takes the tunnels down and
 removes the namespaces. The database stays (`make clean` drops it).
@@ -18,7 +20,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -133,6 +137,7 @@ def make_namespaces(demo: Demo) -> None:
 
 
 def remove_namespaces(demo: Demo) -> None:
+    """Kill what runs in the demo's namespaces, wait until it has exited, delete them."""
     for role in ("peer", "hub", "ul"):
         ns = demo.ns(role)
         if not netns_exists(ns):
@@ -142,16 +147,20 @@ def remove_namespaces(demo: Demo) -> None:
         for pid in pids:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-        wait_gone(pids)
+        left = wait_gone(pids)
+        if left:
+            raise SystemExit(f"down: pid {', '.join(map(str, left))} in {ns} does not exit")
         run("ip", "netns", "del", ns, check=False)
 
 
 # ---- processes -------------------------------------------------------------------------------
-def wait_gone(pids: list[int], timeout: float = 10) -> None:
-    """Until every pid has exited (a signal is delivered, not yet acted on, when kill returns)."""
+def wait_gone(pids: list[int], timeout: float = 30) -> list[int]:
+    """Until every pid has exited (a signal is delivered, not yet acted on, when kill returns);
+    returns those still running at the timeout."""
     deadline = time.monotonic() + timeout
     while any(process_alive(p) for p in pids) and time.monotonic() < deadline:
         time.sleep(0.05)
+    return [p for p in pids if process_alive(p)]
 
 
 def pid_file(demo: Demo, service: str) -> Path:
@@ -159,12 +168,41 @@ def pid_file(demo: Demo, service: str) -> Path:
 
 
 def process_alive(pid: int) -> bool:
-    """Running, not a zombie (PID 1 here may not reap the daemons `up` left behind)."""
+    """Running, or still exiting; gone once only its zombie is left (PID 1 here may not reap
+    the daemons `up` left behind).
+
+    A killed multi-threaded process (wireguard-go) shows its leader as a zombie while its
+    other threads still exit, one of them closing the TUN device: it is gone only when no
+    thread besides the zombie leader is left.
+    """
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
+        threads = os.listdir(f"/proc/{pid}/task")
     except (FileNotFoundError, ProcessLookupError):
         return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+    if stat.rsplit(")", 1)[1].split()[0] != "Z":
+        return True
+    return any(t != str(pid) for t in threads)
+
+
+def start_time(pid: int) -> int | None:
+    """The process's start time (clock ticks after boot): with the pid, it names one process."""
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+    except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
+        return None
+
+
+def recorded_processes(demo: Demo) -> dict[int, int]:
+    """Every live process the demo wrote a pid file for (its services, the wireguard-go
+    devices of the hub and the demo peer), as pid -> start time."""
+    found: dict[int, int] = {}
+    for path in demo.state.rglob("*.pid"):
+        pid = running_pid(path)
+        started = start_time(pid) if pid is not None else None
+        if pid is not None and started is not None:
+            found[pid] = started
+    return found
 
 
 def running_pid(path: Path) -> int | None:
@@ -175,11 +213,26 @@ def running_pid(path: Path) -> int | None:
     return pid if process_alive(pid) else None
 
 
+def port_free(port: int) -> bool:
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 def start_service(demo: Demo, service: str) -> bool:
     """Start one service unless its recorded pid still runs; True when it was started."""
     path = pid_file(demo, service)
     if running_pid(path):
         return False
+    if service == "api" and not port_free(demo.api_port):
+        raise SystemExit(
+            f"up: 127.0.0.1:{demo.api_port} is taken (another checkout's demo? `make down` there,"
+            " or choose ELYSIUM_DEMO_API_PORT and ELYSIUM_DEMO_NAME)"
+        )
     args = [str(VENV_BIN / "elysium"), service]
     if service == "hub-worker":
         args += ["--hub", demo.hub, "--netns", demo.ns("hub"), "--endpoint", f"{UNDERLAY}.1"]
@@ -210,8 +263,10 @@ def stop_service(demo: Demo, service: str) -> None:
         while time.monotonic() < deadline and running_pid(path):
             time.sleep(0.1)
         if running_pid(path):
-            os.kill(pid, signal.SIGKILL)
-            wait_gone([pid])
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            if wait_gone([pid]):
+                raise SystemExit(f"down: {service} (pid {pid}) does not exit")
     path.unlink(missing_ok=True)
 
 
@@ -221,7 +276,11 @@ class Api:
         self.demo = demo
         self.session = requests.Session()
         self.ca = str(demo.pki / "ca.pem")
-        self.session.headers["Authorization"] = f"Bearer {demo.token_file.read_text().strip()}"
+        self.use_saved_token()
+
+    def use_saved_token(self) -> None:
+        token = self.demo.token_file.read_text().strip()
+        self.session.headers["Authorization"] = f"Bearer {token}"
 
     def call(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         # verify per request: a REQUESTS_CA_BUNDLE in the environment beats a Session's own.
@@ -245,30 +304,99 @@ class Api:
         return job
 
 
+def save_admin_token(demo: Demo) -> None:
+    """A new admin token in the database, saved 0600 (replacing a refused one atomically)."""
+    token = elysium(
+        "token", "create", "--scope", "admin", "--name", f"{demo.name}-admin", demo=demo
+    ).stdout.strip()
+    partial = demo.token_file.with_name(f".{demo.token_file.name}.{os.getpid()}")
+    partial.unlink(missing_ok=True)
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(token + "\n")
+    os.replace(partial, demo.token_file)
+    log(f"admin token saved to {demo.token_file} (0600)")
+
+
+def ensure_admin_token(api: Api, demo: Demo) -> None:
+    """The saved token must be one the database knows (another checkout's `make clean`, or a
+    revocation, makes it unknown): if the API refuses it, a new one replaces it."""
+    answer = api.call("GET", "/v1/hubs")
+    if answer.status_code == 401:
+        code = answer.json().get("error", {}).get("code", "refused")
+        log(f"the saved admin token was refused ({code}); making a new one")
+        save_admin_token(demo)
+        api.use_saved_token()
+        answer = api.call("GET", "/v1/hubs")
+    if answer.status_code != 200:
+        raise SystemExit(f"up: the API refuses the admin token: {answer.text}")
+
+
+def wait_hub(api: Api, demo: Demo, timeout: float = 60) -> dict[str, Any]:
+    """The demo hub with its interfaces; its worker declares it (--endpoint) if it is new."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        answer = api.call("GET", f"/v1/hubs/{demo.hub}")
+        if answer.status_code == 200:
+            hub: dict[str, Any] = answer.json()
+            return hub
+        time.sleep(0.2)
+    raise SystemExit(f"up: hub {demo.hub} was not declared; see {demo.state}/logs/hub-worker.log")
+
+
 def ensure_interface(api: Api, demo: Demo) -> int:
-    """The demo hub and its wg0; the interface id is remembered in the state directory."""
-    saved = demo.state / "interface.json"
-    if saved.exists():
-        iface_id = int(json.loads(saved.read_text())["id"])
-        if api.call("GET", f"/v1/interfaces/{iface_id}").status_code == 200:
-            return iface_id
+    """The demo hub's wg0: adopted when the database already has it (the database, not this
+    checkout's state directory, says what exists), else created."""
+    for iface in wait_hub(api, demo)["interfaces"]:
+        if iface["name"] != "wg0":
+            continue
+        if iface["network"] != NETWORK or iface["status"] == "deleting":
+            raise SystemExit(
+                f"up: hub {demo.hub} already has a wg0 ({iface['network']}, {iface['status']})"
+                f" that is not the demo's {NETWORK}: delete it (DELETE /v1/interfaces/"
+                f"{iface['id']}), or run a separate demo with ELYSIUM_DEMO_NAME=<another name>"
+            )
+        return int(iface["id"])
     answer = api.call(
         "POST",
         f"/v1/hubs/{demo.hub}/interfaces",
         json={"name": "wg0", "network": NETWORK, "listen_port": 51820, "keepalive": 15},
     )
     if answer.status_code != 202:
-        raise SystemExit(f"up: creating wg0 failed: {answer.text}")
+        raise SystemExit(
+            f"up: creating wg0 failed: {answer.text.strip()} (run a separate demo with"
+            " ELYSIUM_DEMO_NAME=<another name>)"
+        )
     api.wait_job(answer.json()["job_id"])
-    iface_id = int(answer.json()["interface_id"])
-    saved.write_text(json.dumps({"id": iface_id}))
     log(f"hub {demo.hub} has wg0 ({NETWORK})")
-    return iface_id
+    return int(answer.json()["interface_id"])
+
+
+def enrolled_peer(api: Api, demo: Demo, iface_id: int) -> int | None:
+    """The demo peer's id when the database knows the client's saved enrollment: the peer is
+    live, on wg0, with the client's key. None when there is none to use."""
+    try:
+        saved = json.loads((demo.state / "client" / "client.json").read_text())
+        peer_id, key = int(saved["peer_id"]), saved["config"]["public_key"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    answer = api.call("GET", f"/v1/peers/{peer_id}")
+    if answer.status_code != 200:
+        return None
+    peer = answer.json()
+    live = peer["status"] not in ("removing", "removed", "expired", "failed")
+    return (
+        peer_id if live and peer["interface_id"] == iface_id and peer["public_key"] == key else None
+    )
 
 
 def ensure_peer(api: Api, demo: Demo, iface_id: int) -> None:
     client = [str(VENV_BIN / "elysium-client")]
     client_state = demo.state / "client"
+    if (client_state / "client.json").exists() and enrolled_peer(api, demo, iface_id) is None:
+        log("the database does not know the demo peer's saved enrollment; enrolling it again")
+        run(*client, "down", "--state-dir", str(client_state), check=False)
+        shutil.rmtree(client_state)
     if not (client_state / "client.json").exists():
         made = api.call(
             "POST",
@@ -296,7 +424,19 @@ def ensure_peer(api: Api, demo: Demo, iface_id: int) -> None:
             str(client_state),
         )
         log("demo peer enrolled with elysium-client")
+        remove_stale_peers(api, iface_id, enrolled_peer(api, demo, iface_id))
     run(*client, "up", "--state-dir", str(client_state))
+
+
+def remove_stale_peers(api: Api, iface_id: int, ours: int | None) -> None:
+    """Demo peers of wg0 whose client state is lost (their key with it) are removed."""
+    answer = api.call("GET", "/v1/peers", params={"interface_id": iface_id, "limit": 1000})
+    peers = answer.json()["items"] if answer.status_code == 200 else []
+    stale = [p["id"] for p in peers if p["name"] == "demo-peer" and p["id"] != ours]
+    for peer_id in stale:
+        api.call("DELETE", f"/v1/peers/{peer_id}")
+    if stale:
+        log(f"removed {len(stale)} demo peer(s) whose client state was lost")
 
 
 def ping_through_tunnel(demo: Demo, timeout: float = 20) -> None:
@@ -328,19 +468,14 @@ def up(demo: Demo) -> None:
     elysium("db", "migrate", demo=demo)
     elysium("pki", "init", "--dir", str(demo.pki), demo=demo)
     if not demo.token_file.exists():
-        token = elysium(
-            "token", "create", "--scope", "admin", "--name", f"{demo.name}-admin", demo=demo
-        ).stdout.strip()
-        fd = os.open(demo.token_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(token + "\n")
-        log(f"admin token saved to {demo.token_file} (0600)")
+        save_admin_token(demo)
     make_namespaces(demo)
     for service in SERVICES:
         if start_service(demo, service):
             log(f"started {service}")
     api = Api(demo)
     api.wait_ready()
+    ensure_admin_token(api, demo)
     iface_id = ensure_interface(api, demo)
     ensure_peer(api, demo, iface_id)
     ping_through_tunnel(demo)
@@ -369,12 +504,25 @@ Try:
 
 
 def down(demo: Demo) -> None:
+    """Returns only when nothing of the demo is left: every process it recorded has exited
+    (killed by pid if need be) and its namespaces are gone; else exits non-zero saying what."""
+    ours = recorded_processes(demo)  # before the steps below remove their pid files
     client_state = demo.state / "client"
     if (client_state / "client.json").exists():
         run(str(VENV_BIN / "elysium-client"), "down", "--state-dir", str(client_state), check=False)
     for service in reversed(SERVICES):
         stop_service(demo, service)
     remove_namespaces(demo)
+    still = [pid for pid, started in ours.items() if start_time(pid) == started]
+    for pid in still:  # e.g. a device process outside the namespaces, or one still exiting
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    left = wait_gone(still)
+    if left:
+        raise SystemExit(f"down: pid {', '.join(map(str, left))} of the demo does not exit")
+    namespaces = [demo.ns(role) for role in ("peer", "hub", "ul") if netns_exists(demo.ns(role))]
+    if namespaces:
+        raise SystemExit(f"down: namespaces {', '.join(namespaces)} could not be removed")
     print(f"down: stopped the demo's processes and removed its namespaces ({demo.name})")
 
 

@@ -70,7 +70,7 @@ def enroll_peer(
         if csr is not None:
             rec.payload |= {"csr": csr, "hub": rec.hub}
             rec.via_control = True
-        rec.before_commit = lambda c2: redeem_enrollment_token(c2, token)
+        rec.last.append(lambda c2: redeem_enrollment_token(c2, token))
         return rec
 
     request = {"name": name, "public_key": key, "csr": csr, "subnets": [str(n) for n in nets]}

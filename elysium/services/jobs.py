@@ -47,8 +47,9 @@ class Record:
     interface_id: int | None = None
     peer_id: int | None = None
     payload: dict[str, Any] = field(default_factory=dict)
-    # Run last, just before the commit: where a hot row lock belongs (it is held until then).
-    before_commit: Callable[[Connection[DictRow]], object] | None = None
+    # Run last, in order, just before the commit: where hot row locks belong (each is held
+    # until the commit): the interface's address pool, an enrollment token's uses.
+    last: list[Callable[[Connection[DictRow]], object]] = field(default_factory=list)
     # The control side must act first (e.g. sign a certificate); it then hands the job on.
     via_control: bool = False
 
@@ -146,8 +147,8 @@ def submit_hub_job(
                 idempotency_key=idempotency_key,
                 fingerprint=fingerprint,
             )
-            if rec.before_commit is not None:
-                rec.before_commit(conn)
+            for step in rec.last:
+                step(conn)
     except jobs_db.IdempotentReplay as replay:
         return _replay(replay.job, fingerprint)
     # Stamped enqueued_at on insert: if this send fails the janitor sends it later.

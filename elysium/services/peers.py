@@ -12,7 +12,14 @@ from psycopg import Connection
 from psycopg.rows import DictRow
 
 from db.interfaces import get_interface
-from db.peers import create_peer, expire_due_peers, get_peer, update_peer
+from db.peers import (
+    claim_subnets,
+    create_peer,
+    expire_due_peers,
+    get_peer,
+    reserve_peer_id,
+    update_peer,
+)
 from db.rows import InterfaceRow, PeerRow
 from elysium.errors import Conflict, ValidationError
 from elysium.keys import normalize_key
@@ -64,23 +71,34 @@ def record_new_peer(
     enrollment_token_id: int | None = None,
     payload: dict[str, Any] | None = None,
 ) -> Record:
-    """Validate against the interface, allocate addresses, insert the pending peer."""
+    """Validate against the interface and record the pending peer.
+
+    Its addresses are allocated last, just before the commit (``Record.last``): the
+    interface's address pool is locked only from there to the commit, not while the job and
+    audit rows are written.
+    """
     iface = get_interface(c, interface_id)
     if iface["status"] == InterfaceStatus.DELETING:
         raise Conflict("the interface is being deleted", code="interface_deleting")
     nets = routed_subnets(iface, subnets)
-    peer = create_peer(
-        c,
-        interface_id,
-        name,
-        public_key,
-        [str(n) for n in nets],
-        expires_at,
-        actor,
-        enrollment_token_id,
-        has_ipv6=iface["network6"] is not None,
+    claim_subnets(c, iface, nets)
+    peer_id = reserve_peer_id(c)
+    rec = peer_record(iface, peer_id, payload or {})
+    rec.last.append(
+        lambda c2: create_peer(
+            c2,
+            interface_id,
+            name,
+            public_key,
+            [str(n) for n in nets],
+            expires_at,
+            actor,
+            enrollment_token_id,
+            has_ipv6=iface["network6"] is not None,
+            peer_id=peer_id,
+        )
     )
-    return peer_record(iface, peer["id"], payload or {})
+    return rec
 
 
 def add_peer(
@@ -150,7 +168,9 @@ def change_peer(
         iface = get_interface(c, peer["interface_id"])
         values = dict(changes)
         if "subnets" in values:
-            values["subnets"] = [str(n) for n in routed_subnets(iface, values["subnets"])]
+            nets = routed_subnets(iface, values["subnets"])
+            claim_subnets(c, iface, nets, peer_id)
+            values["subnets"] = [str(n) for n in nets]
         update_peer(c, peer_id, values)
         return peer_record(
             iface,
