@@ -9,6 +9,7 @@ the lowest free address is the least released one, else the offset. The pool row
 from __future__ import annotations
 
 import ipaddress
+from typing import Any
 
 from psycopg import Connection
 from psycopg.rows import DictRow
@@ -32,6 +33,18 @@ def allocate_address(conn: Connection[DictRow], interface_id: int, family: int =
     Returns None when the interface has no network of that family. Must run inside the
     transaction that records the peer, so a rollback gives the address back.
     """
+    # The common case in one statement: nothing released, so take the next offset (the
+    # UPDATE locks the pool row until the commit, as FOR UPDATE would).
+    taken = conn.execute(
+        "UPDATE address_pools p SET next_offset = p.next_offset + 1 FROM interfaces i"
+        " WHERE i.id = p.interface_id AND p.interface_id = %s AND p.family = %s"
+        " AND NOT EXISTS (SELECT 1 FROM released_addresses r"
+        "  WHERE r.interface_id = p.interface_id AND r.family = p.family)"
+        " RETURNING p.next_offset - 1 AS offset, i.network, i.network6",
+        (interface_id, family),
+    ).fetchone()
+    if taken is not None:
+        return _at_offset(taken, family)
     row = conn.execute(
         "SELECT p.next_offset, i.network, i.network6, EXISTS (SELECT 1 FROM released_addresses r"
         "  WHERE r.interface_id = p.interface_id AND r.family = p.family) AS has_released"
@@ -54,18 +67,24 @@ def allocate_address(conn: Connection[DictRow], interface_id: int, family: int =
         ).fetchone()
         if reused is not None:
             return str(reused["address"])
-    network = ipaddress.ip_network(row["network"] if family == 4 else row["network6"])
-    offset = int(row["next_offset"])
-    if offset > last_offset(network):
-        raise NetworkFull(
-            f"network {network} has no free address",
-            fields={"network" if family == 4 else "network6": "no free address"},
-        )
     conn.execute(
         "UPDATE address_pools SET next_offset = next_offset + 1"
         " WHERE interface_id = %s AND family = %s",
         (interface_id, family),
     )
+    return _at_offset({**row, "offset": row["next_offset"]}, family)
+
+
+def _at_offset(row: dict[str, Any], family: int) -> str:
+    """The address at the pool offset just taken; NetworkFull past the last host (the
+    caller's transaction is then rolled back, and the offset with it)."""
+    network = ipaddress.ip_network(row["network"] if family == 4 else row["network6"])
+    offset = int(row["offset"])
+    if offset > last_offset(network):
+        raise NetworkFull(
+            f"network {network} has no free address",
+            fields={"network" if family == 4 else "network6": "no free address"},
+        )
     return str(network.network_address + offset)
 
 

@@ -58,17 +58,28 @@ def create_job(
     hub_id: int | None = None,
     interface_id: int | None = None,
     peer_id: int | None = None,
+    new_peer: bool = False,
+    target: str | None = None,
 ) -> JobRow:
-    """Insert a queued job in the caller's transaction.
+    """Insert a queued job and its ``accepted`` audit record, in one statement of the
+    caller's transaction.
 
-    Raises IdempotentReplay when another transaction committed a job with the same key
-    first; the caller rolls back its own writes and answers with that job.
+    ``new_peer``: the job is about a peer not written yet; it draws the peer's id (the
+    caller writes the peer under ``job["peer_id"]``). ``target`` names what the job acts on
+    in the audit record (default: ``peer:<id>``). Raises IdempotentReplay when another
+    transaction committed a job with the same key first; the caller rolls back its own
+    writes and answers with that job.
     """
     row = conn.execute(
-        f"INSERT INTO jobs (id, kind, queue, submitter, payload, idempotency_key, request_hash,"
-        f" hub_id, interface_id, peer_id, enqueued_at)"
-        f" VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, now())"
-        f" ON CONFLICT (submitter, idempotency_key) DO NOTHING RETURNING {JOB_COLUMNS}",
+        "WITH j AS (INSERT INTO jobs (id, kind, queue, submitter, payload, idempotency_key,"
+        " request_hash, hub_id, interface_id, peer_id, enqueued_at)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s,"
+        "  CASE WHEN %s THEN nextval(pg_get_serial_sequence('peers', 'id')) ELSE %s END, now())"
+        f" ON CONFLICT (submitter, idempotency_key) DO NOTHING RETURNING {JOB_COLUMNS}),"
+        " a AS (INSERT INTO audit (actor, action, target, outcome, detail)"
+        "  SELECT submitter, kind, coalesce(%s, 'peer:' || peer_id), 'accepted',"
+        "  jsonb_build_object('job_id', id) FROM j)"
+        " SELECT * FROM j",
         (
             uuid.uuid4(),
             kind,
@@ -79,7 +90,9 @@ def create_job(
             request_hash,
             hub_id,
             interface_id,
+            new_peer,
             peer_id,
+            target,
         ),
     ).fetchone()
     if row is None:

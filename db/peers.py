@@ -61,7 +61,7 @@ def create_peer(
     Raises Conflict (public_key_in_use) when a live peer of the interface has the key and
     NetworkFull when no address is left; the caller's transaction then writes nothing.
     ``has_ipv6=False`` (the interface has no IPv6 network) saves the IPv6 look-up;
-    ``peer_id`` is one ``reserve_peer_id`` gave (default: the next).
+    ``peer_id`` is one its job drew (``create_job(new_peer=True)``; default: the next).
     """
     address = allocate_address(conn, interface_id, 4)
     address6 = allocate_address(conn, interface_id, 6) if has_ipv6 else None
@@ -88,13 +88,6 @@ def create_peer(
         raise _conflict(exc) from None
     assert row is not None
     return cast(PeerRow, row)
-
-
-def reserve_peer_id(conn: Connection[DictRow]) -> int:
-    """A peer id to record things under before the peer row itself is written."""
-    row = conn.execute("SELECT nextval(pg_get_serial_sequence('peers', 'id')) AS id").fetchone()
-    assert row is not None
-    return int(row["id"])
 
 
 def claim_subnets(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import select
+
 from psycopg import Connection
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import ConnectionPool
@@ -25,9 +27,14 @@ def open_pool(
     """Open a pool of autocommit dict-row connections (use ``conn.transaction()`` blocks)."""
 
     def check(conn: Connection[DictRow]) -> None:
-        # One dead connection means the server went away (restart, outage): check the idle
-        # ones now. Met one by one, each would cost the request a doubling pause (0, 1, 2, 4 s)
-        # and a pool of them ran it past its timeout although PostgreSQL was back.
+        # An idle connection has nothing to read: when its socket is readable, the server
+        # has closed it (restart, outage) or sent a notice, and only then is a round trip
+        # spent on checking it. One dead connection means the server went away: check the
+        # idle ones now. Met one by one, each would cost the request a doubling pause
+        # (0, 1, 2, 4 s) and a pool of them ran it past its timeout although PostgreSQL
+        # was back.
+        if not conn.broken and not _readable(conn):
+            return
         try:
             ConnectionPool.check_connection(conn)
         except Exception:
@@ -46,3 +53,12 @@ def open_pool(
         reconnect_timeout=RECONNECT_TIMEOUT_S,
     )
     return pool
+
+
+def _readable(conn: Connection[DictRow]) -> bool:
+    """Whether the server has sent an idle connection anything (EOF included)."""
+    try:
+        ready, _, _ = select.select([conn.fileno()], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(ready)

@@ -112,7 +112,8 @@ class JobQueue:
         self, job_id: uuid.UUID | str, task: str, kwargs: dict[str, str], **opts: Any
     ) -> bool:
         try:
-            self.app.send_task(task, kwargs=kwargs, **opts)
+            # argsrepr/kwargsrepr given: Celery skips its safe-repr pass over the arguments.
+            self.app.send_task(task, kwargs=kwargs, argsrepr="()", kwargsrepr=repr(kwargs), **opts)
         except Exception as exc:  # kombu raises many kinds for an unreachable broker
             log.warning("job %s recorded but not sent (%s); the janitor will send it", job_id, exc)
             return False

@@ -18,7 +18,7 @@ from psycopg.rows import DictRow
 from db import jobs as jobs_db
 from db.peers import finish_removal, update_peer
 from db.rows import JobRow
-from db.tokens import check_enrollment_token, redeem_enrollment_token
+from db.tokens import enrollment_grant, redeem_enrollment_token
 from elysium import pki
 from elysium.errors import ElysiumError
 from elysium.keys import normalize_key
@@ -54,11 +54,11 @@ def enroll_peer(
     def write(c: Connection[DictRow]) -> Record:
         # Checked now, redeemed last: the token's row lock is then held only until the commit,
         # not through the whole enrollment (all peers of one token queue on that row).
-        grant = check_enrollment_token(c, token)
+        grant, iface = enrollment_grant(c, token)
         check_subnets_allowed(nets, [ipaddress.ip_network(s) for s in grant["subnets"]])
         rec = record_new_peer(
             c,
-            grant["interface_id"],
+            iface,
             name=name,
             public_key=key,
             subnets=[str(n) for n in nets],

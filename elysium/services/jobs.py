@@ -42,7 +42,7 @@ class Record:
     """What a service wrote for a job, and what the job is about."""
 
     hub: str
-    target: str
+    target: str | None  # None: the new peer the job records (``peer:<its id>``)
     hub_id: int | None = None
     interface_id: int | None = None
     peer_id: int | None = None
@@ -52,6 +52,8 @@ class Record:
     last: list[Callable[[Connection[DictRow]], object]] = field(default_factory=list)
     # The control side must act first (e.g. sign a certificate); it then hands the job on.
     via_control: bool = False
+    # The job draws the id of a peer that a ``last`` step writes (set once the job is in).
+    new_peer: bool = False
 
 
 @dataclass
@@ -104,8 +106,10 @@ def record_hub_job(
         hub_id=rec.hub_id,
         interface_id=rec.interface_id,
         peer_id=rec.peer_id,
+        new_peer=rec.new_peer,
+        target=rec.target,
     )
-    audit.record(conn, submitter, kind, rec.target, "accepted", {"job_id": str(job["id"])})
+    rec.peer_id = job["peer_id"]
     return job
 
 

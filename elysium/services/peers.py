@@ -17,7 +17,6 @@ from db.peers import (
     create_peer,
     expire_due_peers,
     get_peer,
-    reserve_peer_id,
     update_peer,
 )
 from db.rows import InterfaceRow, PeerRow
@@ -61,7 +60,7 @@ def peer_record(iface: InterfaceRow, peer_id: int, payload: dict[str, Any]) -> R
 
 def record_new_peer(
     c: Connection[DictRow],
-    interface_id: int,
+    iface: InterfaceRow,
     *,
     name: str,
     public_key: str,
@@ -77,13 +76,19 @@ def record_new_peer(
     interface's address pool is locked only from there to the commit, not while the job and
     audit rows are written.
     """
-    iface = get_interface(c, interface_id)
     if iface["status"] == InterfaceStatus.DELETING:
         raise Conflict("the interface is being deleted", code="interface_deleting")
+    interface_id = iface["id"]
     nets = routed_subnets(iface, subnets)
     claim_subnets(c, iface, nets)
-    peer_id = reserve_peer_id(c)
-    rec = peer_record(iface, peer_id, payload or {})
+    rec = Record(
+        hub=iface["hub"],
+        target=None,
+        hub_id=iface["hub_id"],
+        interface_id=interface_id,
+        payload=payload or {},
+        new_peer=True,
+    )
     rec.last.append(
         lambda c2: create_peer(
             c2,
@@ -95,7 +100,7 @@ def record_new_peer(
             actor,
             enrollment_token_id,
             has_ipv6=iface["network6"] is not None,
-            peer_id=peer_id,
+            peer_id=rec.peer_id,
         )
     )
     return rec
@@ -120,7 +125,7 @@ def add_peer(
     def write(c: Connection[DictRow]) -> Record:
         return record_new_peer(
             c,
-            interface_id,
+            get_interface(c, interface_id),
             name=name,
             public_key=key,
             subnets=subnets,
