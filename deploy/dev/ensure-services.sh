@@ -9,6 +9,7 @@ command -v wireguard-go >/dev/null || need_apt+=(wireguard-go)
 command -v wg >/dev/null || need_apt+=(wireguard-tools)
 command -v ip >/dev/null || need_apt+=(iproute2)
 command -v ping >/dev/null || need_apt+=(iputils-ping)
+command -v nft >/dev/null || need_apt+=(nftables) # nft and libnftables1 (the hub firewall)
 command -v pg_ctlcluster >/dev/null || need_apt+=(postgresql)
 if ((${#need_apt[@]})); then
   echo "deps: installing ${need_apt[*]}"
