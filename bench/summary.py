@@ -16,7 +16,7 @@ from typing import Any
 from bench.scaffold import RESULTS_DIR
 
 README = Path(__file__).parent / "README.md"
-NOT_FIGURES = ("goals", "machine", "server")
+NOT_FIGURES = ("goals", "machine", "server", "setup")
 # figure -> the figure of the same benchmark it is compared with.
 BASELINES: dict[str, dict[str, str]] = {
     "alloc": {"per_alloc_ms_10k": "per_alloc_ms_empty"},
@@ -32,6 +32,10 @@ BASELINES: dict[str, dict[str, str]] = {
     },
     "jobs": {"e2e_p50_ms_10k": "e2e_p50_ms", "e2e_p99_ms_10k": "e2e_p99_ms"},
     "liveness": {"batch_write_10k_s": "per_row_update_10k_s"},
+    "policy": {
+        "policy_apply_10k_s": "flat_apply_10k_s",
+        "peer_join_p50_ms": "peer_join_p50_ms_100",
+    },
 }
 AT_LEAST = {"enroll_to_healthz_ratio", "speedup_vs_per_row"}
 
