@@ -72,9 +72,10 @@ def _blueprints() -> list[Any]:
     from api.jobs.views import blp as jobs
     from api.peer_self.views import blp as peer_self
     from api.peers.views import blp as peers
+    from api.policy.views import blp as policy
     from api.tokens.views import blp as tokens
 
-    return [health, tokens, hubs, interfaces, peers, enroll, jobs, peer_self, audit]
+    return [health, tokens, hubs, interfaces, policy, peers, enroll, jobs, peer_self, audit]
 
 
 class IdConverter(BaseConverter):

@@ -11,6 +11,7 @@ import click
 import psycopg
 from psycopg.rows import DictRow, dict_row
 
+from cli.policy import policy
 from elysium.errors import ElysiumError
 from elysium.services import tokens
 from elysium.settings import Settings
@@ -40,6 +41,9 @@ def db_migrate(settings: Settings) -> None:
     applied = migrate(settings.database_url)
     names = ": " + ", ".join(applied) if applied else ""
     click.echo(f"applied {len(applied)} migration(s){names}")
+
+
+cli.add_command(policy)
 
 
 @cli.group()

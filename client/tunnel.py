@@ -102,13 +102,23 @@ def hub_peer(config: dict[str, Any]) -> PeerSpec:
     )
 
 
+# Through an exit hub the default route goes into the tunnel as two halves: each is more
+# specific than the host's own default route, which stays in place (and comes back at down).
+DEFAULT_HALVES = {
+    "0.0.0.0/0": ("0.0.0.0/1", "128.0.0.0/1"),
+    "::/0": ("::/1", "8000::/1"),
+}
+
+
 def routed_subnets(addresses: list[str], allowed_ips: tuple[str, ...]) -> list[str]:
     """Allowed IPs outside the interface's own networks: these need a route of ours."""
     own = [ipaddress.ip_interface(a).network for a in addresses]
-    out = []
+    out: list[str] = []
     for text in allowed_ips:
         net = ipaddress.ip_network(text, strict=False)
-        if not any(net.version == o.version and net.subnet_of(o) for o in own):  # type: ignore[arg-type]
+        if str(net) in DEFAULT_HALVES:
+            out.extend(DEFAULT_HALVES[str(net)])
+        elif not any(net.version == o.version and net.subnet_of(o) for o in own):  # type: ignore[arg-type]
             out.append(str(net))
     return out
 

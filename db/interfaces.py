@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-from typing import cast
+from typing import Any, cast
 
 from psycopg import Connection, errors
 from psycopg.rows import DictRow
 
 from db.addresses import create_pools
+from db.peers import LIVE
 from db.rows import InterfaceRow
 from elysium.errors import Conflict, NotFound
 
 INTERFACE_COLUMNS = (
     "i.id, i.hub_id, h.name AS hub, h.endpoint AS hub_endpoint, i.name,"
     " i.network::text AS network, i.network6::text AS network6, i.listen_port, i.mtu, i.dns,"
-    " i.keepalive, i.public_key, i.status, i.created_at, i.updated_at"
+    " i.keepalive, i.public_key, i.status, i.routes::text[] AS routes, i.exit, i.nat,"
+    " i.policy, i.created_at, i.updated_at"
 )
 FROM_INTERFACES = "FROM interfaces i JOIN hubs h ON h.id = i.hub_id"
 
@@ -92,3 +94,40 @@ def set_interface_status(conn: Connection[DictRow], interface_id: int, status: s
 
 def delete_interface(conn: Connection[DictRow], interface_id: int) -> None:
     conn.execute("DELETE FROM interfaces WHERE id = %s", (interface_id,))
+
+
+def update_interface(conn: Connection[DictRow], interface_id: int, changes: dict[str, Any]) -> None:
+    """Change ``routes``, ``exit``, ``nat`` or ``policy`` (the caller validated them)."""
+    allowed = {"routes": "%s::cidr[]", "exit": "%s", "nat": "%s", "policy": "%s"}
+    sets = []
+    for key in changes:
+        if key not in allowed:
+            raise ValueError(key)
+        sets.append(f"{key} = {allowed[key]}")
+    if sets:
+        conn.execute(
+            f"UPDATE interfaces SET {', '.join(sets)}, updated_at = now() WHERE id = %s",
+            [*changes.values(), interface_id],
+        )
+
+
+def interface_nat_said(conn: Connection[DictRow], interface_id: int) -> bool:
+    """Whether the operator has said anything about NAT (``null`` included)."""
+    row = conn.execute(
+        "SELECT nat IS NOT NULL AS said FROM interfaces WHERE id = %s", (interface_id,)
+    ).fetchone()
+    return bool(row and row["said"])
+
+
+def policy_vocabulary(conn: Connection[DictRow], interface_id: int) -> tuple[set[str], set[int]]:
+    """The tags a policy of the interface may name (those of its live peers and of its
+    enrollment tokens) and the ids of its live peers."""
+    row = conn.execute(
+        "SELECT ARRAY(SELECT DISTINCT unnest(p.tags) FROM peers p WHERE p.interface_id = %s"
+        f"  AND {LIVE} UNION SELECT DISTINCT unnest(t.tags) FROM enrollment_tokens t"
+        "  WHERE t.interface_id = %s) AS tags,"
+        f" ARRAY(SELECT p.id FROM peers p WHERE p.interface_id = %s AND {LIVE}) AS peers",
+        (interface_id, interface_id, interface_id),
+    ).fetchone()
+    assert row is not None
+    return set(row["tags"]), set(row["peers"])

@@ -25,7 +25,7 @@ from elysium.states import ENDED_PEER, LEAVING_PEER, LIVE_PEER, PeerStatus, sql_
 
 PEER_COLUMNS = (
     "p.id, p.interface_id, p.name, p.public_key, host(p.address) AS address,"
-    " host(p.address6) AS address6, p.subnets::text[] AS subnets, p.enabled, p.status,"
+    " host(p.address6) AS address6, p.subnets::text[] AS subnets, p.tags, p.enabled, p.status,"
     " p.expires_at, p.online, p.endpoint, p.last_handshake_at, p.rx_bytes, p.tx_bytes,"
     " p.enrollment_token_id, p.created_at, p.updated_at"
 )
@@ -55,6 +55,7 @@ def create_peer(
     *,
     has_ipv6: bool = True,
     peer_id: int | None = None,
+    tags: Sequence[str] = (),
 ) -> PeerRow:
     """Allocate addresses and record a pending peer, inside the caller's transaction.
 
@@ -68,9 +69,9 @@ def create_peer(
     try:
         row = conn.execute(
             "INSERT INTO peers AS p (id, interface_id, name, public_key, address, address6,"
-            " subnets, expires_at, created_by, enrollment_token_id)"
+            " subnets, tags, expires_at, created_by, enrollment_token_id)"
             " VALUES (coalesce(%s, nextval(pg_get_serial_sequence('peers', 'id'))),"
-            f" %s, %s, %s, %s, %s, %s::cidr[], %s, %s, %s) RETURNING {PEER_COLUMNS}",
+            f" %s, %s, %s, %s, %s, %s::cidr[], %s, %s, %s, %s) RETURNING {PEER_COLUMNS}",
             (
                 peer_id,
                 interface_id,
@@ -79,6 +80,7 @@ def create_peer(
                 address,
                 address6,
                 list(subnets),
+                list(tags),
                 expires_at,
                 created_by,
                 enrollment_token_id,
@@ -191,17 +193,20 @@ def list_peers(
     )
 
 
-def desired_peers(conn: Connection[DictRow], interface_id: int) -> list[DesiredPeer]:
-    """Every peer that should be on the interface's device now (live and enabled)."""
-    return cast(
-        list[DesiredPeer],
-        conn.execute(
-            "SELECT p.id, p.public_key, host(p.address) AS address, host(p.address6) AS address6,"
-            " p.subnets::text[] AS subnets FROM peers p WHERE p.interface_id = %s AND p.enabled"
-            f" AND {LIVE} ORDER BY p.id",
-            (interface_id,),
-        ).fetchall(),
-    )
+def desired_peers(
+    conn: Connection[DictRow], interface_id: int, peer_ids: Sequence[int] | None = None
+) -> list[DesiredPeer]:
+    """Every peer that should be on the interface's device now (live and enabled), or those
+    of ``peer_ids``, with what the device and the policy need of each."""
+    where = "" if peer_ids is None else " AND p.id = ANY(%s)"
+    params: list[Any] = [interface_id] if peer_ids is None else [interface_id, list(peer_ids)]
+    rows = conn.execute(
+        "SELECT p.id, p.public_key, host(p.address) AS address, host(p.address6) AS address6,"
+        " p.subnets::text[] AS subnets, p.tags FROM peers p WHERE p.interface_id = %s"
+        f" AND p.enabled AND {LIVE}{where} ORDER BY p.id",
+        params,
+    ).fetchall()
+    return cast(list[DesiredPeer], rows)
 
 
 def routed_subnets(
@@ -219,7 +224,15 @@ def routed_subnets(
 
 def update_peer(conn: Connection[DictRow], peer_id: int, changes: dict[str, Any]) -> PeerRow:
     """Change enabled, subnets, expires_at, public_key or status of a peer."""
-    allowed = {"enabled", "subnets", "expires_at", "public_key", "status", "certificate_serial"}
+    allowed = {
+        "enabled",
+        "subnets",
+        "tags",
+        "expires_at",
+        "public_key",
+        "status",
+        "certificate_serial",
+    }
     sets = []
     params: list[Any] = []
     for key, value in changes.items():
@@ -277,6 +290,7 @@ def peer_config(conn: Connection[DictRow], peer_id: int) -> dict[str, Any]:
         "SELECT p.id, p.interface_id, host(p.address) AS address, host(p.address6) AS address6,"
         " p.status, p.public_key, i.network::text AS network, i.network6::text AS network6,"
         " i.listen_port, i.mtu, i.dns, i.keepalive, i.public_key AS hub_public_key,"
+        " i.routes::text[] AS routes, i.exit, p.tags,"
         " h.endpoint FROM peers p JOIN interfaces i ON i.id = p.interface_id"
         " JOIN hubs h ON h.id = i.hub_id WHERE p.id = %s",
         (peer_id,),
@@ -299,8 +313,15 @@ def peer_config(conn: Connection[DictRow], peer_id: int) -> dict[str, Any]:
         "address6": row["address6"],
         "addresses": addresses,
         "allowed_ips": client_allowed_ips(
-            row["network"], row["network6"], routed_subnets(conn, row["interface_id"], row["id"])
+            row["network"],
+            row["network6"],
+            routed_subnets(conn, row["interface_id"], row["id"]),
+            row["routes"],
+            row["exit"],
         ),
+        "routes": row["routes"],
+        "exit": row["exit"],
+        "tags": row["tags"],
         "hub_public_key": row["hub_public_key"],
         "hub_addresses": hub_addresses,
         "endpoint": endpoint_with_port(row["endpoint"], row["listen_port"]),

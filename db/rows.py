@@ -36,6 +36,10 @@ class InterfaceRow(TypedDict):
     keepalive: int | None
     public_key: str | None
     status: str  # elysium.states.InterfaceStatus
+    routes: list[str]  # networks behind the hub that its peers may reach
+    exit: bool  # the hub is its peers' default route
+    nat: dict[str, str] | None  # {"egress": DEVICE}; None: no masquerade (or never said)
+    policy: dict[str, Any]  # elysium.policy's JSON form: {"default", "rules"}
     created_at: datetime
     updated_at: datetime
 
@@ -48,6 +52,7 @@ class PeerRow(TypedDict):
     address: str | None
     address6: str | None
     subnets: list[str]
+    tags: list[str]
     enabled: bool
     status: str  # elysium.states.PeerStatus
     expires_at: datetime | None
@@ -62,13 +67,14 @@ class PeerRow(TypedDict):
 
 
 class DesiredPeer(TypedDict):
-    """What a hub needs of a peer to put it on its device."""
+    """What a hub needs of a peer to put it on its device and in its policy's sets."""
 
     id: int
     public_key: str
     address: str
     address6: str | None
     subnets: list[str]
+    tags: list[str]  # for the policy's tag sets
 
 
 class JobRow(TypedDict):

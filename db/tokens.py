@@ -19,6 +19,7 @@ from db.rows import InterfaceRow
 from elysium.errors import Gone, NotFound, Unauthorized, ValidationError
 from elysium.networks import check_subnets_clear_of, parse_subnets
 from elysium.states import Scope
+from elysium.tags import check_tags
 
 API_PREFIX = "ely_"
 ENROLLMENT_PREFIX = "elyenr_"
@@ -30,7 +31,7 @@ MAX_TOKEN_LEN = 128
 
 API_COLUMNS = "id, name, scope, created_by, created_at, expires_at, revoked_at, last_used_at"
 ENROLLMENT_COLUMNS = (
-    "id, interface_id, name, uses_total, uses_left, subnets::text[] AS subnets, created_by,"
+    "id, interface_id, name, uses_total, uses_left, subnets::text[] AS subnets, tags, created_by,"
     " created_at, expires_at, revoked_at, expired"
 )
 
@@ -131,6 +132,7 @@ def create_enrollment_token(
     uses: int,
     subnets: list[str],
     created_by: str | None,
+    tags: list[str] | None = None,
 ) -> tuple[dict[str, Any], str]:
     """Make a token that enrolls up to ``uses`` peers on one interface before it expires.
 
@@ -152,10 +154,20 @@ def create_enrollment_token(
         with conn.transaction():
             row = conn.execute(
                 "INSERT INTO enrollment_tokens (interface_id, name, token_hash, uses_total,"
-                " uses_left, subnets, created_by, expires_at) VALUES (%s, %s, %s, %s, %s,"
-                " %s::cidr[], %s, now() + make_interval(secs => %s))"
+                " uses_left, subnets, tags, created_by, expires_at) VALUES (%s, %s, %s, %s, %s,"
+                " %s::cidr[], %s, %s, now() + make_interval(secs => %s))"
                 f" RETURNING {ENROLLMENT_COLUMNS}",
-                (interface_id, name, hash_token(text), uses, uses, nets, created_by, ttl_seconds),
+                (
+                    interface_id,
+                    name,
+                    hash_token(text),
+                    uses,
+                    uses,
+                    nets,
+                    check_tags("tags", tags or []),
+                    created_by,
+                    ttl_seconds,
+                ),
             ).fetchone()
     except errors.ForeignKeyViolation:
         raise NotFound(
@@ -208,7 +220,8 @@ def enrollment_grant(
     """What :func:`check_enrollment_token` gives, with the token's interface, in one query."""
     digest = _digest(token_text, ENROLLMENT_PREFIX)
     row = conn.execute(
-        f"SELECT {INTERFACE_COLUMNS}, t.id AS grant_id, t.subnets::text[] AS grant_subnets"
+        f"SELECT {INTERFACE_COLUMNS}, t.id AS grant_id, t.subnets::text[] AS grant_subnets,"
+        " t.tags AS grant_tags"
         f" {FROM_INTERFACES} JOIN enrollment_tokens t ON t.interface_id = i.id"
         " WHERE t.token_hash = %s AND t.uses_left > 0 AND t.revoked_at IS NULL"
         " AND NOT t.expired AND t.expires_at > now()",
@@ -217,6 +230,7 @@ def enrollment_grant(
     if row is None:
         raise _refusal(conn, digest)
     grant = {"id": row.pop("grant_id"), "subnets": row.pop("grant_subnets")}
+    grant["tags"] = row.pop("grant_tags")
     grant["interface_id"] = row["id"]
     return grant, cast(InterfaceRow, row)
 

@@ -159,15 +159,21 @@ def peer_allowed_ips(address: str, address6: str | None, subnets: Iterable[str])
 
 
 def client_allowed_ips(
-    network: str, network6: str | None, other_subnets: Iterable[str]
+    network: str,
+    network6: str | None,
+    other_subnets: Iterable[str],
+    routes: Iterable[str] = (),
+    exit: bool = False,
 ) -> list[str]:
-    """What a peer routes into the tunnel: the interface networks and other peers' subnets."""
+    """What a peer routes into the tunnel: the interface networks, other peers' subnets, the
+    networks behind the hub (``routes``) and, through an exit hub, everything."""
     out = [str(ipaddress.ip_network(network))]
     if network6:
         out.append(str(ipaddress.ip_network(network6)))
-    for s in other_subnets:
-        if s not in out:
-            out.append(str(ipaddress.ip_network(s)))
+    for s in (*other_subnets, *routes, *(("0.0.0.0/0", "::/0") if exit else ())):
+        text = str(ipaddress.ip_network(s))
+        if text not in out:
+            out.append(text)
     return out
 
 

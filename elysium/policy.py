@@ -14,16 +14,14 @@ peer join O(1).
 from __future__ import annotations
 
 import ipaddress
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from elysium.errors import ValidationError
 from elysium.networks import IPNetwork
+from elysium.tags import check_tag
 
-TAG_PATTERN = r"^[a-z][a-z0-9_]{0,30}$"
-_TAG_RE = re.compile(TAG_PATTERN)
 PROTOS = ("tcp", "udp", "icmp")
 ACTIONS = ("accept", "drop")
 MAX_RULES = 5_000
@@ -33,13 +31,6 @@ DEFAULT_RULE = -1  # the counter key of an interface's default verdict
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 SetMembers = dict[str, list[str]]
-
-
-def check_tag(field: str, value: object) -> str:
-    """A tag name (lower case, digits, underscores; starts with a letter; up to 31)."""
-    if not isinstance(value, str) or not _TAG_RE.match(value):
-        raise ValidationError(field, f"must be a tag name matching {TAG_PATTERN}")
-    return value
 
 
 @dataclass(frozen=True)
@@ -169,6 +160,22 @@ def policy_to_json(policy: Policy) -> dict[str, Any]:
             for r in policy.rules
         ],
     }
+
+
+def policy_from_json(data: dict[str, Any]) -> Policy:
+    """A policy as stored (``policy_to_json``'s form, validated when it was written). Tags
+    and peers it names need not exist any more: their sets are then empty."""
+    rules = tuple(
+        Rule(
+            src=r["from"],
+            dst=r["to"],
+            proto=r.get("proto"),
+            ports=tuple(r.get("ports") or ()),
+            action=r["action"],
+        )
+        for r in data.get("rules", [])
+    )
+    return Policy(rules=rules, default=data.get("default", "drop"))
 
 
 def _no_unknown_keys(body: dict[str, Any], allowed: set[str], where: str) -> None:

@@ -126,6 +126,26 @@ class Topology:
         run("ip", "-n", ns, "addr", "add", f"{address}/24", "dev", "eth0")
         run("ip", "-n", ns, "link", "set", "eth0", "up")
 
+    def add_behind_hub(self, name: str, hub_address: str, address: str, *, route: bool) -> str:
+        """A namespace joined to the hub by its own link (the hub's device is ``name``):
+        ``hub_address``/``address`` with prefix on each end. ``route``: its default route
+        goes back through the hub (a LAN behind the hub); without one it answers only what
+        comes from the hub's own address (the far side of a NAT, "the internet")."""
+        ns = f"ely-{name}-{self.suffix}"
+        self._add_ns(ns)
+        far = f"x{name}"  # the hub has an eth0 already: renamed once it is in ``ns``
+        run("ip", "-n", self.hub, "link", "add", name, "type", "veth", "peer", "name", far)
+        run("ip", "-n", self.hub, "link", "set", far, "netns", ns)
+        run("ip", "-n", ns, "link", "set", far, "name", "eth0")
+        run("ip", "-n", self.hub, "addr", "add", hub_address, "dev", name)
+        run("ip", "-n", self.hub, "link", "set", name, "up")
+        run("ip", "-n", ns, "addr", "add", address, "dev", "eth0")
+        run("ip", "-n", ns, "link", "set", "eth0", "up")
+        if route:
+            gateway = hub_address.split("/")[0]
+            run("ip", "-n", ns, "route", "add", "default", "via", gateway)
+        return ns
+
     def destroy(self) -> None:
         """Kill what runs in our namespaces (all started by this run) and delete them."""
         for ns in reversed(self.created):

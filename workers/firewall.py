@@ -239,6 +239,7 @@ class Firewall:
         self.backend = self._nft.name
         self._sets: dict[str, SetSpec] = {}
         self._counters: dict[str, tuple[str, int]] = {}
+        self._loaded: dict[str, CompiledPolicy] = {}  # per interface, what the table holds
 
     def apply(self, interfaces: list[InterfaceFirewall]) -> bool:
         """Replace the whole table in one transaction; whether it differed from what was
@@ -252,19 +253,46 @@ class Firewall:
                     fields={"nat.egress": "no such device"},
                 )
         before = self.listing()
+        carried = self._carried_counts(interfaces)
         try:
-            self._nft.run(render_table(interfaces))
+            self._nft.run(render_table(interfaces, carried))
         except NftFailed as exc:
             raise DataplaneError(
                 f"nft refused the firewall: {exc}", code="firewall_rejected"
             ) from None
         self._sets = {s.name: s for ifw in interfaces for s in ifw.compiled.sets}
+        self._loaded = {ifw.name: ifw.compiled for ifw in interfaces}
         self._counters = {
             counter_name(ifw.compiled.prefix, index): (ifw.name, index)
             for ifw in interfaces
             for index in _rule_indexes(ifw.compiled)
         }
         return self.listing() != before
+
+    def _carried_counts(self, interfaces: list[InterfaceFirewall]) -> dict[str, tuple[int, int]]:
+        """Counts of the rules a reload keeps as they were (same index, same rule): a
+        reconcile, or a change to other rules, must not reset what operators watch."""
+        if not self._loaded:
+            return {}
+        try:
+            out = self._nft.run(f"list counters table {TABLE}", NFT_CTX_OUTPUT_JSON)
+        except NftFailed:
+            return {}
+        now = {
+            c["name"]: (int(c["packets"]), int(c["bytes"]))
+            for item in json.loads(out).get("nftables", [])
+            if (c := item.get("counter"))
+        }
+        carried: dict[str, tuple[int, int]] = {}
+        for ifw in interfaces:
+            old = self._loaded.get(ifw.name)
+            if old is None or old.prefix != ifw.compiled.prefix:
+                continue
+            for index in _rule_indexes(ifw.compiled):
+                name = counter_name(ifw.compiled.prefix, index)
+                if name in now and _same_rule(old, ifw.compiled, index):
+                    carried[name] = now[name]
+        return carried
 
     def listing(self) -> str:
         """The table as nft lists it without counter values ("" when it is missing)."""
@@ -317,6 +345,7 @@ class Firewall:
         self._nft.run(f"add table {TABLE}\ndelete table {TABLE}\n")
         self._sets.clear()
         self._counters.clear()
+        self._loaded.clear()
 
     def close(self) -> None:
         self._nft.close()
@@ -339,6 +368,12 @@ def _check_unique_prefixes(interfaces: Iterable[InterfaceFirewall]) -> None:
             )
 
 
+def _same_rule(old: CompiledPolicy, new: CompiledPolicy, index: int) -> bool:
+    if index == DEFAULT_RULE:
+        return old.default == new.default
+    return [r for r in old.rules if r.index == index] == [r for r in new.rules if r.index == index]
+
+
 def _rule_indexes(compiled: CompiledPolicy) -> list[int]:
     return sorted({r.index for r in compiled.rules} | {DEFAULT_RULE})
 
@@ -346,18 +381,28 @@ def _rule_indexes(compiled: CompiledPolicy) -> list[int]:
 # ---------------------------------------------------------------- rendering nft text
 
 
-def render_table(interfaces: Iterable[InterfaceFirewall]) -> str:
-    """The ``nft -f`` text that replaces the table: create if missing, delete, recreate."""
+def render_table(
+    interfaces: Iterable[InterfaceFirewall], counts: dict[str, tuple[int, int]] | None = None
+) -> str:
+    """The ``nft -f`` text that replaces the table: create if missing, delete, recreate.
+    ``counts``: counters that start where the replaced table's left off."""
     out = [f"add table {TABLE}", f"delete table {TABLE}", f"table {TABLE} {{"]
     for ifw in interfaces:
-        out.extend(render_interface(ifw))
+        out.extend(render_interface(ifw, counts or {}))
     out.append("}")
     return "\n".join(out) + "\n"
 
 
-def render_interface(ifw: InterfaceFirewall) -> list[str]:
+def render_interface(
+    ifw: InterfaceFirewall, counts: dict[str, tuple[int, int]] | None = None
+) -> list[str]:
     c = ifw.compiled
-    out = [f"counter {counter_name(c.prefix, i)} {{\n}}" for i in _rule_indexes(c)]
+    out = []
+    for i in _rule_indexes(c):
+        name = counter_name(c.prefix, i)
+        packets, octets = (counts or {}).get(name, (0, 0))
+        start = f" packets {packets} bytes {octets}" if packets or octets else ""
+        out.append(f"counter {name} {{{start}\n}}")
     for spec in c.sets:
         kind = "ipv4_addr" if spec.family == 4 else "ipv6_addr"
         flags = " flags interval;" if spec.interval else ""

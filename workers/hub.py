@@ -35,12 +35,15 @@ from elysium.services.hubs import record_reconcile
 from elysium.settings import Settings
 from elysium.states import FINAL_JOB, LIVE_PEER, InterfaceStatus
 from elysium.wireguard import ChangeSet, Dataplane, InterfaceSpec, PeerSpec, PeerStats
-from elysium.wireguard.links import open_iproute
+from elysium.wireguard.links import underlay_addresses
+from workers.hub_policy import HubPolicy
 
 log = logging.getLogger(__name__)
 
 PEER_KINDS = ("add_peer", "enroll_peer", "update_peer", "remove_peer", "expire_peer", "rotate_key")
 INTERFACE_KINDS = ("create_interface", "delete_interface")
+# Jobs that change what the hub enforces for an interface: routes, exit, NAT, its policy.
+POLICY_KINDS = ("update_interface", "set_policy")
 CONFIG_KINDS = ("add_peer", "enroll_peer", "rotate_key")
 
 
@@ -85,31 +88,6 @@ def plan_changes(jobs: list[JobRow], peers: list[PeerRow]) -> tuple[list[PeerSpe
     return list(upserts.values()), sorted(removes - set(upserts))
 
 
-def underlay_addresses(netns: str | None, wireguard: Iterable[str]) -> list[str]:
-    """The addresses of the hub's other interfaces in its namespace: not loopback, not its
-    WireGuard devices (``wireguard`` names, or any link of kind ``wireguard``).
-
-    The heartbeat reports them so the API can refuse routed subnets that cover them.
-    """
-    skip = set(wireguard) | {"lo"}
-    ipr = open_iproute(netns)  # its own socket: the heartbeat thread shares none
-    try:
-        skipped = set()
-        for link in ipr.get_links():
-            info = link.get_attr("IFLA_LINKINFO")
-            kind = info.get_attr("IFLA_INFO_KIND") if info is not None else None
-            if link.get_attr("IFLA_IFNAME") in skip or kind == "wireguard":
-                skipped.add(link["index"])
-        found = {
-            str(ipaddress.ip_address(a.get_attr("IFA_LOCAL") or a.get_attr("IFA_ADDRESS")))
-            for a in ipr.get_addr()
-            if a["index"] not in skipped
-        }
-    finally:
-        ipr.close()
-    return sorted(found, key=lambda a: (ipaddress.ip_address(a).version, ipaddress.ip_address(a)))
-
-
 def record_applied(conn: Connection[DictRow], peers: list[PeerRow]) -> None:
     """The device now holds what these peers' rows want: pending ones become active, removed
     ones give their addresses back."""
@@ -139,6 +117,7 @@ class HubWorker:
                 settings.wg_driver, self.state_dir, settings.netns or None, settings.wireguard_go
             )
         self.dataplane = dataplane
+        self.policy = HubPolicy(self.state_dir, settings.netns or None)
         self._ready: set[str] = set()  # interfaces converged since this process started
         self._started = False
         self._stop = threading.Event()
@@ -160,6 +139,7 @@ class HubWorker:
         """End the heartbeat and release the dataplane's sockets (the devices keep running)."""
         self._stop.set()
         self.dataplane.close()
+        self.policy.close()
 
     def beat(self) -> None:
         info = {
@@ -187,6 +167,7 @@ class HubWorker:
     def converge_interface(self, conn: Connection[DictRow], iface: InterfaceRow) -> ChangeSet:
         """Create or repair the device and give it exactly the desired peers (one batch)."""
         public_key, changes = self.dataplane.ensure_interface(interface_spec(self.state_dir, iface))
+        forwarding = self.policy.ensure_forwarding()
         desired = peers_db.desired_peers(conn, iface["id"])
         peer_changes = self.dataplane.converge(iface["name"], [peer_spec(p) for p in desired])
         with conn.transaction():
@@ -194,9 +175,18 @@ class HubWorker:
             peers_db.mark_applied(conn, [p["id"] for p in desired])
         self._ready.add(iface["name"])
         peer_changes.interface_created = changes.interface_created
-        peer_changes.interface_changed = changes.interface_changed
+        peer_changes.interface_changed = changes.interface_changed + (
+            ["forwarding"] if forwarding else []
+        )
         peer_changes.transactions += changes.transactions
         return peer_changes
+
+    def load_policy(self, conn: Connection[DictRow]) -> bool:
+        """Forwarding rules, NAT and every interface's policy, as one nftables transaction;
+        True when the table differed from the database's (drift, or a change)."""
+        interfaces = interfaces_db.list_hub_interfaces(conn, self.hub)
+        live = [i for i in interfaces if i["status"] != InterfaceStatus.DELETING]
+        return self.policy.load(conn, live)
 
     def converge_all(self) -> dict[str, dict[str, object]]:
         """Reconcile: every interface of this hub to the database; unknown devices removed."""
@@ -216,6 +206,11 @@ class HubWorker:
                 if name not in names:
                     self.dataplane.remove_interface(name)
                     report[name] = {"interface_removed": True}
+            try:
+                report["firewall"] = {"firewall_changed": self.load_policy(conn)}
+            except ElysiumError as exc:  # the previous table stays in force
+                log.error("loading the firewall failed: %s", exc.message)
+                report["firewall"] = {"error": exc.code, "message": exc.message}
         return report
 
     def dump_all(self) -> dict[int, list[PeerStats]]:
@@ -283,6 +278,8 @@ class HubWorker:
                 self._run_create_interface(conn, job)
             elif job["kind"] == "delete_interface":
                 self._run_delete_interface(conn, job)
+            elif job["kind"] in POLICY_KINDS:
+                self._run_policy_change(conn, job)
             else:
                 with conn.transaction():
                     jobs_db.fail_job(
@@ -297,6 +294,7 @@ class HubWorker:
             self._finish(conn, [job], lambda j: {"skipped": "interface is being deleted"})
             return
         changes = self.converge_interface(conn, iface)
+        self.load_policy(conn)
         iface = interfaces_db.get_interface(conn, known(job["interface_id"]))
         self._finish(
             conn,
@@ -317,12 +315,24 @@ class HubWorker:
         self._ready.discard(name)
         with conn.transaction():
             interfaces_db.delete_interface(conn, known(job["interface_id"]))
+        self.load_policy(conn)  # the last interface gone: the table goes, forwarding back
+        with conn.transaction():
             jobs_db.succeed_job(
                 conn,
                 job["id"],
                 {"interface_id": job["interface_id"], "device_removed": removed},
                 self.actor,
             )
+
+    def _run_policy_change(self, conn: Connection[DictRow], job: JobRow) -> None:
+        """Routes, exit, NAT or the policy changed: load the table again (all or nothing)."""
+        if jobs_db.start_job(conn, job["id"]) is None:
+            return
+        iface = interfaces_db.get_interface(conn, known(job["interface_id"]))
+        if iface["name"] not in self._ready:
+            self.converge_interface(conn, iface)
+        changed = self.load_policy(conn)
+        self._finish(conn, [job], lambda j: {"interface_id": iface["id"], "changed": changed})
 
     def _run_peer_burst(self, conn: Connection[DictRow], job: JobRow) -> None:
         try:
@@ -353,8 +363,20 @@ class HubWorker:
             self.converge_interface(conn, iface)
         with conn.transaction():
             record_applied(conn, list(peers.values()))
+        self._follow_peers(conn, iface, list(peers))
         batch = {"id": str(burst[0]["id"]), "size": len(burst)}
         self._finish(conn, burst, lambda j: {**self._peer_result(conn, j), "batch": batch})
+
+    def _follow_peers(
+        self, conn: Connection[DictRow], iface: InterfaceRow, peer_ids: list[int]
+    ) -> None:
+        """The policy's sets follow peers that joined, left or changed tags; should the
+        element update fail, the whole table is loaded again."""
+        try:
+            self.policy.follow_peers(conn, iface, peer_ids)
+        except ElysiumError as exc:
+            log.warning("policy sets not updated (%s); loading the table again", exc.message)
+            self.load_policy(conn)
 
     def _peer_result(self, conn: Connection[DictRow], job: JobRow) -> dict[str, Any]:
         if job["kind"] in CONFIG_KINDS:
@@ -397,5 +419,6 @@ class HubWorker:
 
 
 def _changed(report: dict[str, object]) -> bool:
-    keys = ("added", "removed", "updated", "routes_added", "routes_removed")
-    return any(report.get(k) for k in (*keys, "interface_created", "interface_removed"))
+    keys = ("added", "removed", "updated", "routes_added", "routes_removed", "firewall_changed")
+    more = ("interface_created", "interface_removed", "interface_changed")
+    return any(report.get(k) for k in (*keys, *more))

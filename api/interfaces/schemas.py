@@ -48,6 +48,27 @@ class InterfaceCreateSchema(StrictSchema):
     )
 
 
+class InterfaceChangeSchema(StrictSchema):
+    routes = ma.fields.List(
+        CidrField(),
+        validate=ma.validate.Length(max=64),
+        metadata={"description": "networks behind the hub that its peers may reach"},
+    )
+    exit = ma.fields.Boolean(
+        metadata={"description": "the hub is its peers' default route (0.0.0.0/0, ::/0)"}
+    )
+    nat = ma.fields.Dict(
+        keys=ma.fields.String(),
+        values=ma.fields.String(),
+        allow_none=True,
+        metadata={
+            "description": 'masquerade what leaves the hub through a device: {"egress": "eth0"};'
+            " null: no NAT (say it explicitly to route an exit without NAT)",
+            "example": {"egress": "eth0"},
+        },
+    )
+
+
 class InterfaceSchema(ma.Schema):
     id = ma.fields.Integer(required=True)
     hub_id = ma.fields.Integer()
@@ -61,6 +82,9 @@ class InterfaceSchema(ma.Schema):
     keepalive = ma.fields.Integer(allow_none=True)
     public_key = ma.fields.String(allow_none=True)
     status = ma.fields.String()
+    routes = ma.fields.List(ma.fields.String())
+    exit = ma.fields.Boolean()
+    nat = ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.String(), allow_none=True)
     created_at = ma.fields.AwareDateTime()
     updated_at = ma.fields.AwareDateTime()
 
@@ -70,6 +94,12 @@ class EnrollmentTokenCreateSchema(StrictSchema):
     ttl_seconds = ma.fields.Integer(required=True, validate=ma.validate.Range(min=1, max=MAX_TTL))
     uses = ma.fields.Integer(load_default=1, validate=ma.validate.Range(min=1, max=100_000))
     subnets = ma.fields.List(CidrField(), load_default=list, validate=ma.validate.Length(max=64))
+    tags = ma.fields.List(
+        ma.fields.String(validate=ma.validate.Length(min=1, max=31)),
+        load_default=list,
+        validate=ma.validate.Length(max=32),
+        metadata={"description": "given to every peer that enrolls with the token"},
+    )
 
 
 class EnrollmentTokenCreatedSchema(ma.Schema):
@@ -78,4 +108,5 @@ class EnrollmentTokenCreatedSchema(ma.Schema):
     interface_id = ma.fields.Integer()
     uses = ma.fields.Integer(attribute="uses_total")
     subnets = ma.fields.List(ma.fields.String())
+    tags = ma.fields.List(ma.fields.String())
     expires_at = ma.fields.AwareDateTime(required=True)

@@ -9,6 +9,7 @@ from api.auth import caller, require_scope
 from api.interfaces.schemas import (
     EnrollmentTokenCreatedSchema,
     EnrollmentTokenCreateSchema,
+    InterfaceChangeSchema,
     InterfaceCreateSchema,
     InterfaceSchema,
 )
@@ -46,6 +47,21 @@ def interface(interface_id: int) -> InterfaceRow:
     """One interface, its status and (once built) the hub's public key."""
     with state.connection() as conn:
         return get_interface(conn, interface_id)
+
+
+@blp.route("/interfaces/<id:interface_id>", methods=["PATCH"])
+@require_scope("admin")
+@blp.arguments(InterfaceChangeSchema)
+@blp.response(202, JobAcceptedSchema)
+@blp.doc(parameters=[IDEMPOTENCY_PARAM])
+def change_interface(body: dict[str, Any], interface_id: int) -> dict[str, Any]:
+    """Change the networks pushed to peers (``routes``), ``exit`` and ``nat``; the hub applies
+    routes, NAT and policy, and peers' configs follow."""
+    with state.connection() as conn:
+        sub = services.change_interface(
+            conn, state.queue(), caller().actor, interface_id, body, idempotency_key()
+        )
+    return sub.body
 
 
 @blp.route("/interfaces/<id:interface_id>", methods=["DELETE"])

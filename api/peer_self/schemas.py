@@ -22,6 +22,9 @@ class PeerConfigSchema(ma.Schema):
     keepalive = ma.fields.Integer(allow_none=True)
     dns = ma.fields.List(ma.fields.String())
     mtu = ma.fields.Integer(allow_none=True)
+    routes = ma.fields.List(ma.fields.String(), metadata={"description": "networks behind the hub"})
+    exit = ma.fields.Boolean(metadata={"description": "the hub is this peer's default route"})
+    tags = ma.fields.List(ma.fields.String())
 
 
 class PeerKeySchema(StrictSchema):

@@ -23,16 +23,28 @@ def subnets_field(**kwargs: Any) -> ma.fields.List:
     return ma.fields.List(CidrField(), validate=ma.validate.Length(max=64), **kwargs)
 
 
+def tags_field(**kwargs: Any) -> ma.fields.List:
+    """Tags for the access policy (checked in full by the service)."""
+    return ma.fields.List(
+        ma.fields.String(validate=ma.validate.Length(min=1, max=31)),
+        validate=ma.validate.Length(max=32),
+        metadata={"example": ["ops"]},
+        **kwargs,
+    )
+
+
 class PeerCreateSchema(StrictSchema):
     name = name_field(required=True)
     public_key = key_field(required=True)
     subnets = subnets_field(load_default=list)
+    tags = tags_field(load_default=list)
     expires_at = ma.fields.AwareDateTime(load_default=None, allow_none=True)
 
 
 class PeerChangeSchema(StrictSchema):
     enabled = ma.fields.Boolean()
     subnets = subnets_field()
+    tags = tags_field()
     expires_at = ma.fields.AwareDateTime(allow_none=True)
 
 
@@ -44,6 +56,7 @@ class PeerSchema(ma.Schema):
     address = ma.fields.String(allow_none=True)
     address6 = ma.fields.String(allow_none=True)
     subnets = ma.fields.List(ma.fields.String())
+    tags = ma.fields.List(ma.fields.String())
     enabled = ma.fields.Boolean()
     status = ma.fields.String()
     online = ma.fields.Boolean()

@@ -65,6 +65,7 @@ def enroll_peer(
             expires_at=None,
             actor=submitter,
             enrollment_token_id=grant["id"],
+            tags=grant["tags"],
         )
         rec.payload["enrollment_token_id"] = grant["id"]
         if csr is not None:

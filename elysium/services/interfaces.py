@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import re
+from typing import Any
+
 from psycopg import Connection
 from psycopg.rows import DictRow
+from psycopg.types.json import Jsonb
 
 from db.hubs import get_hub
 from db.interfaces import create_interface as insert_interface
-from db.interfaces import get_interface, list_hub_interfaces, set_interface_status
+from db.interfaces import (
+    get_interface,
+    interface_nat_said,
+    list_hub_interfaces,
+    set_interface_status,
+    update_interface,
+)
+from db.rows import InterfaceRow
 from elysium.errors import Conflict, ValidationError
-from elysium.networks import parse_network
+from elysium.networks import check_subnets_outside, parse_network, parse_subnets
 from elysium.queue import JobQueue
 from elysium.services.jobs import Record, Submitted, submit_hub_job
 from elysium.states import InterfaceStatus
@@ -120,4 +131,84 @@ def delete_interface(
         idempotency_key=idempotency_key,
         write=write,
         request={"interface_id": interface_id},
+    )
+
+
+NAT_DEVICE = re.compile(r"^[A-Za-z0-9_.@:-]{1,15}$")
+
+
+def check_routes(iface: InterfaceRow, routes: object) -> list[str]:
+    """Networks behind the hub that its peers may reach: valid, no special ranges, outside
+    the interface's own networks (``routes.N``)."""
+    nets = parse_subnets(routes, "routes")
+    own = [parse_network(iface["network"], "network", 4)]
+    if iface["network6"]:
+        own.append(parse_network(iface["network6"], "network6", 6))
+    check_subnets_outside(nets, own, "routes")
+    return [str(n) for n in nets]
+
+
+def check_nat(nat: object) -> dict[str, str] | None:
+    """``{"egress": DEVICE}`` (masquerade what leaves through DEVICE) or None (no NAT)."""
+    if nat is None:
+        return None
+    if not isinstance(nat, dict) or set(nat) != {"egress"}:
+        raise ValidationError("nat", 'must be {"egress": DEVICE} or null')
+    if not isinstance(nat["egress"], str) or not NAT_DEVICE.match(nat["egress"]):
+        raise ValidationError("nat.egress", "must be a network device name (1-15 characters)")
+    return {"egress": nat["egress"]}
+
+
+def change_interface(
+    conn: Connection[DictRow],
+    queue: JobQueue,
+    actor: str,
+    interface_id: int,
+    changes: dict[str, Any],
+    idempotency_key: str | None = None,
+) -> Submitted:
+    """PATCH ``routes``, ``exit`` and ``nat``: the hub converges its routes, NAT and policy.
+
+    ``exit: true`` needs ``nat`` said in the same request or before: an operator who routes
+    the peers' internet traffic without masquerade says ``"nat": null``.
+    """
+    unknown = set(changes) - {"routes", "exit", "nat"}
+    if unknown:
+        raise ValidationError(sorted(unknown)[0], "cannot be changed")
+    values: dict[str, Any] = {}
+    if "nat" in changes:
+        values["nat"] = Jsonb(check_nat(changes["nat"]))
+    if "exit" in changes:
+        if not isinstance(changes["exit"], bool):
+            raise ValidationError("exit", "must be true or false")
+        values["exit"] = changes["exit"]
+
+    def write(c: Connection[DictRow]) -> Record:
+        iface = get_interface(c, interface_id, lock=True)
+        if iface["status"] == InterfaceStatus.DELETING:
+            raise Conflict("the interface is being deleted", code="interface_deleting")
+        if "routes" in changes:
+            values["routes"] = check_routes(iface, changes["routes"])
+        nat_said = "nat" in changes or interface_nat_said(c, interface_id)
+        if values.get("exit") and not nat_said:
+            raise ValidationError(
+                "nat", 'is needed with exit: {"egress": DEVICE}, or null to route without NAT'
+            )
+        update_interface(c, interface_id, values)
+        return Record(
+            hub=iface["hub"],
+            target=f"interface:{interface_id}",
+            hub_id=iface["hub_id"],
+            interface_id=interface_id,
+            payload={k: changes[k] for k in sorted(changes)},
+        )
+
+    return submit_hub_job(
+        conn,
+        queue,
+        kind="update_interface",
+        submitter=actor,
+        idempotency_key=idempotency_key,
+        write=write,
+        request={"interface_id": interface_id, **changes},
     )

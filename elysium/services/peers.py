@@ -26,6 +26,7 @@ from elysium.networks import IPNetwork, check_subnets_outside, parse_subnets
 from elysium.queue import JobQueue
 from elysium.services.jobs import Record, Submitted, record_hub_job, send, submit_hub_job
 from elysium.states import InterfaceStatus, PeerStatus, is_live_peer
+from elysium.tags import check_tags
 
 
 def check_expiry(expires_at: datetime | None, field: str = "expires_at") -> None:
@@ -69,6 +70,7 @@ def record_new_peer(
     actor: str,
     enrollment_token_id: int | None = None,
     payload: dict[str, Any] | None = None,
+    tags: Sequence[str] = (),
 ) -> Record:
     """Validate against the interface and record the pending peer.
 
@@ -101,6 +103,7 @@ def record_new_peer(
             enrollment_token_id,
             has_ipv6=iface["network6"] is not None,
             peer_id=rec.peer_id,
+            tags=tags,
         )
     )
     return rec
@@ -115,12 +118,14 @@ def add_peer(
     name: str,
     public_key: str,
     subnets: Sequence[str] = (),
+    tags: Sequence[str] = (),
     expires_at: datetime | None = None,
     idempotency_key: str | None = None,
 ) -> Submitted:
     """Add a peer whose public key is known; the job result holds its config."""
     key = normalize_key(public_key)
     check_expiry(expires_at)
+    tags = check_tags("tags", tags)
 
     def write(c: Connection[DictRow]) -> Record:
         return record_new_peer(
@@ -131,9 +136,10 @@ def add_peer(
             subnets=subnets,
             expires_at=expires_at,
             actor=actor,
+            tags=tags,
         )
 
-    request = {"interface_id": interface_id, "name": name, "public_key": key}
+    request = {"interface_id": interface_id, "name": name, "public_key": key, "tags": tags}
     request |= {"subnets": list(subnets), "expires_at": expires_at}
     return submit_hub_job(
         conn,
@@ -161,12 +167,14 @@ def change_peer(
     changes: dict[str, Any],
     idempotency_key: str | None = None,
 ) -> Submitted:
-    """PATCH: enabled, subnets, expires_at."""
-    unknown = set(changes) - {"enabled", "subnets", "expires_at"}
+    """PATCH: enabled, subnets, tags, expires_at."""
+    unknown = set(changes) - {"enabled", "subnets", "tags", "expires_at"}
     if unknown:
         raise ValidationError(sorted(unknown)[0], "cannot be changed")
     if "expires_at" in changes:
         check_expiry(changes["expires_at"])
+    if "tags" in changes:
+        changes = {**changes, "tags": check_tags("tags", changes["tags"])}
 
     def write(c: Connection[DictRow]) -> Record:
         peer = _live_peer(c, peer_id)

@@ -49,12 +49,13 @@ def issue_enrollment_token(
     ttl_seconds: int,
     uses: int,
     subnets: list[str],
+    tags: list[str] | None = None,
 ) -> tuple[dict[str, Any], str]:
     """An enrollment token bound to one interface: its row and its text (shown once)."""
     with conn.transaction():
         get_interface(conn, interface_id)
         row, text = tokens.create_enrollment_token(
-            conn, interface_id, name, ttl_seconds, uses, subnets, actor
+            conn, interface_id, name, ttl_seconds, uses, subnets, actor, tags
         )
         audit.record(
             conn,
@@ -62,7 +63,12 @@ def issue_enrollment_token(
             "enrollment_token.create",
             f"enrollment_token:{row['id']}",
             "succeeded",
-            {"interface_id": interface_id, "uses": uses, "subnets": row["subnets"]},
+            {
+                "interface_id": interface_id,
+                "uses": uses,
+                "subnets": row["subnets"],
+                "tags": row["tags"],
+            },
         )
     return row, text
 

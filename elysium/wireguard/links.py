@@ -183,3 +183,28 @@ class InterfaceLinks:
         if idx is None:
             raise DataplaneError(f"interface {ifname} is missing", code="interface_not_found")
         return idx
+
+
+def underlay_addresses(netns: str | None, wireguard: Iterable[str]) -> list[str]:
+    """The addresses of the hub's other interfaces in its namespace: not loopback, not its
+    WireGuard devices (``wireguard`` names, or any link of kind ``wireguard``).
+
+    The heartbeat reports them so the API can refuse routed subnets that cover them.
+    """
+    skip = set(wireguard) | {"lo"}
+    ipr = open_iproute(netns)  # its own socket: the heartbeat thread shares none
+    try:
+        skipped = set()
+        for link in ipr.get_links():
+            info = link.get_attr("IFLA_LINKINFO")
+            kind = info.get_attr("IFLA_INFO_KIND") if info is not None else None
+            if link.get_attr("IFLA_IFNAME") in skip or kind == "wireguard":
+                skipped.add(link["index"])
+        found = {
+            str(ipaddress.ip_address(a.get_attr("IFA_LOCAL") or a.get_attr("IFA_ADDRESS")))
+            for a in ipr.get_addr()
+            if a["index"] not in skipped
+        }
+    finally:
+        ipr.close()
+    return sorted(found, key=lambda a: (ipaddress.ip_address(a).version, ipaddress.ip_address(a)))

@@ -115,10 +115,19 @@ def peer_state(spec: PeerSpec) -> PeerState:
     key = check_key(spec.public_key, "public_key")
     ips = frozenset(canonical_cidr(ip, "allowed_ips") for ip in spec.allowed_ips)
     routes = frozenset(canonical_cidr(r, "routes") for r in spec.routes)
-    if not routes <= ips:
-        raise invalid(
-            "routes", f"{sorted(routes - ips)} must also be in allowed_ips", "invalid_address"
+    nets = [ipaddress.ip_network(ip) for ip in ips]
+    # A route must lead into the peer: inside one of its allowed IPs (an exit's default
+    # route is installed as two halves of 0.0.0.0/0).
+    uncovered = sorted(
+        r
+        for r in routes
+        if not any(
+            n.version == (rn := ipaddress.ip_network(r)).version and rn.subnet_of(n)  # type: ignore[arg-type]
+            for n in nets
         )
+    )
+    if uncovered:
+        raise invalid("routes", f"{uncovered} must also be in allowed_ips", "invalid_address")
     keepalive = spec.keepalive or 0
     if not isinstance(keepalive, int) or not 0 <= keepalive <= 65535:
         raise invalid("keepalive", "must be 0-65535", "invalid_peer")

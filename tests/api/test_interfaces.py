@@ -119,3 +119,57 @@ def test_enrollment_tokens_need_operator_and_a_real_interface(
     )
     r = operator.post("/v1/interfaces/999999/enrollment-tokens", json={"ttl_seconds": 60})
     assert r.status_code == 404 and r.json()["error"]["code"] == "interface_not_found"
+
+
+def test_routes_exit_and_nat_are_recorded_as_a_job_and_shown(
+    admin: Api, interface_id: int, db: psycopg.Connection[Any]
+) -> None:
+    r = admin.patch(
+        f"/v1/interfaces/{interface_id}",
+        json={"routes": ["192.168.50.0/24"], "exit": True, "nat": {"egress": "eth1"}},
+    )
+    assert r.status_code == 202, r.text
+    job = db.execute("SELECT kind, queue FROM jobs WHERE id = %s", (r.json()["job_id"],)).fetchone()
+    assert job == {"kind": "update_interface", "queue": "hub.hub-a"}
+    got = admin.get(f"/v1/interfaces/{interface_id}").json()
+    assert got["routes"] == ["192.168.50.0/24"] and got["exit"] is True
+    assert got["nat"] == {"egress": "eth1"}
+
+
+def test_bad_routes_exit_or_nat_are_400_naming_the_field_and_write_nothing(
+    admin: Api, interface_id: int, db: psycopg.Connection[Any]
+) -> None:
+    cases = [
+        ({"routes": ["10.30.0.0/25"]}, "routes.0"),  # inside the interface network
+        ({"routes": ["not-a-cidr"]}, "routes.0"),
+        ({"routes": ["127.0.0.0/8"]}, "routes.0"),
+        ({"exit": True}, "nat"),  # an exit must say what happens to NAT
+        ({"nat": {"egress": "a device name far too long"}}, "nat.egress"),
+        ({"nat": {"device": "eth0"}}, "nat"),
+    ]
+    for body, field in cases:
+        r = admin.patch(f"/v1/interfaces/{interface_id}", json=body)
+        assert r.status_code == 400, (body, r.text)
+        assert field in r.json()["error"]["fields"], (body, r.json())
+    assert db.execute(
+        "SELECT count(*) AS n FROM jobs WHERE kind = 'update_interface'"
+    ).fetchone() == {"n": 0}
+    got = admin.get(f"/v1/interfaces/{interface_id}").json()
+    assert got["routes"] == [] and got["exit"] is False and got["nat"] is None
+
+
+def test_an_exit_without_masquerade_is_said_with_nat_null(admin: Api, interface_id: int) -> None:
+    r = admin.patch(f"/v1/interfaces/{interface_id}", json={"exit": True, "nat": None})
+    assert r.status_code == 202, r.text
+    r = admin.patch(f"/v1/interfaces/{interface_id}", json={"exit": False})
+    assert r.status_code == 202, r.text
+    r = admin.patch(f"/v1/interfaces/{interface_id}", json={"exit": True})  # said before
+    assert r.status_code == 202, r.text
+
+
+def test_enrollment_tokens_carry_tags_and_refuse_bad_ones(operator: Api, interface_id: int) -> None:
+    url = f"/v1/interfaces/{interface_id}/enrollment-tokens"
+    r = operator.post(url, json={"ttl_seconds": 60, "tags": ["ops", "ops", "servers"]})
+    assert r.status_code == 201 and r.json()["tags"] == ["ops", "servers"]
+    r = operator.post(url, json={"ttl_seconds": 60, "tags": ["Bad-Tag"]})
+    assert r.status_code == 400 and "tags.0" in r.json()["error"]["fields"]

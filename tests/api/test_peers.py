@@ -97,3 +97,26 @@ def test_an_unknown_peer_is_404(reader: Api, operator: Api) -> None:
 def test_an_expiry_in_the_past_is_400(operator: Api, interface_id: int) -> None:
     r = add(operator, interface_id, expires_at="2000-01-01T00:00:00Z")
     assert r.status_code == 400 and "expires_at" in r.json()["error"]["fields"]
+
+
+def test_peers_carry_tags_changed_by_patch(operator: Api, reader: Api, interface_id: int) -> None:
+    peer_id = add(operator, interface_id, tags=["laptop"]).json()["peer_id"]
+    assert reader.get(f"/v1/peers/{peer_id}").json()["tags"] == ["laptop"]
+    r = operator.patch(f"/v1/peers/{peer_id}", json={"tags": ["ops", "laptop"]})
+    assert r.status_code == 202
+    assert reader.get(f"/v1/peers/{peer_id}").json()["tags"] == ["laptop", "ops"]
+    r = operator.patch(f"/v1/peers/{peer_id}", json={"tags": ["no spaces"]})
+    assert r.status_code == 400 and "tags.0" in r.json()["error"]["fields"]
+
+
+def test_an_enrolled_peer_gets_its_tokens_tags(
+    anonymous: Api, reader: Api, interface_id: int, db: psycopg.Connection[Any]
+) -> None:
+    from db.tokens import create_enrollment_token
+
+    _, token = create_enrollment_token(db, interface_id, None, 600, 1, [], "test", ["ops"])
+    r = anonymous.post(
+        "/v1/enroll", json={"token": token, "name": "phone", "public_key": new_key()}
+    )
+    assert r.status_code == 202, r.text
+    assert reader.get(f"/v1/peers/{r.json()['peer_id']}").json()["tags"] == ["ops"]

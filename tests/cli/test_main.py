@@ -30,3 +30,15 @@ def test_a_bad_setting_names_the_variable_and_exits_2() -> None:
     assert done.stderr.strip().splitlines() == [
         "elysium: ELYSIUM_DB_POOL_MIN: invalid literal for int() with base 10: 'many'"
     ]
+
+
+def test_the_policy_example_is_a_policy_the_api_accepts() -> None:
+    from cli.policy import EXAMPLE_POLICY
+    from elysium.policy import compile_policy, parse_policy
+
+    parsed = parse_policy(
+        EXAMPLE_POLICY, known_tags={"ops", "servers", "laptop"}, known_peers=set()
+    )
+    assert len(compile_policy("wg0", parsed).rules) >= 3
+    out = run("policy", "example", "--interface-id", "4")
+    assert out.returncode == 0 and "/v1/interfaces/4/policy" in out.stdout

@@ -33,3 +33,11 @@ def test_hub_peer_carries_key_endpoint_allowed_ips_keepalive_and_routes() -> Non
     assert peer.routes == ("192.168.50.0/24",)
     assert peer.endpoint == "198.18.0.1:51820"
     assert peer.keepalive == 25
+
+
+def test_an_exit_hub_takes_the_default_route_as_two_halves() -> None:
+    routes = routed_subnets(
+        ["10.77.0.2/24", "fd77::2/64"],
+        ("10.77.0.0/24", "fd77::/64", "192.168.50.0/24", "0.0.0.0/0", "::/0"),
+    )
+    assert routes == ["192.168.50.0/24", "0.0.0.0/1", "128.0.0.0/1", "::/1", "8000::/1"]

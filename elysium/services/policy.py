@@ -1,0 +1,141 @@
+"""An interface's access policy: read it, replace it (a job its hub applies), and ask it who
+may talk to whom, from the same compiled form the hub loads."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+
+from psycopg import Connection
+from psycopg.rows import DictRow
+from psycopg.types.json import Jsonb
+
+import elysium.policy as policy
+from db.interfaces import get_interface, policy_vocabulary, update_interface
+from db.peers import desired_peers, get_peer
+from db.rows import InterfaceRow
+from elysium.errors import Conflict, NotFound, ValidationError
+from elysium.networks import hub_address
+from elysium.queue import JobQueue
+from elysium.services.jobs import Record, Submitted, submit_hub_job
+from elysium.states import InterfaceStatus, is_live_peer
+
+
+def hub_addresses(iface: InterfaceRow) -> list[str]:
+    """The hub's own tunnel addresses on the interface (the ``hub`` selector)."""
+    out = [str(hub_address(ipaddress.ip_network(iface["network"])))]
+    if iface["network6"]:
+        out.append(str(hub_address(ipaddress.ip_network(iface["network6"]))))
+    return out
+
+
+def memberships(peers: list[Any]) -> list[policy.PeerMembership]:
+    """The policy's view of peers: id, tags, and the addresses and subnets each sends from."""
+    return [
+        policy.PeerMembership(
+            peer_id=p["id"],
+            tags=tuple(p["tags"]),
+            addresses=tuple(a for a in (p["address"], p["address6"], *p["subnets"]) if a),
+        )
+        for p in peers
+    ]
+
+
+def compiled_for(
+    conn: Connection[DictRow], iface: InterfaceRow
+) -> tuple[policy.CompiledPolicy, policy.SetMembers]:
+    """The interface's compiled policy and the members of its sets, as its hub loads them."""
+    compiled = policy.compile_policy(iface["name"], policy.policy_from_json(iface["policy"]))
+    members = policy.members_for(
+        iface["name"],
+        memberships(desired_peers(conn, iface["id"])),
+        iface["routes"],
+        hub_addresses(iface),
+    )
+    return compiled, members
+
+
+def set_policy(
+    conn: Connection[DictRow],
+    queue: JobQueue,
+    actor: str,
+    interface_id: int,
+    body: dict[str, Any],
+    idempotency_key: str | None = None,
+) -> Submitted:
+    """Replace the interface's policy (validated against its tags and peers); its hub loads
+    the new one in one transaction, or keeps the old one and fails the job."""
+
+    def write(c: Connection[DictRow]) -> Record:
+        iface = get_interface(c, interface_id, lock=True)
+        if iface["status"] == InterfaceStatus.DELETING:
+            raise Conflict("the interface is being deleted", code="interface_deleting")
+        tags, peers = policy_vocabulary(c, interface_id)
+        parsed = policy.parse_policy(body, known_tags=tags, known_peers=peers)
+        policy.compile_policy(iface["name"], parsed)  # what the hub will load must compile
+        update_interface(c, interface_id, {"policy": Jsonb(policy.policy_to_json(parsed))})
+        return Record(
+            hub=iface["hub"],
+            target=f"interface:{interface_id}",
+            hub_id=iface["hub_id"],
+            interface_id=interface_id,
+            payload={"rules": len(parsed.rules), "default": parsed.default},
+        )
+
+    return submit_hub_job(
+        conn,
+        queue,
+        kind="set_policy",
+        submitter=actor,
+        idempotency_key=idempotency_key,
+        write=write,
+        request={"interface_id": interface_id, **body},
+    )
+
+
+def _address(conn: Connection[DictRow], iface: InterfaceRow, field: str, value: str) -> str:
+    """An endpoint of a check: an address, ``hub``, or ``peer:ID`` (its IPv4 address)."""
+    if value == "hub":
+        return hub_addresses(iface)[0]
+    if value.startswith("peer:"):
+        try:
+            peer = get_peer(conn, int(value.removeprefix("peer:")))
+        except ValueError:
+            raise ValidationError(field, "peer:ID needs a number") from None
+        except NotFound:
+            raise ValidationError(field, f"{value} is no peer") from None
+        if peer["interface_id"] != iface["id"] or not is_live_peer(peer["status"]):
+            raise ValidationError(field, f"{value} is no live peer of this interface")
+        assert peer["address"] is not None
+        return peer["address"]
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        raise ValidationError(field, "must be an IP address, hub or peer:ID") from None
+
+
+def check_policy(
+    conn: Connection[DictRow],
+    interface_id: int,
+    src: str,
+    dst: str,
+    proto: str | None,
+    port: int | None,
+) -> dict[str, Any]:
+    """Would the hub forward this? The deciding rule (or the default), from the compiled
+    form and set members the hub loads."""
+    iface = get_interface(conn, interface_id)
+    source, destination = _address(conn, iface, "from", src), _address(conn, iface, "to", dst)
+    if ipaddress.ip_address(source).version != ipaddress.ip_address(destination).version:
+        raise ValidationError("to", "must be of the same IP version as from")
+    compiled, members = compiled_for(conn, iface)
+    decision = policy.check(compiled, members, source, destination, proto, port)
+    rules = iface["policy"].get("rules", [])
+    return {
+        "action": "allow" if decision.action == "accept" else "deny",
+        "rule": decision.rule,
+        "matched": rules[decision.rule] if decision.rule is not None else None,
+        "default": decision.rule is None,
+        "from": source,
+        "to": destination,
+    }
