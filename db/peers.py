@@ -20,6 +20,7 @@ from elysium.networks import (
     client_allowed_ips,
     endpoint_with_port,
     hub_address,
+    last_offset,
 )
 from elysium.states import ENDED_PEER, LEAVING_PEER, LIVE_PEER, PeerStatus, sql_list
 
@@ -56,6 +57,7 @@ def create_peer(
     has_ipv6: bool = True,
     peer_id: int | None = None,
     tags: Sequence[str] = (),
+    network: str | None = None,
 ) -> PeerRow:
     """Allocate addresses and record a pending peer, inside the caller's transaction.
 
@@ -63,33 +65,53 @@ def create_peer(
     NetworkFull when no address is left; the caller's transaction then writes nothing.
     ``has_ipv6=False`` (the interface has no IPv6 network) saves the IPv6 look-up;
     ``peer_id`` is one its job drew (``create_job(new_peer=True)``; default: the next).
+    ``network`` (the interface's IPv4 network) lets the insert take the next IPv4 address
+    itself when none was released: one statement instead of two.
     """
-    address = allocate_address(conn, interface_id, 4)
     address6 = allocate_address(conn, interface_id, 6) if has_ipv6 else None
+    values = [list(subnets), list(tags), expires_at, created_by, enrollment_token_id]
     try:
-        row = conn.execute(
-            "INSERT INTO peers AS p (id, interface_id, name, public_key, address, address6,"
-            " subnets, tags, expires_at, created_by, enrollment_token_id)"
-            " VALUES (coalesce(%s, nextval(pg_get_serial_sequence('peers', 'id'))),"
-            f" %s, %s, %s, %s, %s, %s::cidr[], %s, %s, %s, %s) RETURNING {PEER_COLUMNS}",
-            (
-                peer_id,
-                interface_id,
-                name,
-                public_key,
-                address,
-                address6,
-                list(subnets),
-                list(tags),
-                expires_at,
-                created_by,
-                enrollment_token_id,
-            ),
-        ).fetchone()
+        row = None
+        if network is not None:
+            row = conn.execute(
+                "WITH a AS (UPDATE address_pools q SET next_offset = q.next_offset + 1"
+                " WHERE q.interface_id = %s AND q.family = 4 AND q.next_offset <= %s"
+                " AND NOT EXISTS (SELECT 1 FROM released_addresses r"
+                "  WHERE r.interface_id = q.interface_id AND r.family = 4)"
+                " RETURNING q.next_offset - 1 AS off)"
+                f" {_INSERT_PEER} SELECT coalesce(%s, {_NEXT_ID}), %s, %s, %s,"
+                " host(network(%s::inet) + a.off)::inet, %s, %s::cidr[], %s, %s, %s, %s"
+                f" FROM a RETURNING {PEER_COLUMNS}",
+                (
+                    interface_id,
+                    last_offset(ipaddress.ip_network(network)),
+                    peer_id,
+                    interface_id,
+                    name,
+                    public_key,
+                    network,
+                    address6,
+                    *values,
+                ),
+            ).fetchone()
+        if row is None:  # addresses were released (reuse the lowest), or the network is full
+            address = allocate_address(conn, interface_id, 4)
+            row = conn.execute(
+                f"{_INSERT_PEER} VALUES (coalesce(%s, {_NEXT_ID}),"
+                f" %s, %s, %s, %s, %s, %s::cidr[], %s, %s, %s, %s) RETURNING {PEER_COLUMNS}",
+                (peer_id, interface_id, name, public_key, address, address6, *values),
+            ).fetchone()
     except errors.UniqueViolation as exc:  # the caller's transaction is rolled back
         raise _conflict(exc) from None
     assert row is not None
     return cast(PeerRow, row)
+
+
+_INSERT_PEER = (
+    "INSERT INTO peers AS p (id, interface_id, name, public_key, address, address6, subnets,"
+    " tags, expires_at, created_by, enrollment_token_id)"
+)
+_NEXT_ID = "nextval(pg_get_serial_sequence('peers', 'id'))"
 
 
 def claim_subnets(

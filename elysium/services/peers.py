@@ -104,6 +104,7 @@ def record_new_peer(
             has_ipv6=iface["network6"] is not None,
             peer_id=rec.peer_id,
             tags=tags,
+            network=iface["network"],
         )
     )
     return rec

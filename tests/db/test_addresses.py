@@ -122,3 +122,34 @@ def test_the_database_refuses_two_live_peers_with_one_address(conn: Connection[D
     add_peer(conn, iface["id"], "10.8.0.5")
     with pytest.raises(psycopg.errors.UniqueViolation):
         add_peer(conn, iface["id"], "10.8.0.5")
+
+
+def test_a_peer_insert_takes_its_address_in_the_same_statement_reuses_and_fills(
+    conn: Connection[DictRow],
+) -> None:
+    from db.peers import create_peer, finish_removal, update_peer
+
+    iface = make_interface(conn, "10.12.0.0/29")  # hosts .2 to .6 for peers
+
+    def new(name: str) -> Any:
+        with conn.transaction():
+            return create_peer(
+                conn,
+                iface["id"],
+                name,
+                public_key(generate_private_key()),
+                [],
+                None,
+                "test",
+                has_ipv6=False,
+                network="10.12.0.0/29",
+            )
+
+    peers = [new(f"p{i}") for i in range(5)]
+    assert [p["address"] for p in peers] == [f"10.12.0.{i}" for i in range(2, 7)]
+    with pytest.raises(NetworkFull):
+        new("one-too-many")
+    with conn.transaction():
+        update_peer(conn, peers[1]["id"], {"status": "removing"})
+        finish_removal(conn, [peers[1]["id"]])
+    assert new("again")["address"] == "10.12.0.3"  # the released one, not past the end
