@@ -26,6 +26,17 @@ from elysium.services.jobs import Record, Submitted, submit_hub_job
 from elysium.states import InterfaceStatus
 
 
+def interface_record(iface: InterfaceRow, payload: dict[str, Any]) -> Record:
+    """What a job about one interface acts on."""
+    return Record(
+        hub=iface["hub"],
+        target=f"interface:{iface['id']}",
+        hub_id=iface["hub_id"],
+        interface_id=iface["id"],
+        payload=payload,
+    )
+
+
 def create_interface(
     conn: Connection[DictRow],
     queue: JobQueue,
@@ -75,13 +86,7 @@ def create_interface(
             dns or [],
             keepalive,
         )
-        return Record(
-            hub=hub_name,
-            target=f"interface:{iface['id']}",
-            hub_id=hub["id"],
-            interface_id=iface["id"],
-            payload={"name": name},
-        )
+        return interface_record(iface, {"name": name})
 
     request: dict[str, object] = {
         "hub": hub_name,
@@ -115,13 +120,7 @@ def delete_interface(
         if iface["status"] == InterfaceStatus.DELETING:
             raise Conflict("the interface is already being deleted", code="interface_deleting")
         set_interface_status(c, interface_id, InterfaceStatus.DELETING)
-        return Record(
-            hub=iface["hub"],
-            target=f"interface:{interface_id}",
-            hub_id=iface["hub_id"],
-            interface_id=interface_id,
-            payload={"name": iface["name"]},
-        )
+        return interface_record(iface, {"name": iface["name"]})
 
     return submit_hub_job(
         conn,
@@ -195,13 +194,7 @@ def change_interface(
                 "nat", 'is needed with exit: {"egress": DEVICE}, or null to route without NAT'
             )
         update_interface(c, interface_id, values)
-        return Record(
-            hub=iface["hub"],
-            target=f"interface:{interface_id}",
-            hub_id=iface["hub_id"],
-            interface_id=interface_id,
-            payload={k: changes[k] for k in sorted(changes)},
-        )
+        return interface_record(iface, {k: changes[k] for k in sorted(changes)})
 
     return submit_hub_job(
         conn,

@@ -17,6 +17,7 @@ from db.rows import InterfaceRow
 from elysium.errors import Conflict, NotFound, ValidationError
 from elysium.networks import hub_address
 from elysium.queue import JobQueue
+from elysium.services.interfaces import interface_record
 from elysium.services.jobs import Record, Submitted, submit_hub_job
 from elysium.states import InterfaceStatus, is_live_peer
 
@@ -74,13 +75,7 @@ def set_policy(
         parsed = policy.parse_policy(body, known_tags=tags, known_peers=peers)
         policy.compile_policy(iface["name"], parsed)  # what the hub will load must compile
         update_interface(c, interface_id, {"policy": Jsonb(policy.policy_to_json(parsed))})
-        return Record(
-            hub=iface["hub"],
-            target=f"interface:{interface_id}",
-            hub_id=iface["hub_id"],
-            interface_id=interface_id,
-            payload={"rules": len(parsed.rules), "default": parsed.default},
-        )
+        return interface_record(iface, {"rules": len(parsed.rules), "default": parsed.default})
 
     return submit_hub_job(
         conn,
