@@ -32,6 +32,7 @@ bench: deps
 	$(PY) -m bench.dataplane
 	$(PY) -m bench.liveness
 	$(PY) -m bench.api
+	$(PY) -m bench.follow
 	$(PY) -m bench.summary
 
 up: deps

@@ -22,6 +22,22 @@ class PeerConfigSchema(ma.Schema):
     keepalive = ma.fields.Integer(allow_none=True)
     dns = ma.fields.List(ma.fields.String())
     mtu = ma.fields.Integer(allow_none=True)
+    version = ma.fields.String(
+        metadata={"description": "moves whenever anything in this config moves"}
+    )
+
+
+class PeerConfigArgs(ma.Schema):
+    version = ma.fields.String(
+        load_default=None,
+        validate=ma.validate.Length(max=64),
+        metadata={"description": "the version the peer has; with wait, answer when it moves"},
+    )
+    wait = ma.fields.Float(
+        load_default=0,
+        validate=ma.validate.Range(min=0, max=3600),
+        metadata={"description": "seconds to wait for a version other than `version` (capped)"},
+    )
 
 
 class PeerKeySchema(StrictSchema):
