@@ -5,6 +5,7 @@ tunnel without a gap in traffic."""
 
 from __future__ import annotations
 
+import stat
 import subprocess
 import sys
 import time
@@ -170,3 +171,30 @@ def test_a_killed_daemons_successor_adopts_the_tunnel_without_a_gap(
             pinger.wait()
     first.stop()
     assert " 0% packet loss" in out, out
+
+
+def test_after_a_hub_key_rotation_the_ping_resumes_within_3s(
+    hub_stack: HubStack, tmp_path: Path, followers: list[tuple[Process, Path]]
+) -> None:
+    api, a_ns = hub_stack.api, hub_stack.topology.peers[0]
+    a = tmp_path / "a"
+    enroll(hub_stack, a, "rotating", a_ns, [])
+    follower = start_follower(a, tmp_path / "a.log")
+    followers.append((follower, a))
+    assert ping(a_ns, HUB_TUNNEL_IP)
+    old_key = api.call("GET", f"/v1/interfaces/{hub_stack.interface_id}")["public_key"]
+
+    job = api.call("POST", f"/v1/interfaces/{hub_stack.interface_id}/rotate-key")
+    result = api.wait_job(job["job_id"])["result"]
+    rotated = time.monotonic()
+    assert result["old_public_key"] == old_key and result["public_key"] != old_key
+    assert (
+        api.call("GET", f"/v1/interfaces/{hub_stack.interface_id}")["public_key"]
+        == (result["public_key"])
+    )
+    wait_for(lambda: ping(a_ns, HUB_TUNNEL_IP, tries=1), 3, "the ping through the new key")
+    assert time.monotonic() - rotated < 3
+    assert "hub key" in follower.log()
+    key_file = next(hub_stack.hub_state_dir.rglob("wg0.key"))
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert result["public_key"] not in key_file.read_text()  # the private key, not the public
