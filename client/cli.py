@@ -13,7 +13,7 @@ import click
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from client import tunnel, wgquick
+from client import dns, tunnel, wgquick
 from client.errors import EXIT_FAILED, ClientError
 from client.state import DEFAULT_INTERFACE, STATE_DIR_ENV, Enrollment, StateDir
 from elysium.errors import ElysiumError
@@ -162,6 +162,9 @@ def up(interface: str | None, offline: bool, netns: str | None, state_dir: Path 
     if not offline:
         _refresh_config(state, enrollment)
     public = tunnel.up(state, enrollment, _tunnel_options(state, enrollment))
+    dns.apply(
+        state.path, enrollment.netns, enrollment.interface, enrollment.config.get("dns") or []
+    )
     where = f" in netns {enrollment.netns}" if enrollment.netns else ""
     click.echo(
         f"{enrollment.interface}{where} is up: "
@@ -216,6 +219,7 @@ def down(netns: str | None, state_dir: Path | None) -> None:
     """
     state, enrollment = _enrolled(state_dir, netns, None)
     removed = tunnel.down(enrollment, _tunnel_options(state, enrollment))
+    dns.restore(state.path)  # the DNS servers from before up
     click.echo(
         f"{enrollment.interface} is down" if removed else f"{enrollment.interface} was not up"
     )

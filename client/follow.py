@@ -4,7 +4,8 @@ The daemon brings the tunnel up (or adopts the one already up: a restart carries
 then long-polls ``GET /v1/peer/config?version=V&wait=N``. Each new version is applied as the
 smallest change on the one hub peer (allowed IPs and their routes, endpoint, keepalive, hub
 key) or on the interface (addresses, MTU, our own key), never by taking the tunnel down; one
-log line says what moved. When the server cannot be reached the last config keeps working
+log line says what moved. The interface's DNS servers are applied too (``client/dns.py``).
+When the server cannot be reached the last config keeps working
 and the daemon retries with backoff; a server that no longer knows this peer ends it.
 """
 
@@ -19,7 +20,7 @@ from datetime import UTC, datetime
 from types import FrameType
 from typing import Any
 
-from client import tunnel
+from client import dns, tunnel
 from client.api import Api
 from client.errors import EXIT_FAILED, EXIT_TLS, EXIT_UNREACHABLE, ClientError
 from client.rotation import api_for
@@ -123,6 +124,7 @@ class Follower:
             self.log(f"server unreachable ({exc.message}); starting from the stored config")
         adopted = tunnel.is_up(self.enrollment, self.options)
         tunnel.up(self.state, self.enrollment, self.options)
+        self._apply_dns()
         where = f" in netns {self.enrollment.netns}" if self.enrollment.netns else ""
         self.log(
             f"{self.enrollment.interface}{where} {'adopted' if adopted else 'up'}:"
@@ -171,6 +173,8 @@ class Follower:
         moved = describe(old, answer)
         if apply:
             apply_config(self.state, self.enrollment, self.options, old, answer)
+            if old.get("dns") != answer.get("dns"):
+                self._apply_dns()
         else:
             self.enrollment.config = {**old, **answer}
         self.enrollment.config_at = self.enrollment.checked_at
@@ -179,9 +183,16 @@ class Follower:
             what = "; ".join(moved) or "nothing the tunnel uses"
             self.log(f"config {old.get('version')} -> {answer.get('version')}: {what}")
 
+    def _apply_dns(self) -> None:
+        config = self.enrollment.config
+        dns.apply(
+            self.state.path, self.options.netns, self.enrollment.interface, config.get("dns") or []
+        )
+
     def _repair(self) -> None:
         try:
             tunnel.up(self.state, self.enrollment, self.options)
+            self._apply_dns()
         except ElysiumError as exc:
             self._backoff(f"tunnel repair failed ({exc.message})")
 

@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 import requests
 
@@ -62,6 +63,11 @@ def followers() -> Iterator[list[tuple[Process, Path]]]:
         run_client("down", state_dir=state)
 
 
+def logged(follower: Process, line: str) -> None:
+    """The daemon logs a change just after applying it."""
+    wait_for(lambda: line in follower.log(), 2, repr(line))
+
+
 def routes(ns: str, subnet: str) -> str:
     return in_ns(ns, "ip", "route", "show", subnet).stdout
 
@@ -83,7 +89,7 @@ def test_a_new_peers_subnet_is_routed_within_2s_and_reachable_through_the_hub(
     enrolled = time.monotonic()
     wait_for(lambda: "elysium0" in routes(a_ns, subnet), 2, "a route to B's subnet on A")
     assert time.monotonic() - enrolled < 2
-    assert "allowed IPs +192.168.77.0/24" in follower.log()
+    logged(follower, "allowed IPs +192.168.77.0/24")
 
     followers.append((follower, b))  # B's tunnel is taken down at the end too
     ok("up", state_dir=b)
@@ -194,7 +200,37 @@ def test_after_a_hub_key_rotation_the_ping_resumes_within_3s(
     )
     wait_for(lambda: ping(a_ns, HUB_TUNNEL_IP, tries=1), 3, "the ping through the new key")
     assert time.monotonic() - rotated < 3
-    assert "hub key" in follower.log()
+    logged(follower, "hub key")
     key_file = next(hub_stack.hub_state_dir.rglob("wg0.key"))
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
     assert result["public_key"] not in key_file.read_text()  # the private key, not the public
+
+
+def test_the_interfaces_dns_is_applied_in_the_namespace_and_restored_at_down(
+    hub_stack: HubStack, settings: Settings, tmp_path: Path, followers: list[tuple[Process, Path]]
+) -> None:
+    a_ns = hub_stack.topology.peers[0]
+    a = tmp_path / "a"
+    resolv = Path("/etc/netns") / a_ns / "resolv.conf"
+    assert not resolv.exists()
+    enroll(hub_stack, a, "resolver", a_ns, [])
+    follower = start_follower(a, tmp_path / "a.log")
+    set_dns = "UPDATE interfaces SET dns = %s WHERE id = %s"
+    try:
+        with psycopg.connect(settings.database_url, autocommit=True) as conn:
+            conn.execute(set_dns, (["10.77.0.53"], hub_stack.interface_id))
+        wait_for(lambda: resolv.exists() and "10.77.0.53" in resolv.read_text(), 3, "the DNS")
+        assert "nameserver 10.77.0.53" in in_ns(a_ns, "cat", "/etc/resolv.conf").stdout
+        logged(follower, "DNS none -> 10.77.0.53")
+        follower.stop()
+        ok("down", state_dir=a)
+        assert not resolv.exists() and not resolv.parent.exists()
+        ok("up", state_dir=a)
+        assert "nameserver 10.77.0.53" in resolv.read_text()
+        ok("down", state_dir=a)
+        assert not resolv.exists()
+    finally:
+        follower.stop()
+        run_client("down", state_dir=a)
+        with psycopg.connect(settings.database_url, autocommit=True) as conn:
+            conn.execute(set_dns, ([], hub_stack.interface_id))
