@@ -109,6 +109,10 @@ class Api:
             "GET", "/v1/peer/config", params=params, mtls=True, read_timeout=wait + READ_MARGIN_S
         )
 
+    def renew_certificate(self, csr: str) -> dict[str, Any]:
+        """POST /v1/peer/certificate with our (still valid) certificate: ``202 {job_id, ...}``."""
+        return self._call("POST", "/v1/peer/certificate", json={"csr": csr}, mtls=True)
+
     def rotate_key(self, public_key: str) -> dict[str, Any]:
         """PUT /v1/peer/key with our certificate: ``202 {job_id, ...}``."""
         return self._call("PUT", "/v1/peer/key", json={"public_key": public_key}, mtls=True)

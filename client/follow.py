@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from types import FrameType
 from typing import Any
 
-from client import dns, tunnel
+from client import certificate, dns, tunnel
 from client.api import Api
 from client.errors import EXIT_FAILED, EXIT_TLS, EXIT_UNREACHABLE, ClientError
 from client.rotation import api_for
@@ -147,7 +147,10 @@ class Follower:
                 signal.signal(s, handler)
 
     def step(self) -> None:
-        """One long poll, and the change it brings (or one backoff after a failure)."""
+        """One long poll, and the change it brings (or one backoff after a failure); first a
+        new client certificate when ours has lived 2/3 of its life."""
+        if certificate.renewal_due(self.state):
+            self._renew()
         try:
             answer = self.api.peer_config(self.version, self.wait_s)
         except ClientError as exc:
@@ -163,6 +166,16 @@ class Follower:
         except ElysiumError as exc:  # the dataplane said no: repair it whole, then go on
             self.log(f"could not apply config {answer.get('version')}: {exc.message}; repairing")
             self._repair()
+
+    def _renew(self) -> None:
+        try:
+            until = certificate.renew(self.state, self.api)
+        except ClientError as exc:  # the old certificate still works: try again next time
+            if exc.exit_code == EXIT_TLS:
+                raise
+            self.log(f"certificate renewal failed ({exc.message}); the old one is kept")
+            return
+        self.log(f"client certificate renewed, valid until {until:%Y-%m-%d %H:%M}Z")
 
     def _take(self, answer: dict[str, Any], *, apply: bool) -> None:
         old = dict(self.enrollment.config)

@@ -40,5 +40,13 @@ class PeerConfigArgs(ma.Schema):
     )
 
 
+class PeerCertificateSchema(StrictSchema):
+    csr = ma.fields.String(
+        required=True,
+        validate=ma.validate.Length(min=1, max=16384),
+        metadata={"description": "a PEM CSR signed by the new TLS key (made on the peer)"},
+    )
+
+
 class PeerKeySchema(StrictSchema):
     public_key = key_field(required=True)

@@ -10,12 +10,16 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
 import pytest
 import requests
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 
+from elysium import pki
 from elysium.keys import generate_private_key, public_key
 from elysium.settings import Settings
 from tests.api.conftest import Pki, api_env, free_port
@@ -234,3 +238,53 @@ def test_the_interfaces_dns_is_applied_in_the_namespace_and_restored_at_down(
         run_client("down", state_dir=a)
         with psycopg.connect(settings.database_url, autocommit=True) as conn:
             conn.execute(set_dns, ([], hub_stack.interface_id))
+
+
+def near_its_end(state: Path, ca: Pki) -> x509.Certificate:
+    """Our certificate re-issued as lived 20 of its 21 days (same subject, key and extensions)."""
+    old = pki.load_certificate(state / "tls.pem")
+    now = datetime.now(UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(old.subject)
+        .issuer_name(old.issuer)
+        .public_key(pki.load_private_key(state / "tls.key").public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=20))
+        .not_valid_after(now + timedelta(days=1))
+    )
+    for ext in old.extensions:
+        builder = builder.add_extension(ext.value, ext.critical)
+    cert = builder.sign(pki.load_private_key(ca.ca_key), hashes.SHA256())
+    pki.write_certificate(state / "tls.pem", cert)
+    return cert
+
+
+def test_a_certificate_near_its_end_is_renewed_by_the_daemon(
+    hub_stack: HubStack,
+    settings: Settings,
+    api_pki: Pki,
+    tmp_path: Path,
+    followers: list[tuple[Process, Path]],
+) -> None:
+    a_ns = hub_stack.topology.peers[0]
+    a = tmp_path / "a"
+    enroll(hub_stack, a, "renewing", a_ns, [])
+    old = near_its_end(a, api_pki)
+    follower = start_follower(a, tmp_path / "a.log")
+    followers.append((follower, a))
+    logged(follower, "client certificate renewed")
+    new = pki.load_certificate(a / "tls.pem")
+    assert new.serial_number != old.serial_number
+    assert new.not_valid_after_utc > datetime.now(UTC) + timedelta(days=20)
+    assert pki.peer_id_from_certificate(new) == pki.peer_id_from_certificate(old)
+    for secret in ("tls.pem", "tls.key"):
+        assert stat.S_IMODE((a / secret).stat().st_mode) == 0o600
+    with psycopg.connect(settings.database_url) as conn:
+        row = conn.execute(
+            "SELECT certificate_serial FROM peers WHERE id = %s",
+            (pki.peer_id_from_certificate(new),),
+        ).fetchone()
+    assert row == (pki.serial_hex(new),)
+    refreshed = run_client("up", state_dir=a)  # the new pair works with the server
+    assert refreshed.returncode == 0 and "warning" not in refreshed.stderr, refreshed.stderr
