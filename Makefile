@@ -33,6 +33,7 @@ bench: deps
 	$(PY) -m bench.liveness
 	$(PY) -m bench.api
 	$(PY) -m bench.policy
+	$(PY) -m bench.follow
 	$(PY) -m bench.summary
 
 up: deps

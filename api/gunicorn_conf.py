@@ -19,9 +19,14 @@ _settings = Settings.from_env()
 bind = [_settings.api_bind]
 workers = _settings.api_workers
 worker_class = "api.gunicorn_worker.ClientCertWorker"
-threads = 8
+# Threads, not greenlets: a request waiting on ?wait blocks its thread on an Event (no CPU,
+# no GIL, no database connection: db/config_notify.py), and TLS, client certificates, psycopg
+# and Celery run unpatched. /healthz always finds a free thread: waits are capped below this.
+threads = _settings.api_threads
+# gthread keeps alive at most worker_connections - threads idle connections: one per follower.
+worker_connections = 2 * _settings.api_threads + 64
 keepalive = 30
-timeout = max(60, _settings.job_wait_max_s + 30)
+timeout = max(60, _settings.job_wait_max_s + 30, _settings.config_wait_max_s + 30)
 graceful_timeout = 10
 accesslog = None
 errorlog = "-"

@@ -17,6 +17,7 @@ from psycopg import Connection
 from psycopg.rows import DictRow
 from psycopg_pool import ConnectionPool
 
+from db.config_notify import ConfigNotifications
 from db.pool import open_pool
 from elysium import pki
 from elysium.errors import Unavailable
@@ -33,6 +34,7 @@ class ApiState:
     _pid: int = 0
     _pool: ConnectionPool[Connection[DictRow]] | None = None
     _queue: JobQueue | None = None
+    _notifications: ConfigNotifications | None = None
     # Only the CA certificate, to check client certificates: the API never reads the CA key
     # (the control worker signs enrollment CSRs).
     _ca_cert: x509.Certificate | None = None
@@ -41,6 +43,7 @@ class ApiState:
         # A forked child must not reuse its parent's sockets.
         if self._pid != os.getpid():
             self._pid, self._pool, self._queue = os.getpid(), None, None
+            self._notifications = None
 
     @property
     def pool(self) -> ConnectionPool[Connection[DictRow]]:
@@ -59,6 +62,18 @@ class ApiState:
             return self._queue
 
     @property
+    def notifications(self) -> ConfigNotifications:
+        """This process's one listener for peer config changes (``?wait`` on the config)."""
+        with self._lock:
+            self._fresh()
+            if self._notifications is None:
+                # Waits leave a few threads of the worker free for every other request.
+                self._notifications = ConfigNotifications(
+                    self.settings.database_url, max(1, self.settings.api_threads - 32)
+                )
+            return self._notifications
+
+    @property
     def ca_cert(self) -> x509.Certificate:
         """The Elysium CA certificate, which peer client certificates must come from."""
         with self._lock:
@@ -74,7 +89,10 @@ class ApiState:
                 self._pool.close()
             if self._queue is not None and self._pid == os.getpid():
                 self._queue.close()
+            if self._notifications is not None and self._pid == os.getpid():
+                self._notifications.close()
             self._pool = self._queue = None
+            self._notifications = None
 
 
 def state() -> ApiState:
@@ -87,6 +105,10 @@ def settings() -> Settings:
 
 def queue() -> JobQueue:
     return state().queue
+
+
+def notifications() -> ConfigNotifications:
+    return state().notifications
 
 
 @contextmanager

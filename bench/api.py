@@ -56,8 +56,8 @@ def _write_pki(d: Path) -> None:
 
 
 @contextlib.contextmanager
-def api_server(settings: Settings, d: Path) -> Iterator[str]:
-    """``elysium api`` on a free loopback port; stopped by its own pid."""
+def api_server(settings: Settings, d: Path, pids: list[int] | None = None) -> Iterator[str]:
+    """``elysium api`` on a free loopback port; stopped by its own pid (added to ``pids``)."""
     import subprocess
 
     port = _free_port()
@@ -71,6 +71,8 @@ def api_server(settings: Settings, d: Path) -> Iterator[str]:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+        if pids is not None:
+            pids.append(proc.pid)
         url = f"https://127.0.0.1:{port}"
         try:
             deadline = time.monotonic() + 30
@@ -188,7 +190,12 @@ def main() -> None:
             enrolled_csr["requests_per_s"] / health["requests_per_s"], 3
         ),
         "goal_ratio": 0.4,
-        "server": {"workers": 2, "worker_class": "gthread", "threads": 8, "tls": True},
+        "server": {
+            "workers": 2,
+            "worker_class": "gthread",
+            "threads": settings.api_threads,
+            "tls": True,
+        },
         "client_threads": CLIENT_THREADS,
     }
     write_result("api", figures)

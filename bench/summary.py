@@ -30,6 +30,10 @@ BASELINES: dict[str, dict[str, str]] = {
         "dump_10k_s": "wg_show_dump_10k_s",
         "single_adds_per_peer_ms": "wg_set_loop_per_peer_ms",
     },
+    "follow": {
+        "healthz_p99_ms_while_following": "healthz_p99_ms_idle",
+        "api_rss_mb_1000_followers": "api_rss_mb_idle",
+    },
     "jobs": {"e2e_p50_ms_10k": "e2e_p50_ms", "e2e_p99_ms_10k": "e2e_p99_ms"},
     "liveness": {"batch_write_10k_s": "per_row_update_10k_s"},
     "policy": {

@@ -101,9 +101,17 @@ class Api:
                     exit_code=EXIT_JOB,
                 )
 
-    def peer_config(self) -> dict[str, Any]:
-        """GET /v1/peer/config with our certificate."""
-        return self._call("GET", "/v1/peer/config", mtls=True)
+    def peer_config(self, version: str | None = None, wait: float = 0) -> dict[str, Any]:
+        """GET /v1/peer/config with our certificate; with ``version`` and ``wait``, the server
+        answers when the config's version is not ``version``, or after ``wait`` seconds."""
+        params = {"version": version, "wait": wait} if version and wait else None
+        return self._call(
+            "GET", "/v1/peer/config", params=params, mtls=True, read_timeout=wait + READ_MARGIN_S
+        )
+
+    def renew_certificate(self, csr: str) -> dict[str, Any]:
+        """POST /v1/peer/certificate with our (still valid) certificate: ``202 {job_id, ...}``."""
+        return self._call("POST", "/v1/peer/certificate", json={"csr": csr}, mtls=True)
 
     def rotate_key(self, public_key: str) -> dict[str, Any]:
         """PUT /v1/peer/key with our certificate: ``202 {job_id, ...}``."""

@@ -1,4 +1,4 @@
-"""The ``elysium-client`` command: enroll, up, down, status, config, rotate."""
+"""The ``elysium-client`` command: enroll, up, run, down, status, config, rotate."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import click
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from client import tunnel, wgquick
+from client import dns, tunnel, wgquick
 from client.errors import EXIT_FAILED, ClientError
 from client.state import DEFAULT_INTERFACE, STATE_DIR_ENV, Enrollment, StateDir
 from elysium.errors import ElysiumError
@@ -62,7 +62,7 @@ def cli() -> None:
     A typical journey:
       elysium-client enroll --server https://api.example:8443 --ca ca.pem \\
                             --token ENROLL_TOKEN --name laptop
-      elysium-client up
+      elysium-client run          # or: up, to bring the tunnel up and return
       elysium-client status
       elysium-client rotate
       elysium-client down
@@ -162,11 +162,49 @@ def up(interface: str | None, offline: bool, netns: str | None, state_dir: Path 
     if not offline:
         _refresh_config(state, enrollment)
     public = tunnel.up(state, enrollment, _tunnel_options(state, enrollment))
+    dns.apply(
+        state.path, enrollment.netns, enrollment.interface, enrollment.config.get("dns") or []
+    )
     where = f" in netns {enrollment.netns}" if enrollment.netns else ""
     click.echo(
         f"{enrollment.interface}{where} is up: "
         f"{', '.join(enrollment.config['addresses'])}, public key {public}"
     )
+
+
+@cli.command()
+@click.option(
+    "--wait",
+    default=55.0,
+    show_default=True,
+    help="Seconds one long poll may wait for a change (the server caps it).",
+)
+@click.option("--interface", default=None, help="Tunnel interface name (default: as enrolled).")
+@netns_option
+@state_dir_option
+def run(wait: float, interface: str | None, netns: str | None, state_dir: Path | None) -> None:
+    """Run in the foreground: keep the tunnel up and follow the network live.
+
+    Brings the tunnel up (or adopts the one already up), then waits on the server for each
+    new config version and applies it as the smallest change: other peers' subnets and their
+    routes, the hub's key and endpoint, DNS. One log line per change. When the server cannot
+    be reached the last config keeps working. SIGTERM leaves the tunnel up.
+
+    \b
+    Examples:
+      elysium-client run
+      systemctl enable --now elysium-client     # deploy/systemd/elysium-client.service
+    """
+    from client.follow import Follower, now_text
+
+    state, enrollment = _enrolled(state_dir, netns, interface)
+    state.save(enrollment)  # down and status then act where run did
+
+    def log(line: str) -> None:
+        click.echo(f"{now_text()} {line}")
+        sys.stdout.flush()
+
+    Follower(state, enrollment, _tunnel_options(state, enrollment), log, wait_s=wait).run()
 
 
 @cli.command()
@@ -181,6 +219,7 @@ def down(netns: str | None, state_dir: Path | None) -> None:
     """
     state, enrollment = _enrolled(state_dir, netns, None)
     removed = tunnel.down(enrollment, _tunnel_options(state, enrollment))
+    dns.restore(state.path)  # the DNS servers from before up
     click.echo(
         f"{enrollment.interface} is down" if removed else f"{enrollment.interface} was not up"
     )
@@ -200,8 +239,9 @@ def status(as_json: bool, netns: str | None, state_dir: Path | None) -> None:
     """
     state, enrollment = _enrolled(state_dir, netns, None)
     st = tunnel.status(enrollment, _tunnel_options(state, enrollment))
+    follow = _follow_status(enrollment)
     if as_json:
-        click.echo(json.dumps(st.to_dict(), indent=2))
+        click.echo(json.dumps({**st.to_dict(), **follow}, indent=2))
         return
     age = st.handshake_age_s()
     where = f" (netns {st.netns})" if st.netns else ""
@@ -212,6 +252,7 @@ def status(as_json: bool, netns: str | None, state_dir: Path | None) -> None:
         ("handshake", "never" if age is None else f"{_duration(age)} ago"),
         ("transfer", f"{_size(st.rx_bytes)} received, {_size(st.tx_bytes)} sent"),
         ("public key", st.public_key or "-"),
+        ("config", _config_line(follow)),
     ]
     for label, value in rows:
         click.echo(f"{label:<11}{value}")
@@ -269,6 +310,34 @@ def _enrolled(
     if interface is not None:
         enrollment.interface = interface
     return state, enrollment
+
+
+def _follow_status(enrollment: Enrollment) -> dict[str, Any]:
+    """The config version this peer holds, how old it is and when the server last answered."""
+    from datetime import UTC, datetime
+
+    def age(text: str | None) -> float | None:
+        if not text:
+            return None
+        at = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return round((datetime.now(UTC) - at).total_seconds(), 1)
+
+    return {
+        "config_version": enrollment.config.get("version"),
+        "config_age_s": age(enrollment.config_at),
+        "checked_age_s": age(enrollment.checked_at),
+    }
+
+
+def _config_line(follow: dict[str, Any]) -> str:
+    if not follow["config_version"]:
+        return "-"
+    line = str(follow["config_version"])
+    if follow["config_age_s"] is not None:
+        line += f", since {_duration(follow['config_age_s'])}"
+    if follow["checked_age_s"] is not None:
+        line += f" (server checked {_duration(follow['checked_age_s'])} ago)"
+    return line
 
 
 def _tunnel_options(state: StateDir, enrollment: Enrollment) -> tunnel.TunnelOptions:

@@ -32,6 +32,8 @@ class Enrollment:
     interface: str = DEFAULT_INTERFACE
     netns: str | None = None
     config: dict[str, Any] = field(default_factory=dict)  # the job result / GET /v1/peer/config
+    config_at: str | None = None  # when this config's version first came (RFC 3339)
+    checked_at: str | None = None  # when the server last answered a follower (RFC 3339)
 
 
 class StateDir:

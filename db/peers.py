@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
+import json
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, cast
@@ -307,7 +309,8 @@ def finish_removal(conn: Connection[DictRow], peer_ids: Sequence[int]) -> None:
 
 
 def peer_config(conn: Connection[DictRow], peer_id: int) -> dict[str, Any]:
-    """Everything a peer needs to bring its tunnel up (no private key: it never leaves the peer)."""
+    """Everything a peer needs to bring its tunnel up (no private key: it never leaves the peer),
+    with its ``version`` (see ``config_version``)."""
     row = conn.execute(
         "SELECT p.id, p.interface_id, host(p.address) AS address, host(p.address6) AS address6,"
         " p.status, p.public_key, i.network::text AS network, i.network6::text AS network6,"
@@ -327,7 +330,7 @@ def peer_config(conn: Connection[DictRow], peer_id: int) -> dict[str, Any]:
         hub_addresses.append(str(hub_address(net6)))
         if row["address6"]:
             addresses.append(f"{row['address6']}/{net6.prefixlen}")
-    return {
+    config = {
         "peer_id": row["id"],
         "interface_id": row["interface_id"],
         "public_key": row["public_key"],
@@ -351,6 +354,13 @@ def peer_config(conn: Connection[DictRow], peer_id: int) -> dict[str, Any]:
         "dns": list(row["dns"] or []),
         "mtu": row["mtu"],
     }
+    return {**config, "version": config_version(config)}
+
+
+def config_version(config: dict[str, Any]) -> str:
+    """A short hash of the config's canonical JSON: it moves whenever anything in it moves."""
+    text = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def record_liveness(

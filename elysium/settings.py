@@ -34,12 +34,15 @@ class Settings:
     # API
     api_bind: str = "127.0.0.1:8443"
     api_workers: int = 2
+    # Threads per API worker: a request waiting on ?wait holds one (and no database connection).
+    api_threads: int = 1024
     tls_cert: Path | None = None
     tls_key: Path | None = None
     tls_ca: Path | None = None
     ca_key: Path | None = None
     peer_cert_days: int = 30
     job_wait_max_s: int = 30
+    config_wait_max_s: int = 60  # longest GET /v1/peer/config?version=V&wait=N
     # Periodic workflows (seconds)
     liveness_interval_s: float = 30.0
     online_after_s: float = 180.0

@@ -29,6 +29,8 @@ from db import jobs as jobs_db
 from db import peers as peers_db
 from db.rows import DesiredPeer, InterfaceRow, JobRow, PeerRow
 from elysium.errors import DataplaneError, ElysiumError
+from elysium.files import write_atomic
+from elysium.keys import generate_private_key
 from elysium.networks import hub_address, peer_allowed_ips
 from elysium.queue import hub_queue
 from elysium.services.hubs import record_reconcile
@@ -280,6 +282,8 @@ class HubWorker:
                 self._run_delete_interface(conn, job)
             elif job["kind"] in POLICY_KINDS:
                 self._run_policy_change(conn, job)
+            elif job["kind"] == "rotate_interface_key":
+                self._run_rotate_interface_key(conn, job)
             else:
                 with conn.transaction():
                     jobs_db.fail_job(
@@ -305,6 +309,26 @@ class HubWorker:
                 "public_key": iface["public_key"],
                 "changes": changes.to_dict(),
             },
+        )
+
+    def _run_rotate_interface_key(self, conn: Connection[DictRow], job: JobRow) -> None:
+        """A new private key (0600, never sent), applied; its public key goes to the database."""
+        if jobs_db.start_job(conn, job["id"]) is None:
+            return
+        iface = interfaces_db.get_interface(conn, known(job["interface_id"]))
+        old = iface["public_key"]
+        key_file = interface_spec(self.state_dir, iface).private_key_file
+        key_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        write_atomic(key_file, generate_private_key() + "\n", 0o600)
+        changes = self.converge_interface(conn, iface)  # applies it, records the public key
+        new = interfaces_db.get_interface(conn, iface["id"])["public_key"]
+        self._finish(
+            conn,
+            [job],
+            lambda j: (
+                {"interface_id": iface["id"], "public_key": new, "old_public_key": old}
+                | {"changes": changes.to_dict()}
+            ),
         )
 
     def _run_delete_interface(self, conn: Connection[DictRow], job: JobRow) -> None:

@@ -77,6 +77,20 @@ def delete_interface(interface_id: int) -> dict[str, Any]:
     return sub.body
 
 
+@blp.route("/interfaces/<id:interface_id>/rotate-key", methods=["POST"])
+@require_scope("admin")
+@blp.response(202, JobAcceptedSchema)
+@blp.doc(parameters=[IDEMPOTENCY_PARAM])
+def rotate_key(interface_id: int) -> dict[str, Any]:
+    """Give the interface a new key: its hub makes it (the private key never leaves the hub),
+    applies it and reports the public key; following peers switch to it."""
+    with state.connection() as conn:
+        sub = services.rotate_interface_key(
+            conn, state.queue(), caller().actor, interface_id, idempotency_key=idempotency_key()
+        )
+    return sub.body
+
+
 @blp.route("/interfaces/<id:interface_id>/enrollment-tokens", methods=["POST"])
 @require_scope("operator")
 @blp.arguments(EnrollmentTokenCreateSchema)

@@ -25,6 +25,30 @@ class PeerConfigSchema(ma.Schema):
     routes = ma.fields.List(ma.fields.String(), metadata={"description": "networks behind the hub"})
     exit = ma.fields.Boolean(metadata={"description": "the hub is this peer's default route"})
     tags = ma.fields.List(ma.fields.String())
+    version = ma.fields.String(
+        metadata={"description": "moves whenever anything in this config moves"}
+    )
+
+
+class PeerConfigArgs(ma.Schema):
+    version = ma.fields.String(
+        load_default=None,
+        validate=ma.validate.Length(max=64),
+        metadata={"description": "the version the peer has; with wait, answer when it moves"},
+    )
+    wait = ma.fields.Float(
+        load_default=0,
+        validate=ma.validate.Range(min=0, max=3600),
+        metadata={"description": "seconds to wait for a version other than `version` (capped)"},
+    )
+
+
+class PeerCertificateSchema(StrictSchema):
+    csr = ma.fields.String(
+        required=True,
+        validate=ma.validate.Length(min=1, max=16384),
+        metadata={"description": "a PEM CSR signed by the new TLS key (made on the peer)"},
+    )
 
 
 class PeerKeySchema(StrictSchema):

@@ -9,9 +9,14 @@ from flask import Response, request
 from api import state
 from api.auth import caller, require_peer
 from api.jobs.schemas import JobAcceptedSchema
-from api.peer_self.schemas import PeerConfigSchema, PeerKeySchema
+from api.peer_self.schemas import (
+    PeerCertificateSchema,
+    PeerConfigArgs,
+    PeerConfigSchema,
+    PeerKeySchema,
+)
 from api.schemas import IDEMPOTENCY_PARAM, Blueprint, idempotency_key
-from db.peers import peer_config
+from elysium.services.peer_self import follow_config, renew_certificate
 from elysium.services.peers import rotate_key
 from elysium.wgquick import render_wg_quick
 
@@ -27,16 +32,47 @@ TEXT_DOC = {"responses": {"200": {"content": {"text/plain": {"schema": {"type": 
 
 @blp.route("/config", methods=["GET"])
 @require_peer
+@blp.arguments(PeerConfigArgs, location="query")
 @blp.response(200, PeerConfigSchema)
 @blp.doc(security=[], **TEXT_DOC)
-def config() -> Any:
-    """This peer's current config: JSON, or a wg-quick file with ``Accept: text/plain``."""
-    with state.connection() as conn:
-        found = peer_config(conn, caller().peer_id or 0)
+def config(args: dict[str, Any]) -> Any:
+    """This peer's current config: JSON, or a wg-quick file with ``Accept: text/plain``.
+
+    With ``version=V&wait=N`` the answer comes at once when the config's version is not V,
+    else when it moves or after N seconds (capped by the server's ``config_wait_max_s``).
+    """
+    found = follow_config(
+        state.connection,
+        state.notifications(),
+        caller().peer_id or 0,
+        args["version"],
+        min(args["wait"], state.settings().config_wait_max_s),
+    )
     best = request.accept_mimetypes.best_match(["application/json", "text/plain"])
     if best == "text/plain":
         return Response(render_wg_quick(found, None), mimetype="text/plain")
     return found
+
+
+@blp.route("/certificate", methods=["POST"])
+@require_peer
+@blp.arguments(PeerCertificateSchema)
+@blp.response(202, JobAcceptedSchema)
+@blp.doc(security=[], parameters=[IDEMPOTENCY_PARAM])
+def post_certificate(body: dict[str, Any]) -> dict[str, Any]:
+    """Renew this peer's client certificate from a fresh CSR; the control worker signs it and
+    the job's result holds ``certificate`` (the API never holds the CA key)."""
+    who = caller()
+    with state.connection() as conn:
+        sub = renew_certificate(
+            conn,
+            state.queue(),
+            who.actor,
+            who.peer_id or 0,
+            body["csr"],
+            idempotency_key=idempotency_key(),
+        )
+    return sub.body
 
 
 @blp.route("/key", methods=["PUT"])

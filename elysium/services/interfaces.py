@@ -205,3 +205,30 @@ def change_interface(
         write=write,
         request={"interface_id": interface_id, **changes},
     )
+
+
+def rotate_interface_key(
+    conn: Connection[DictRow],
+    queue: JobQueue,
+    actor: str,
+    interface_id: int,
+    idempotency_key: str | None = None,
+) -> Submitted:
+    """Queue a new private key for an interface: its hub makes it (0600, never sent), applies
+    it and reports the public key; following peers switch to it through their config."""
+
+    def write(c: Connection[DictRow]) -> Record:
+        iface = get_interface(c, interface_id, lock=True)
+        if iface["status"] == InterfaceStatus.DELETING:
+            raise Conflict("the interface is being deleted", code="interface_deleting")
+        return interface_record(iface, {"name": iface["name"]})
+
+    return submit_hub_job(
+        conn,
+        queue,
+        kind="rotate_interface_key",
+        submitter=actor,
+        idempotency_key=idempotency_key,
+        write=write,
+        request={"interface_id": interface_id, "rotate": "key"},
+    )

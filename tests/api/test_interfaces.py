@@ -173,3 +173,22 @@ def test_enrollment_tokens_carry_tags_and_refuse_bad_ones(operator: Api, interfa
     assert r.status_code == 201 and r.json()["tags"] == ["ops", "servers"]
     r = operator.post(url, json={"ttl_seconds": 60, "tags": ["Bad-Tag"]})
     assert r.status_code == 400 and "tags.0" in r.json()["error"]["fields"]
+
+
+def test_rotating_an_interface_key_is_an_audited_job_for_its_hub(
+    admin: Api, operator: Api, interface_id: int, db: psycopg.Connection[Any]
+) -> None:
+    r = admin.post(f"/v1/interfaces/{interface_id}/rotate-key")
+    assert r.status_code == 202 and r.json()["interface_id"] == interface_id
+    job = db.execute(
+        "SELECT kind, queue, payload FROM jobs WHERE id = %s", (r.json()["job_id"],)
+    ).fetchone()
+    assert job == {"kind": "rotate_interface_key", "queue": "hub.hub-a", "payload": {"name": "wg0"}}
+    audit = db.execute(
+        "SELECT count(*) AS n FROM audit WHERE target = %s AND outcome = 'accepted'",
+        (f"interface:{interface_id}",),
+    ).fetchone()
+    assert audit is not None and audit["n"] == 2  # its creation, and now its key
+    assert operator.post(f"/v1/interfaces/{interface_id}/rotate-key").status_code == 403
+    assert admin.post("/v1/interfaces/999999/rotate-key").status_code == 404
+    assert "/v1/interfaces/{interface_id}/rotate-key" in admin.get("/openapi.json").json()["paths"]

@@ -8,6 +8,7 @@ from typing import Any
 import psycopg
 import pytest
 import requests
+from cryptography import x509
 
 from elysium import pki
 from tests.api.conftest import Api, Pki, enrollment_token, new_key
@@ -108,3 +109,32 @@ def test_an_admin_client_certificate_is_not_a_peer(
     api = Api(api_url, api_pki.ca, cert=(str(tmp_path / "a.pem"), str(tmp_path / "a.key")))
     r = api.get("/v1/peer/config")
     assert r.status_code == 401 and r.json()["error"]["code"] == "certificate_invalid"
+
+
+def test_a_peer_renews_its_certificate_signed_by_the_control_worker(
+    peer: tuple[Api, int], db: psycopg.Connection[Any], tmp_path: Path
+) -> None:
+    api, peer_id = peer
+    key = pki.new_private_key()
+    r = api.post("/v1/peer/certificate", json={"csr": pki.make_csr(key).decode()})
+    assert r.status_code == 202, r.text
+    job = api.get(f"/v1/jobs/{r.json()['job_id']}", params={"wait": 15}).json()
+    assert job["kind"] == "renew_certificate" and job["status"] == "succeeded", job
+    cert = x509.load_pem_x509_certificate(job["result"]["certificate"].encode())
+    assert pki.peer_id_from_certificate(cert) == peer_id
+    serial = db.execute("SELECT certificate_serial FROM peers WHERE id = %s", (peer_id,)).fetchone()
+    assert serial == {"certificate_serial": pki.serial_hex(cert)}
+    pki.write_certificate(tmp_path / "new.pem", cert)
+    pki.write_private_key(tmp_path / "new.key", key)
+    renewed = Api(
+        api.base, Path(api.ca), cert=(str(tmp_path / "new.pem"), str(tmp_path / "new.key"))
+    )
+    assert renewed.get("/v1/peer/config").json()["peer_id"] == peer_id
+
+
+def test_a_bad_csr_or_no_certificate_cannot_renew(peer: tuple[Api, int], anonymous: Api) -> None:
+    api, _ = peer
+    r = api.post("/v1/peer/certificate", json={"csr": "not a csr"})
+    assert r.status_code == 400 and "csr" in r.json()["error"]["fields"]
+    csr = pki.make_csr(pki.new_private_key()).decode()
+    assert anonymous.post("/v1/peer/certificate", json={"csr": csr}).status_code == 401

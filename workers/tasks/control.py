@@ -21,7 +21,7 @@ from elysium.queue import (
     HUB_RECONCILE,
     HUB_REPORT_LIVENESS,
 )
-from elysium.services import enrollment, hubs, jobs, peers, tokens
+from elysium.services import enrollment, hubs, jobs, peer_self, peers, tokens
 from workers.runtime import runtime
 
 ACTOR = "control"
@@ -76,12 +76,16 @@ def janitor(self: Task) -> dict[str, int]:
 
 @shared_task(name=CONTROL_RUN_JOB, bind=True)
 def run_job(self: Task, job_id: str) -> str | None:
-    """The control side's part of a job: sign an enrollment's certificate, hand it to its hub.
+    """The control side's part of a job: sign an enrollment's certificate, hand it to its hub;
+    or sign a peer's renewed certificate, which ends the job.
 
     Returns the queue the job moved to (None when it had already moved on or failed).
     """
     rt = runtime(self.app)
     with rt.pool.connection() as conn:
+        days = rt.settings.peer_cert_days
+        if peer_self.sign_renewal(conn, job_id, rt.load_ca, days, ACTOR):
+            return None  # a certificate renewal ends here: no hub has anything to do
         moved = enrollment.sign_enrollment(
             conn, rt.queue, job_id, rt.load_ca, rt.settings.peer_cert_days, ACTOR
         )

@@ -1,0 +1,135 @@
+"""What a peer asks about itself: its config, followed live by version, and a new client
+certificate before its own runs out."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from typing import Any
+
+from cryptography import x509
+from psycopg import Connection
+from psycopg.rows import DictRow
+
+from db import jobs as jobs_db
+from db.config_notify import ConfigNotifications, interface_key, peer_key
+from db.interfaces import get_interface
+from db.peers import get_peer, peer_config, update_peer
+from elysium import pki
+from elysium.errors import ElysiumError, Forbidden
+from elysium.queue import JobQueue
+from elysium.services.jobs import Record, Submitted, submit_hub_job
+from elysium.states import JobStatus, is_live_peer
+
+RENEW_CERTIFICATE = "renew_certificate"
+
+Connect = Callable[[], AbstractContextManager[Connection[DictRow]]]
+
+
+def current_config(conn: Connection[DictRow], peer_id: int) -> dict[str, Any]:
+    """The peer's config with its version; a peer no longer live gets a 403 ``peer_not_live``."""
+    peer = get_peer(conn, peer_id)
+    if not is_live_peer(peer["status"]):
+        raise Forbidden(f"peer {peer_id} is {peer['status']}", code="peer_not_live")
+    return peer_config(conn, peer_id)
+
+
+def follow_config(
+    connect: Connect,
+    notifications: ConfigNotifications,
+    peer_id: int,
+    version: str | None,
+    wait_s: float,
+) -> dict[str, Any]:
+    """The peer's config at once when its version is not ``version``; else when it moves,
+    or as it is after ``wait_s``. Waiting holds no database connection: the process's one
+    listener wakes it when a notification names the peer or its interface."""
+    deadline = time.monotonic() + wait_s
+    with connect() as conn:
+        config = current_config(conn, peer_id)
+    if version is None or wait_s <= 0 or config["version"] != version:
+        return config
+    keys = (interface_key(config["interface_id"]), peer_key(peer_id))
+    with notifications.subscribe(keys) as moved:
+        with connect() as conn:  # again, now that no change can slip past unnoticed
+            config = current_config(conn, peer_id)
+        while config["version"] == version:
+            left = deadline - time.monotonic()
+            if left <= 0 or not moved.wait(left):
+                break
+            moved.clear()
+            with connect() as conn:
+                config = current_config(conn, peer_id)
+    return config
+
+
+def renew_certificate(
+    conn: Connection[DictRow],
+    queue: JobQueue,
+    actor: str,
+    peer_id: int,
+    csr: str,
+    idempotency_key: str | None = None,
+) -> Submitted:
+    """Queue a new client certificate for a live peer from a fresh CSR (checked here); the
+    control worker, the one process with the CA key, signs it into the job's result."""
+    pki.check_csr(csr)
+
+    def write(c: Connection[DictRow]) -> Record:
+        peer = get_peer(c, peer_id)
+        if not is_live_peer(peer["status"]):
+            raise Forbidden(f"peer {peer_id} is {peer['status']}", code="peer_not_live")
+        iface = get_interface(c, peer["interface_id"])
+        return Record(
+            hub=iface["hub"],
+            target=f"peer:{peer_id}",
+            hub_id=iface["hub_id"],
+            interface_id=iface["id"],
+            peer_id=peer_id,
+            payload={"csr": csr},
+            via_control=True,
+        )
+
+    return submit_hub_job(
+        conn,
+        queue,
+        kind=RENEW_CERTIFICATE,
+        submitter=actor,
+        idempotency_key=idempotency_key,
+        write=write,
+        request={"peer_id": peer_id, "csr": csr},
+    )
+
+
+def sign_renewal(
+    conn: Connection[DictRow],
+    job_id: str,
+    load_ca: Callable[[], tuple[x509.Certificate, pki.CertificateKey]],
+    days: int,
+    actor: str,
+) -> bool:
+    """Sign a queued certificate renewal and end its job (control side); False when the job
+    is no renewal. A CSR that cannot be signed fails the job; the old certificate stays."""
+    job = jobs_db.get_job(conn, job_id)
+    if job["kind"] != RENEW_CERTIFICATE:
+        return False
+    if job["status"] != JobStatus.QUEUED or job["peer_id"] is None:
+        return True  # a redelivered message: already done
+    try:
+        ca_cert, ca_key = load_ca()
+        cert = pki.sign_csr(ca_cert, ca_key, job["payload"]["csr"], job["peer_id"], days)
+    except ElysiumError as exc:
+        with conn.transaction():
+            jobs_db.fail_job(conn, job_id, exc.code, exc.message, actor)
+        return True
+    pem = pki.certificate_pem(cert)
+    with conn.transaction():
+        update_peer(conn, job["peer_id"], {"certificate_serial": pki.serial_hex(cert)})
+        jobs_db.succeed_job(
+            conn,
+            job_id,
+            {"certificate": pem, "not_after": cert.not_valid_after_utc.isoformat()},
+            actor,
+        )
+    return True

@@ -1,0 +1,113 @@
+"""A peer follows its config by version: ``GET /v1/peer/config?version=V&wait=N`` answers at
+once when V is old, else when something in the config moves (a PostgreSQL notification wakes
+it), else after N seconds with the same version."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+import pytest
+
+from tests.api.conftest import Api
+from tests.api.test_peer_self import peer
+
+__all__ = ["peer"]  # the fixture, shared
+
+
+def later(seconds: float, action: Callable[[], Any]) -> threading.Thread:
+    thread = threading.Thread(target=lambda: (time.sleep(seconds), action()), daemon=True)
+    thread.start()
+    return thread
+
+
+def test_a_config_carries_a_version_that_stays_while_nothing_moves(
+    peer: tuple[Api, int],
+) -> None:
+    api, _ = peer
+    first = api.get("/v1/peer/config").json()
+    assert len(first["version"]) == 16
+    assert api.get("/v1/peer/config").json()["version"] == first["version"]
+
+
+def test_an_old_version_is_answered_at_once(peer: tuple[Api, int]) -> None:
+    api, _ = peer
+    started = time.monotonic()
+    r = api.get("/v1/peer/config", params={"version": "old", "wait": 20})
+    assert r.status_code == 200 and r.json()["version"] != "old"
+    assert time.monotonic() - started < 2
+
+
+def test_the_current_version_waits_and_comes_back_unchanged(peer: tuple[Api, int]) -> None:
+    api, _ = peer
+    version = api.get("/v1/peer/config").json()["version"]
+    started = time.monotonic()
+    r = api.get("/v1/peer/config", params={"version": version, "wait": 1.5})
+    assert r.json()["version"] == version
+    assert 1.4 <= time.monotonic() - started < 5
+
+
+@pytest.mark.parametrize(
+    ("change", "check"),
+    [
+        (
+            "UPDATE interfaces SET dns = '{10.30.0.53}'",
+            lambda c: c["dns"] == ["10.30.0.53"],
+        ),
+        (
+            "UPDATE hubs SET endpoint = '192.0.2.9'",
+            lambda c: c["endpoint"] == "192.0.2.9:51820",
+        ),
+        (
+            "UPDATE interfaces SET public_key = 'JGKBcxOwrUMO/aFlAIbeYMeKT0MY5PCpLa2qxhKbB0o='",
+            lambda c: c["hub_public_key"].startswith("JGKBcx"),
+        ),
+    ],
+    ids=["dns", "endpoint", "hub-key"],
+)
+def test_a_waiting_peer_wakes_when_its_interface_or_hub_moves(
+    peer: tuple[Api, int], db: psycopg.Connection[Any], change: str, check: Any
+) -> None:
+    api, _ = peer
+    version = api.get("/v1/peer/config").json()["version"]
+    later(0.5, lambda: db.execute(change))
+    started = time.monotonic()
+    r = api.get("/v1/peer/config", params={"version": version, "wait": 20})
+    took = time.monotonic() - started
+    config = r.json()
+    assert config["version"] != version and check(config), config
+    assert 0.4 < took < 2.5
+
+
+def test_a_waiting_peer_wakes_when_another_peer_routes_a_subnet(
+    peer: tuple[Api, int], db: psycopg.Connection[Any]
+) -> None:
+    api, peer_id = peer
+    version = api.get("/v1/peer/config").json()["version"]
+    db.execute(
+        "INSERT INTO peers (interface_id, name, public_key, address, created_by, status)"
+        " SELECT interface_id, 'office', 'Eo+zXx7tYr4uJ5fXOWbVgVEqLQJP1GnrqZ5H6PwyZ0I=',"
+        " '10.30.0.9', 'test', 'active' FROM peers WHERE id = %s",
+        (peer_id,),
+    )
+    later(
+        0.5,
+        lambda: db.execute("UPDATE peers SET subnets = '{192.168.50.0/24}' WHERE name = 'office'"),
+    )
+    r = api.get("/v1/peer/config", params={"version": version, "wait": 20})
+    assert "192.168.50.0/24" in r.json()["allowed_ips"]
+
+
+def test_a_peer_removed_while_waiting_is_told_at_once(
+    peer: tuple[Api, int], db: psycopg.Connection[Any]
+) -> None:
+    api, peer_id = peer
+    version = api.get("/v1/peer/config").json()["version"]
+    later(0.5, lambda: db.execute("UPDATE peers SET status = 'removing' WHERE id = %s", (peer_id,)))
+    started = time.monotonic()
+    r = api.get("/v1/peer/config", params={"version": version, "wait": 20})
+    assert r.status_code == 403 and r.json()["error"]["code"] == "peer_not_live"
+    assert time.monotonic() - started < 2.5
