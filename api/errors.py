@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import psycopg
-from flask import Flask, Response, jsonify
+from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from elysium.errors import ElysiumError
@@ -68,8 +68,27 @@ def handle_elysium_error(exc: ElysiumError) -> tuple[Response, int]:
     return error_response(exc.status, exc.code, exc.message, exc.fields, headers)
 
 
+DRAIN_BYTES = 1 << 20
+
+
+def drain_body() -> None:
+    """Read what the client is still sending (up to 1 MiB) before a 413: a server that
+    answers and closes with the body unread makes the client see a reset, not the answer."""
+    stream = request.environ.get("wsgi.input")
+    left = request.content_length or 0
+    if stream is None or left > DRAIN_BYTES:
+        return
+    while left > 0:
+        chunk = stream.read(min(65536, left))
+        if not chunk:
+            break
+        left -= len(chunk)
+
+
 def handle_http_exception(exc: HTTPException) -> tuple[Response, int]:
     status = exc.code or 500
+    if status == 413:
+        drain_body()
     data = getattr(exc, "data", None) or {}
     if "messages" in data:  # webargs: one entry per location (json, query, headers...)
         by_location = data["messages"]

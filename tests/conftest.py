@@ -124,12 +124,20 @@ from celery.contrib.pytest import celery_app, celery_worker  # noqa: E402, F401
 from elysium.queue import CONTROL_QUEUE  # noqa: E402
 from elysium.queue import celery_config as elysium_celery_config  # noqa: E402
 from workers.celery_app import TASK_MODULES  # noqa: E402
-from workers.runtime import SETTINGS_KEY  # noqa: E402
+from workers.runtime import SETTINGS_KEY, close_runtimes  # noqa: E402
 
 # Imported once, here: celery_app's fixture forgets the shared-task hooks registered during
 # a test, so modules first imported inside one would leave later tests' apps without tasks.
 for _module in TASK_MODULES:
     importlib.import_module(_module)
+
+
+@pytest.fixture(autouse=True)
+def _close_worker_runtimes() -> Iterator[None]:
+    """An in-process worker's runtime (its pool's threads and connections) ends with its
+    test: left open, they pile up and keep the test process from exiting."""
+    yield
+    close_runtimes()
 
 
 @pytest.fixture

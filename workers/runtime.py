@@ -58,6 +58,12 @@ class Runtime:
             self._hub = HubWorker(self.settings, self.pool)
         return self._hub
 
+    def close(self) -> None:
+        with self._lock:
+            if self._pool is not None:
+                self._pool.close()
+                self._pool = None
+
     def load_ca(self) -> tuple[x509.Certificate, pki.CertificateKey]:
         """The CA certificate and key that sign peer certificates (read on first use)."""
         with self._lock:
@@ -73,6 +79,16 @@ class Runtime:
                     pki.load_private_key(self.settings.ca_key),
                 )
             return self._ca
+
+
+def close_runtimes() -> None:
+    """Close every runtime of this process (their pools' threads and connections): for a
+    process that makes and drops Celery apps, such as a test run."""
+    with _lock:
+        runtimes = list(_runtimes.values())
+        _runtimes.clear()
+    for rt in runtimes:
+        rt.close()
 
 
 def runtime(app: Celery) -> Runtime:
