@@ -123,6 +123,9 @@ def test_create_an_enrollment_token_see_its_qr_and_command_then_revoke_it(
     assert command.endswith("--name laptops")
     qr = browser.find_element(By.CSS_SELECTOR, "#qr svg")
     assert qr.size["width"] >= 200 and qr.find_elements(By.TAG_NAME, "path")
+    shot = os.environ.get("ELYSIUM_UI_SCREENSHOT")
+    if shot:
+        browser.save_screenshot(shot.replace(".png", "-token.png"))
     browser.find_element(By.LINK_TEXT, "Done").click()
     row = browser.find_element(By.CSS_SELECTOR, "#tokens tbody tr")
     assert "laptops" in row.text and "3 / 3" in row.text and "active" in row.text
