@@ -13,6 +13,7 @@ from flask_smorest import Api
 from werkzeug.routing import BaseConverter
 
 from api import errors, metrics
+from api.health.docs import DOCS_ASSETS_URL
 from api.schemas import ErrorSchema
 from api.state import EXTENSION, ApiState
 from elysium.settings import Settings
@@ -37,6 +38,9 @@ def create_app(settings: Settings | None = None) -> Flask:
         OPENAPI_VERSION="3.0.3",
         OPENAPI_URL_PREFIX="/",
         OPENAPI_JSON_PATH="openapi.json",
+        # Swagger UI at /docs, its assets from the swagger-ui-bundle package (api/health/docs.py).
+        OPENAPI_SWAGGER_UI_PATH="docs",
+        OPENAPI_SWAGGER_UI_URL=DOCS_ASSETS_URL,
         API_SPEC_OPTIONS={
             "info": {
                 "description": "Hub-and-spoke WireGuard automation. Errors are"
@@ -60,6 +64,12 @@ def create_app(settings: Settings | None = None) -> Flask:
     metrics.instrument(app)
     for blp in _blueprints():
         api.register_blueprint(blp)
+    # Pages and files, not API calls: outside the OpenAPI document.
+    from api.health.docs import blp as docs_assets
+    from api.ui.views import blp as ui
+
+    app.register_blueprint(docs_assets)
+    app.register_blueprint(ui)
     return app
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from celery import Celery
 from celery.beat import Scheduler
+from prometheus_client import Gauge
 from psycopg import Connection
 from psycopg.rows import DictRow
 from psycopg_pool import ConnectionPool
@@ -24,11 +25,13 @@ from psycopg_pool import ConnectionPool
 from beat.schedule import beat_schedule
 from db.leases import acquire_lease, release_lease
 from db.pool import open_pool
+from elysium.metrics import serve_metrics
 from elysium.settings import Settings
 
 log = logging.getLogger(__name__)
 
 LEASE_NAME = "beat"
+LEADER = Gauge("elysium_beat_leader", "1 while this beat holds the lease and sends the schedule")
 # Which process holds the lease; one value per process, however many schedulers Celery makes.
 PROCESS_HOLDER = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
@@ -63,7 +66,9 @@ class BeatLease:
         now = self._clock()
         if now >= self._next_try:
             self._try(now)
-        return self._clock() < self._valid_until
+        leading = self._clock() < self._valid_until
+        LEADER.set(1 if leading else 0)
+        return leading
 
     def _try(self, started: float) -> None:
         was_leader = started < self._valid_until
@@ -119,6 +124,7 @@ class LeaderScheduler(Scheduler):
     ) -> None:
         self.settings = settings if settings is not None else Settings.from_env()
         self.lease = BeatLease(self.settings)
+        serve_metrics(self.settings)
         super().__init__(app, *args, **kwargs)
         self.max_interval = min(float(self.max_interval or 300), self.lease.renew_every_s)
 

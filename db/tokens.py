@@ -263,6 +263,20 @@ def revoke_enrollment_token(conn: Connection[DictRow], token_id: int) -> dict[st
     return row
 
 
+def list_enrollment_tokens(
+    conn: Connection[DictRow], interface_id: int, *, after_id: int = 0, limit: int = 100
+) -> list[dict[str, Any]]:
+    """An interface's enrollment tokens by id, newest state computed (``state``: active,
+    revoked, expired or used_up); never the token text, which is not stored."""
+    return conn.execute(
+        f"SELECT {ENROLLMENT_COLUMNS}, CASE WHEN revoked_at IS NOT NULL THEN 'revoked'"
+        " WHEN expired OR expires_at <= now() THEN 'expired'"
+        " WHEN uses_left = 0 THEN 'used_up' ELSE 'active' END AS state"
+        " FROM enrollment_tokens WHERE interface_id = %s AND id > %s ORDER BY id LIMIT %s",
+        (interface_id, after_id, limit),
+    ).fetchall()
+
+
 def expire_tokens(conn: Connection[DictRow]) -> dict[str, int]:
     """The expiry sweep: mark API and enrollment tokens past their time as expired.
 

@@ -54,6 +54,8 @@ class Settings:
     job_time_limit_s: float = 300.0
     beat_lease_s: float = 15.0
     heartbeat_interval_s: float = 15.0
+    # A control worker, hub worker or beat serves its metrics on 127.0.0.1:<port> (0: none).
+    metrics_port: int = 0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

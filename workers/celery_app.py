@@ -12,8 +12,10 @@ from typing import Any
 
 from celery import Celery, signals
 
+from elysium.metrics import serve_metrics
 from elysium.queue import celery_config
 from elysium.settings import Settings
+from workers.metrics import count_tasks
 from workers.runtime import SETTINGS_KEY, runtime
 
 TASK_MODULES = ["workers.tasks.hub", "workers.tasks.control"]
@@ -30,11 +32,18 @@ def make_celery(settings: Settings) -> Celery:
         if settings.hub and getattr(sender, "app", None) is app:
             runtime(app).hub.start()
 
+    def serve(sender: Any = None, **_: Any) -> None:
+        # Queue depths come from control workers (hub workers may run on other hosts).
+        if getattr(sender, "app", None) is app:
+            serve_metrics(settings, queue_depth=not settings.hub)
+
     def stop_hub(sender: Any = None, **_: Any) -> None:
         if settings.hub and getattr(sender, "app", None) is app:
             runtime(app).hub.stop()
 
     # weak=False: the handlers live as long as the app, not as long as this call.
+    count_tasks()
     signals.worker_ready.connect(recover_hub, weak=False)
+    signals.worker_ready.connect(serve, weak=False)
     signals.worker_shutdown.connect(stop_hub, weak=False)
     return app

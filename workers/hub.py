@@ -39,6 +39,7 @@ from elysium.states import FINAL_JOB, LIVE_PEER, InterfaceStatus
 from elysium.wireguard import ChangeSet, Dataplane, InterfaceSpec, PeerSpec, PeerStats
 from elysium.wireguard.links import underlay_addresses
 from workers.hub_policy import HubPolicy
+from workers.metrics import dataplane_transaction
 
 log = logging.getLogger(__name__)
 
@@ -171,7 +172,8 @@ class HubWorker:
         public_key, changes = self.dataplane.ensure_interface(interface_spec(self.state_dir, iface))
         forwarding = self.policy.ensure_forwarding()
         desired = peers_db.desired_peers(conn, iface["id"])
-        peer_changes = self.dataplane.converge(iface["name"], [peer_spec(p) for p in desired])
+        with dataplane_transaction("converge"):
+            peer_changes = self.dataplane.converge(iface["name"], [peer_spec(p) for p in desired])
         with conn.transaction():
             interfaces_db.set_interface_ready(conn, iface["id"], public_key)
             peers_db.mark_applied(conn, [p["id"] for p in desired])
@@ -377,7 +379,8 @@ class HubWorker:
             if iface["name"] not in self._ready:
                 self.converge_interface(conn, iface)  # device first; covers the whole burst
             else:
-                self.dataplane.apply_peers(iface["name"], upserts, removes)
+                with dataplane_transaction("apply_peers"):
+                    self.dataplane.apply_peers(iface["name"], upserts, removes)
         except DataplaneError as exc:
             if not exc.retryable:
                 self._apply_one_by_one(conn, iface["name"], burst, peers, exc)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import marshmallow as ma
@@ -80,19 +79,3 @@ def readyz() -> Any:
 def prometheus() -> Response:
     """Prometheus metrics of every worker of this API."""
     return metrics.exposition()
-
-
-@blp.route("/docs", methods=["GET"])
-@blp.doc(
-    security=[],
-    responses={
-        "200": {
-            "description": "HTML viewer of /openapi.json",
-            "content": {"text/html": {"schema": {"type": "string"}}},
-        }
-    },
-)
-def docs() -> Response:
-    """A small viewer of the OpenAPI document that works offline."""
-    html = (Path(__file__).parent / "docs.html").read_text()
-    return Response(html, mimetype="text/html")

@@ -110,3 +110,26 @@ class EnrollmentTokenCreatedSchema(ma.Schema):
     subnets = ma.fields.List(ma.fields.String())
     tags = ma.fields.List(ma.fields.String())
     expires_at = ma.fields.AwareDateTime(required=True)
+
+
+class EnrollmentTokenSchema(ma.Schema):
+    id = ma.fields.Integer(required=True)
+    interface_id = ma.fields.Integer()
+    name = ma.fields.String(allow_none=True)
+    uses_total = ma.fields.Integer()
+    uses_left = ma.fields.Integer()
+    subnets = ma.fields.List(ma.fields.String())
+    tags = ma.fields.List(ma.fields.String())
+    created_by = ma.fields.String(allow_none=True)
+    created_at = ma.fields.AwareDateTime()
+    expires_at = ma.fields.AwareDateTime()
+    revoked_at = ma.fields.AwareDateTime(allow_none=True)
+    expired = ma.fields.Boolean()
+    state = ma.fields.String(
+        metadata={"description": "active, revoked, expired or used_up"},
+    )
+
+
+class EnrollmentTokenPageSchema(ma.Schema):
+    items = ma.fields.List(ma.fields.Nested(EnrollmentTokenSchema), required=True)
+    next_cursor = ma.fields.String(allow_none=True, required=True)

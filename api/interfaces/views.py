@@ -9,17 +9,27 @@ from api.auth import caller, require_scope
 from api.interfaces.schemas import (
     EnrollmentTokenCreatedSchema,
     EnrollmentTokenCreateSchema,
+    EnrollmentTokenPageSchema,
+    EnrollmentTokenSchema,
     InterfaceChangeSchema,
     InterfaceCreateSchema,
     InterfaceSchema,
 )
 from api.jobs.schemas import JobAcceptedSchema
-from api.schemas import HUB_NAME, IDEMPOTENCY_PARAM, Blueprint, idempotency_key
+from api.schemas import (
+    HUB_NAME,
+    IDEMPOTENCY_PARAM,
+    Blueprint,
+    PageArgs,
+    after_id,
+    idempotency_key,
+    page,
+)
 from db.interfaces import get_interface
 from db.rows import InterfaceRow
 from elysium.errors import NotFound
 from elysium.services import interfaces as services
-from elysium.services.tokens import issue_enrollment_token
+from elysium.services import tokens as token_services
 
 blp = Blueprint("interfaces", __name__, url_prefix="/v1", description="WireGuard interfaces")
 
@@ -98,5 +108,30 @@ def rotate_key(interface_id: int) -> dict[str, Any]:
 def create_enrollment_token(body: dict[str, Any], interface_id: int) -> dict[str, Any]:
     """A token that enrolls up to ``uses`` peers on this interface; shown only here."""
     with state.connection() as conn:
-        row, text = issue_enrollment_token(conn, caller().actor, interface_id, **body)
+        row, text = token_services.issue_enrollment_token(
+            conn, caller().actor, interface_id, **body
+        )
     return {**row, "token": text}
+
+
+@blp.route("/interfaces/<id:interface_id>/enrollment-tokens", methods=["GET"])
+@require_scope("operator")
+@blp.arguments(PageArgs, location="query")
+@blp.response(200, EnrollmentTokenPageSchema)
+def enrollment_tokens(args: dict[str, Any], interface_id: int) -> dict[str, Any]:
+    """The interface's enrollment tokens, a page at a time: uses, grants, expiry and
+    ``state``; never the token text (only its hash is kept)."""
+    with state.connection() as conn:
+        rows = token_services.enrollment_tokens(
+            conn, interface_id, after_id=after_id(args), limit=args["limit"]
+        )
+    return page(rows, args["limit"])
+
+
+@blp.route("/enrollment-tokens/<id:token_id>", methods=["DELETE"])
+@require_scope("operator")
+@blp.response(200, EnrollmentTokenSchema)
+def revoke_enrollment_token(token_id: int) -> dict[str, Any]:
+    """Revoke an enrollment token: it enrolls nobody from now on."""
+    with state.connection() as conn:
+        return token_services.revoke_enrollment_token(conn, caller().actor, token_id)

@@ -485,6 +485,8 @@ def up(demo: Demo) -> None:
 Elysium is up ({seconds:.1f} s); the demo peer pings {HUB_TUNNEL_IP} through wg0.
 
   API            {demo.url}   (docs: {demo.url}/docs, OpenAPI: {demo.url}/openapi.json)
+  dashboard      {demo.url}/ui/   sign in by pasting the admin token: cat {demo.token_file}
+                 (the browser must trust {demo.pki / "ca.pem"}, or accept the certificate once)
   CA             {demo.pki / "ca.pem"}
   admin token    {demo.token_file}
   settings       source {env_file}

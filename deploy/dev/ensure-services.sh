@@ -11,6 +11,9 @@ command -v ip >/dev/null || need_apt+=(iproute2)
 command -v ping >/dev/null || need_apt+=(iputils-ping)
 command -v nft >/dev/null || need_apt+=(nftables) # nft and libnftables1 (the hub firewall)
 command -v pg_ctlcluster >/dev/null || need_apt+=(postgresql)
+# The dashboard's browser tests drive Debian's headless Chromium through chromedriver.
+command -v chromium >/dev/null || need_apt+=(chromium)
+command -v chromedriver >/dev/null || need_apt+=(chromium-driver)
 if ((${#need_apt[@]})); then
   echo "deps: installing ${need_apt[*]}"
   apt-get update -qq >/dev/null

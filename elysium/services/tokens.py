@@ -73,6 +73,29 @@ def issue_enrollment_token(
     return row, text
 
 
+def revoke_enrollment_token(conn: Connection[DictRow], actor: str, token_id: int) -> dict[str, Any]:
+    """Revoke an enrollment token (it enrolls nobody from now on), audited."""
+    with conn.transaction():
+        row = tokens.revoke_enrollment_token(conn, token_id)
+        audit.record(
+            conn,
+            actor,
+            "enrollment_token.revoke",
+            f"enrollment_token:{token_id}",
+            "succeeded",
+            {"interface_id": row["interface_id"]},
+        )
+    return {**row, "state": "revoked"}
+
+
+def enrollment_tokens(
+    conn: Connection[DictRow], interface_id: int, *, after_id: int = 0, limit: int = 100
+) -> list[dict[str, Any]]:
+    """An interface's enrollment tokens (NotFound when the interface does not exist)."""
+    get_interface(conn, interface_id)
+    return tokens.list_enrollment_tokens(conn, interface_id, after_id=after_id, limit=limit)
+
+
 def expire_tokens(conn: Connection[DictRow], actor: str) -> dict[str, int]:
     """Mark API and enrollment tokens past their time expired (a sweep), audited once."""
     with conn.transaction():

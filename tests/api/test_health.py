@@ -81,7 +81,12 @@ def test_openapi_document_lists_every_v1_call(anonymous: Api) -> None:
         assert path in spec["paths"]
 
 
-def test_docs_page_is_served_and_needs_nothing_from_the_internet(anonymous: Api) -> None:
+def test_docs_page_is_swagger_ui_and_needs_nothing_from_the_internet(anonymous: Api) -> None:
     r = anonymous.get("/docs")
     assert r.status_code == 200 and r.headers["Content-Type"].startswith("text/html")
     assert "/openapi.json" in r.text and "https://" not in r.text and "http://" not in r.text
+    assert "SwaggerUIBundle" in r.text
+    for asset in ("swagger-ui-bundle.js", "swagger-ui-standalone-preset.js", "swagger-ui.css"):
+        assert f'"/docs/assets/{asset}"' in r.text
+        served = anonymous.get(f"/docs/assets/{asset}")
+        assert served.status_code == 200 and len(served.content) > 1000, asset

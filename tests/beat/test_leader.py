@@ -11,6 +11,8 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import replace
 
+from prometheus_client import REGISTRY
+
 from beat.leader import BeatLease
 from elysium.queue import (
     CONTROL_EXPIRE,
@@ -116,6 +118,17 @@ def test_a_holder_that_stops_renewing_loses_the_lease_to_the_other(beat_settings
             time.sleep(0.05)
         assert b.held()
         assert not a.held()  # a asks again, finds b holding it
+    finally:
+        a.release()
+        b.release()
+
+
+def test_the_leader_gauge_says_whether_this_process_sends(beat_settings: Settings) -> None:
+    a = BeatLease(beat_settings, holder="a")
+    b = BeatLease(beat_settings, holder="b")
+    try:
+        assert a.held() and REGISTRY.get_sample_value("elysium_beat_leader") == 1
+        assert not b.held() and REGISTRY.get_sample_value("elysium_beat_leader") == 0
     finally:
         a.release()
         b.release()

@@ -136,6 +136,7 @@ def test_make_up_pings_through_the_tunnel_and_make_down_leaves_nothing(
     url = f"https://127.0.0.1:{demo_env['ELYSIUM_DEMO_API_PORT']}"
     ready = requests.get(f"{url}/readyz", verify=str(state / "pki" / "ca.pem"), timeout=10)
     assert ready.status_code == 200
+    assert f"dashboard      {url}/ui/" in out and "sign in by pasting the admin token" in out
     ping = subprocess.run(
         ["ip", "netns", "exec", f"ely-{name}-peer", "ping", "-c1", "-W2", "10.99.0.1"],
         capture_output=True,
