@@ -37,6 +37,16 @@ def interface_record(iface: InterfaceRow, payload: dict[str, Any]) -> Record:
     )
 
 
+def changeable_interface(
+    c: Connection[DictRow], interface_id: int, refusal: str = "the interface is being deleted"
+) -> InterfaceRow:
+    """The interface, locked for the change, refused (409) while it is being deleted."""
+    iface = get_interface(c, interface_id, lock=True)
+    if iface["status"] == InterfaceStatus.DELETING:
+        raise Conflict(refusal, code="interface_deleting")
+    return iface
+
+
 def create_interface(
     conn: Connection[DictRow],
     queue: JobQueue,
@@ -116,9 +126,7 @@ def delete_interface(
     """Mark an interface for deletion; its hub removes the device, then the records go."""
 
     def write(c: Connection[DictRow]) -> Record:
-        iface = get_interface(c, interface_id, lock=True)
-        if iface["status"] == InterfaceStatus.DELETING:
-            raise Conflict("the interface is already being deleted", code="interface_deleting")
+        iface = changeable_interface(c, interface_id, "the interface is already being deleted")
         set_interface_status(c, interface_id, InterfaceStatus.DELETING)
         return interface_record(iface, {"name": iface["name"]})
 
@@ -183,9 +191,7 @@ def change_interface(
         values["exit"] = changes["exit"]
 
     def write(c: Connection[DictRow]) -> Record:
-        iface = get_interface(c, interface_id, lock=True)
-        if iface["status"] == InterfaceStatus.DELETING:
-            raise Conflict("the interface is being deleted", code="interface_deleting")
+        iface = changeable_interface(c, interface_id)
         if "routes" in changes:
             values["routes"] = check_routes(iface, changes["routes"])
         nat_said = "nat" in changes or interface_nat_said(c, interface_id)
@@ -218,9 +224,7 @@ def rotate_interface_key(
     it and reports the public key; following peers switch to it through their config."""
 
     def write(c: Connection[DictRow]) -> Record:
-        iface = get_interface(c, interface_id, lock=True)
-        if iface["status"] == InterfaceStatus.DELETING:
-            raise Conflict("the interface is being deleted", code="interface_deleting")
+        iface = changeable_interface(c, interface_id)
         return interface_record(iface, {"name": iface["name"]})
 
     return submit_hub_job(

@@ -20,6 +20,7 @@ from elysium import pki
 from elysium.errors import ElysiumError, Forbidden
 from elysium.queue import JobQueue
 from elysium.services.jobs import Record, Submitted, submit_hub_job
+from elysium.services.peers import peer_record
 from elysium.states import JobStatus, is_live_peer
 
 RENEW_CERTIFICATE = "renew_certificate"
@@ -81,15 +82,9 @@ def renew_certificate(
         if not is_live_peer(peer["status"]):
             raise Forbidden(f"peer {peer_id} is {peer['status']}", code="peer_not_live")
         iface = get_interface(c, peer["interface_id"])
-        return Record(
-            hub=iface["hub"],
-            target=f"peer:{peer_id}",
-            hub_id=iface["hub_id"],
-            interface_id=iface["id"],
-            peer_id=peer_id,
-            payload={"csr": csr},
-            via_control=True,
-        )
+        rec = peer_record(iface, peer_id, {"csr": csr})
+        rec.via_control = True
+        return rec
 
     return submit_hub_job(
         conn,

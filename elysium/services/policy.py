@@ -14,12 +14,12 @@ import elysium.policy as policy
 from db.interfaces import get_interface, policy_vocabulary, update_interface
 from db.peers import desired_peers, get_peer
 from db.rows import InterfaceRow
-from elysium.errors import Conflict, NotFound, ValidationError
+from elysium.errors import NotFound, ValidationError
 from elysium.networks import hub_address
 from elysium.queue import JobQueue
-from elysium.services.interfaces import interface_record
+from elysium.services.interfaces import changeable_interface, interface_record
 from elysium.services.jobs import Record, Submitted, submit_hub_job
-from elysium.states import InterfaceStatus, is_live_peer
+from elysium.states import is_live_peer
 
 
 def hub_addresses(iface: InterfaceRow) -> list[str]:
@@ -68,9 +68,7 @@ def set_policy(
     the new one in one transaction, or keeps the old one and fails the job."""
 
     def write(c: Connection[DictRow]) -> Record:
-        iface = get_interface(c, interface_id, lock=True)
-        if iface["status"] == InterfaceStatus.DELETING:
-            raise Conflict("the interface is being deleted", code="interface_deleting")
+        iface = changeable_interface(c, interface_id)
         tags, peers = policy_vocabulary(c, interface_id)
         parsed = policy.parse_policy(body, known_tags=tags, known_peers=peers)
         policy.compile_policy(iface["name"], parsed)  # what the hub will load must compile
