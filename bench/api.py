@@ -46,6 +46,23 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def tls_settings(url: str, d: Path, prefix: str, **extra: Any) -> Settings:
+    """A PKI made in ``d`` and the settings of a TLS API (2 workers) on it, for a benchmark."""
+    _write_pki(d)
+    return Settings.from_env(
+        {},
+        database_url=url,
+        redis_url=REDIS_URL,
+        redis_key_prefix=prefix,
+        state_dir=d,
+        tls_cert=d / "server.pem",
+        tls_key=d / "server.key",
+        tls_ca=d / "ca.pem",
+        api_workers=2,
+        **extra,
+    )
+
+
 def _write_pki(d: Path) -> None:
     ca, key = pki.create_ca()
     pki.write_certificate(d / "ca.pem", ca)
@@ -134,19 +151,7 @@ def main() -> None:
     prefix = f"elybench{secrets.token_hex(3)}:"
     with throwaway_database() as url, tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
-        _write_pki(d)
-        settings = Settings.from_env(
-            {},
-            database_url=url,
-            redis_url=REDIS_URL,
-            redis_key_prefix=prefix,
-            state_dir=d,
-            tls_cert=d / "server.pem",
-            tls_key=d / "server.key",
-            tls_ca=d / "ca.pem",
-            ca_key=d / "ca.key",
-            api_workers=2,
-        )
+        settings = tls_settings(url, d, prefix, ca_key=d / "ca.key")
         with psycopg.connect(url, autocommit=True, row_factory=dict_row) as conn:
             declare_hub(conn, "bench", "bench-hub", "192.0.2.1")
             with conn.transaction():

@@ -26,13 +26,12 @@ import psycopg
 import requests
 from psycopg.rows import dict_row
 
-from bench.api import REDIS_URL, _write_pki, api_server
+from bench.api import api_server, tls_settings
 from bench.scaffold import percentile, random_key, throwaway_database, write_result
 from db.interfaces import create_interface
 from db.peers import create_peer
 from elysium import pki
 from elysium.services.hubs import declare_hub
-from elysium.settings import Settings
 
 FOLLOWERS = 1000
 WAIT_S = 55
@@ -197,18 +196,7 @@ def main() -> None:
     prefix = f"elybench{secrets.token_hex(3)}:"
     with throwaway_database() as url, tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
-        _write_pki(d)
-        settings = Settings.from_env(
-            {},
-            database_url=url,
-            redis_url=REDIS_URL,
-            redis_key_prefix=prefix,
-            state_dir=d,
-            tls_cert=d / "server.pem",
-            tls_key=d / "server.key",
-            tls_ca=d / "ca.pem",
-            api_workers=2,
-        )
+        settings = tls_settings(url, d, prefix)
         contexts = peers_with_certificates(url, d, FOLLOWERS)
         ca = str(d / "ca.pem")
         pids: list[int] = []
