@@ -23,6 +23,8 @@ from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.remote.webelement import WebElement
+from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.api.conftest import Api, Pki, make_token, new_key
@@ -64,10 +66,20 @@ def browser(chromium: WebDriver, api_url: str) -> WebDriver:
     return chromium
 
 
+def follow(driver: WebDriver, element: WebElement) -> None:
+    """Click something that loads a new page and wait until the old page is gone.
+
+    A click returns before the navigation it starts has replaced the document, so an
+    element looked up straight after it can belong to the page being left."""
+    old = driver.find_element(By.TAG_NAME, "html")
+    element.click()
+    WebDriverWait(driver, 10).until(expected_conditions.staleness_of(old))
+
+
 def sign_in(driver: WebDriver, api_url: str, token: str) -> None:
     driver.get(f"{api_url}/ui/login")
     driver.find_element(By.ID, "token").send_keys(token)
-    driver.find_element(By.ID, "sign-in").click()
+    follow(driver, driver.find_element(By.ID, "sign-in"))
     WebDriverWait(driver, 10).until(lambda d: d.current_url.endswith("/ui/"))
 
 
@@ -108,14 +120,14 @@ def test_create_an_enrollment_token_see_its_qr_and_command_then_revoke_it(
     browser: WebDriver, api_url: str, db: psycopg.Connection[Any], interface_id: int
 ) -> None:
     sign_in(browser, api_url, make_token(db, "operator"))
-    browser.find_element(By.LINK_TEXT, "wg0").click()
-    browser.find_element(By.ID, "tokens-link").click()
+    follow(browser, browser.find_element(By.LINK_TEXT, "wg0"))
+    follow(browser, browser.find_element(By.ID, "tokens-link"))
     browser.find_element(By.ID, "name").send_keys("laptops")
     uses = browser.find_element(By.ID, "uses")
     uses.clear()
     uses.send_keys("3")
     browser.find_element(By.ID, "tags").send_keys("laptop")
-    browser.find_element(By.ID, "create-token").click()
+    follow(browser, browser.find_element(By.ID, "create-token"))
     command = browser.find_element(By.ID, "enroll-command").text
     assert command.startswith(
         f"elysium-client enroll --server {api_url} --ca ca.pem --token elyenr_"
@@ -126,11 +138,11 @@ def test_create_an_enrollment_token_see_its_qr_and_command_then_revoke_it(
     shot = os.environ.get("ELYSIUM_UI_SCREENSHOT")
     if shot:
         browser.save_screenshot(shot.replace(".png", "-token.png"))
-    browser.find_element(By.LINK_TEXT, "Done").click()
+    follow(browser, browser.find_element(By.LINK_TEXT, "Done"))
     row = browser.find_element(By.CSS_SELECTOR, "#tokens tbody tr")
     assert "laptops" in row.text and "3 / 3" in row.text and "active" in row.text
     assert "elyenr_" not in browser.page_source
-    row.find_element(By.CSS_SELECTOR, "button.revoke").click()
+    follow(browser, row.find_element(By.CSS_SELECTOR, "button.revoke"))
     row = browser.find_element(By.CSS_SELECTOR, "#tokens tbody tr")
     assert "revoked" in row.text and not row.find_elements(By.CSS_SELECTOR, "button.revoke")
 
@@ -145,9 +157,9 @@ def test_disable_a_peer_through_the_confirmation(
     peer_id = add_peer(operator, interface_id, "laptop")
     sign_in(browser, api_url, make_token(db, "operator"))
     browser.get(f"{api_url}/ui/peers/{peer_id}")
-    browser.find_element(By.ID, "disable").click()
+    follow(browser, browser.find_element(By.ID, "disable"))
     assert "Disable peer laptop?" in browser.find_element(By.TAG_NAME, "h1").text
-    browser.find_element(By.ID, "confirm").click()
+    follow(browser, browser.find_element(By.ID, "confirm"))
     assert browser.find_element(By.ID, "job-accepted").is_displayed()
     assert "disabled" in browser.find_element(By.ID, "peer-name").text
     assert browser.find_element(By.ID, "enable").is_displayed()
@@ -203,7 +215,7 @@ def test_sign_out_and_the_pages_are_closed(
     browser: WebDriver, api_url: str, db: psycopg.Connection[Any]
 ) -> None:
     sign_in(browser, api_url, make_token(db, "reader"))
-    browser.find_element(By.ID, "logout").click()
+    follow(browser, browser.find_element(By.ID, "logout"))
     WebDriverWait(browser, 10).until(lambda d: "/ui/login" in d.current_url)
     assert browser.find_element(By.ID, "why").text == "signed out"
     browser.get(f"{api_url}/ui/jobs")
