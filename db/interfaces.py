@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, cast
 
 from psycopg import Connection, errors
@@ -119,15 +120,19 @@ def interface_nat_said(conn: Connection[DictRow], interface_id: int) -> bool:
     return bool(row and row["said"])
 
 
-def policy_vocabulary(conn: Connection[DictRow], interface_id: int) -> tuple[set[str], set[int]]:
+def policy_vocabulary(
+    conn: Connection[DictRow], interface_id: int, linked_hubs: Sequence[int] = ()
+) -> tuple[set[str], set[int]]:
     """The tags a policy of the interface may name (those of its live peers and of its
-    enrollment tokens) and the ids of its live peers."""
+    enrollment tokens, and of the interfaces of ``linked_hubs``: hubs across the mesh) and
+    the ids of its live peers."""
+    mine = "(SELECT id FROM interfaces WHERE id = %s OR hub_id = ANY(%s))"
     row = conn.execute(
-        "SELECT ARRAY(SELECT DISTINCT unnest(p.tags) FROM peers p WHERE p.interface_id = %s"
+        f"SELECT ARRAY(SELECT DISTINCT unnest(p.tags) FROM peers p WHERE p.interface_id IN {mine}"
         f"  AND {LIVE} UNION SELECT DISTINCT unnest(t.tags) FROM enrollment_tokens t"
-        "  WHERE t.interface_id = %s) AS tags,"
+        f"  WHERE t.interface_id IN {mine}) AS tags,"
         f" ARRAY(SELECT p.id FROM peers p WHERE p.interface_id = %s AND {LIVE}) AS peers",
-        (interface_id, interface_id, interface_id),
+        (interface_id, list(linked_hubs), interface_id, list(linked_hubs), interface_id),
     ).fetchone()
     assert row is not None
     return set(row["tags"]), set(row["peers"])

@@ -14,8 +14,11 @@ from psycopg.rows import DictRow
 
 from db.addresses import allocate_address, release_address
 from db.hubs import own_addresses
+from db.mesh import linked_hubs, networks_behind
+from db.peer_states import ENDED, LIVE, NOT_ENDED, sql_in
 from db.rows import DesiredPeer, InterfaceRow, PeerRow
 from elysium.errors import Conflict, NotFound
+from elysium.mesh import may_reach
 from elysium.networks import (
     IPNetwork,
     check_subnets_clear_of,
@@ -24,7 +27,8 @@ from elysium.networks import (
     hub_address,
     last_offset,
 )
-from elysium.states import ENDED_PEER, LEAVING_PEER, LIVE_PEER, PeerStatus, sql_list
+from elysium.policy import policy_from_json
+from elysium.states import ENDED_PEER, LEAVING_PEER, LIVE_PEER, PeerStatus
 
 PEER_COLUMNS = (
     "p.id, p.interface_id, p.name, p.public_key, host(p.address) AS address,"
@@ -32,18 +36,6 @@ PEER_COLUMNS = (
     " p.expires_at, p.online, p.endpoint, p.last_handshake_at, p.rx_bytes, p.tx_bytes,"
     " p.enrollment_token_id, p.created_at, p.updated_at"
 )
-
-
-def _in(states: frozenset[PeerStatus]) -> str:
-    """A group of peer states as an SQL list literal (fixed names, never user input)."""
-    return "(" + ", ".join(f"'{s}'" for s in sql_list(states)) + ")"
-
-
-# Not ended: still holds its key, name and addresses (live, or on its way off its hub).
-ENDED = f"p.status IN {_in(ENDED_PEER)}"
-# Spelt as the partial indexes' predicate (db/migrations/0001), so the planner can use them.
-NOT_ENDED = f"p.status NOT IN {_in(ENDED_PEER)}"
-LIVE = f"p.status IN {_in(LIVE_PEER)}"
 
 
 def create_peer(
@@ -293,7 +285,7 @@ def finish_removal(conn: Connection[DictRow], peer_ids: Sequence[int]) -> None:
     rows = conn.execute(
         f"UPDATE peers p SET status = CASE status WHEN '{PeerStatus.REMOVING}'"
         f" THEN '{PeerStatus.REMOVED}' ELSE status END, online = false, updated_at = now()"
-        f" WHERE id = ANY(%s) AND status IN {_in(LEAVING_PEER)}"
+        f" WHERE id = ANY(%s) AND status IN {sql_in(LEAVING_PEER)}"
         " AND address IS NOT NULL"
         " RETURNING interface_id, host(address) AS address, host(address6) AS address6",
         (list(peer_ids),),
@@ -315,8 +307,8 @@ def peer_config(conn: Connection[DictRow], peer_id: int) -> dict[str, Any]:
         "SELECT p.id, p.interface_id, host(p.address) AS address, host(p.address6) AS address6,"
         " p.status, p.public_key, i.network::text AS network, i.network6::text AS network6,"
         " i.listen_port, i.mtu, i.dns, i.keepalive, i.public_key AS hub_public_key,"
-        " i.routes::text[] AS routes, i.exit, p.tags,"
-        " h.endpoint FROM peers p JOIN interfaces i ON i.id = p.interface_id"
+        " i.routes::text[] AS routes, i.exit, p.tags, i.policy,"
+        " h.name AS hub, h.endpoint FROM peers p JOIN interfaces i ON i.id = p.interface_id"
         " JOIN hubs h ON h.id = i.hub_id WHERE p.id = %s",
         (peer_id,),
     ).fetchone()
@@ -330,6 +322,7 @@ def peer_config(conn: Connection[DictRow], peer_id: int) -> dict[str, Any]:
         hub_addresses.append(str(hub_address(net6)))
         if row["address6"]:
             addresses.append(f"{row['address6']}/{net6.prefixlen}")
+    across = mesh_routes(conn, row)
     config = {
         "peer_id": row["id"],
         "interface_id": row["interface_id"],
@@ -341,10 +334,11 @@ def peer_config(conn: Connection[DictRow], peer_id: int) -> dict[str, Any]:
             row["network"],
             row["network6"],
             routed_subnets(conn, row["interface_id"], row["id"]),
-            row["routes"],
+            [*row["routes"], *across],
             row["exit"],
         ),
         "routes": row["routes"],
+        "mesh_routes": across,
         "exit": row["exit"],
         "tags": row["tags"],
         "hub_public_key": row["hub_public_key"],
@@ -355,6 +349,23 @@ def peer_config(conn: Connection[DictRow], peer_id: int) -> dict[str, Any]:
         "mtu": row["mtu"],
     }
     return {**config, "version": config_version(config)}
+
+
+def mesh_routes(conn: Connection[DictRow], row: dict[str, Any]) -> list[str]:
+    """The networks behind the hubs linked to this peer's hub that its interface's policy
+    can let it reach (see ``elysium.mesh.may_reach``)."""
+    linked = linked_hubs(conn, row["hub"])
+    if not linked:
+        return []
+    rules = policy_from_json(row["policy"])
+    own = [a for a in (row["address"], row["address6"]) if a]
+    behind = networks_behind(conn, [h["id"] for h in linked])
+    return [
+        net
+        for h in linked
+        for net in behind[h["id"]]
+        if may_reach(rules, row["id"], row["tags"], own, net)
+    ]
 
 
 def config_version(config: dict[str, Any]) -> str:
@@ -389,7 +400,7 @@ def record_liveness(
         "  FROM unnest(%s::text[], %s::timestamptz[], %s::bigint[], %s::bigint[], %s::text[])"
         "   AS s(key, hs, rx, tx, ep)"
         "  JOIN peers q ON q.interface_id = %s AND q.public_key = s.key"
-        f"   AND q.status NOT IN {_in(ENDED_PEER)}) AS n"
+        f"   AND q.status NOT IN {sql_in(ENDED_PEER)}) AS n"
         " WHERE p.id = n.id AND (p.last_handshake_at, p.rx_bytes, p.tx_bytes, p.endpoint,"
         " p.online) IS DISTINCT FROM (n.hs, n.rx, n.tx, n.ep, n.online)",
         (
@@ -426,7 +437,7 @@ def expire_due_peers(conn: Connection[DictRow], limit: int = 1000) -> list[dict[
         " FROM interfaces i JOIN hubs h ON h.id = i.hub_id"
         " WHERE i.id = p.interface_id AND p.id IN ("
         "  SELECT id FROM peers WHERE expires_at <= now()"
-        f"  AND status IN {_in(LIVE_PEER)}"
+        f"  AND status IN {sql_in(LIVE_PEER)}"
         "  ORDER BY expires_at LIMIT %s FOR UPDATE SKIP LOCKED)"
         " RETURNING p.id, p.public_key, p.interface_id, h.name AS hub, h.id AS hub_id",
         (limit,),

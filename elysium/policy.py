@@ -213,7 +213,9 @@ def parse_selector(value: object, field: str, known_tags: set[str], known_peers:
     if value.startswith("tag:"):
         tag = check_tag(field, value[4:])
         if tag not in known_tags:
-            raise ValidationError(field, f"no peer of this interface has the tag {tag!r}")
+            raise ValidationError(
+                field, f"no peer or token of this interface or a linked hub has the tag {tag!r}"
+            )
         return f"tag:{tag}"
     if value.startswith("peer:"):
         text = value[5:]

@@ -14,7 +14,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -26,18 +26,22 @@ from pyroute2.netlink.exceptions import NetlinkError
 from db import hubs as hubs_db
 from db import interfaces as interfaces_db
 from db import jobs as jobs_db
+from db import mesh as mesh_db
 from db import peers as peers_db
 from db.rows import DesiredPeer, InterfaceRow, JobRow, PeerRow
 from elysium.errors import DataplaneError, ElysiumError
 from elysium.files import write_atomic
 from elysium.keys import generate_private_key
+from elysium.mesh import MESH_DEVICE
 from elysium.networks import hub_address, peer_allowed_ips
 from elysium.queue import hub_queue
 from elysium.services.hubs import record_reconcile
+from elysium.services.mesh_jobs import LINK_KIND
 from elysium.settings import Settings
 from elysium.states import FINAL_JOB, LIVE_PEER, InterfaceStatus
 from elysium.wireguard import ChangeSet, Dataplane, InterfaceSpec, PeerSpec, PeerStats
 from elysium.wireguard.links import underlay_addresses
+from workers.hub_mesh import HubMesh
 from workers.hub_policy import HubPolicy
 from workers.metrics import dataplane_transaction
 
@@ -106,6 +110,7 @@ class HubWorker:
         settings: Settings,
         pool: ConnectionPool[Connection[DictRow]],
         dataplane: Dataplane | None = None,
+        send: Callable[[JobRow], object] | None = None,
     ) -> None:
         self.settings = settings
         self.hub = settings.hub
@@ -121,6 +126,9 @@ class HubWorker:
             )
         self.dataplane = dataplane
         self.policy = HubPolicy(self.state_dir, settings.netns or None)
+        self.mesh = HubMesh(self.hub, self.state_dir, settings.netns or None, dataplane)
+        # Sends a job this worker records for other hubs (left queued for the janitor if None).
+        self.send = send or (lambda job: None)
         self._ready: set[str] = set()  # interfaces converged since this process started
         self._started = False
         self._stop = threading.Event()
@@ -133,6 +141,9 @@ class HubWorker:
             return
         self._started = True
         self.beat()
+        with self.pool.connection() as conn:
+            for job in self.mesh.report_key(conn):
+                self.send(job)
         self.converge_all()
         self.finish_open_jobs()
         self._heartbeat = threading.Thread(target=self._beat_loop, name="heartbeat", daemon=True)
@@ -206,8 +217,15 @@ class HubWorker:
                     log.error("converging %s failed: %s", iface["name"], exc.message)
                     report[iface["name"]] = {"error": exc.code, "message": exc.message}
             names = {i["name"] for i in wanted if i["status"] != InterfaceStatus.DELETING}
+            try:
+                mesh = self.mesh.converge(conn)
+                if mesh:
+                    report[MESH_DEVICE] = mesh
+            except ElysiumError as exc:  # the interfaces and their firewall still converge
+                log.error("converging the mesh failed: %s", exc.message)
+                report[MESH_DEVICE] = {"error": exc.code, "message": exc.message}
             for name in self.dataplane.list_interfaces():
-                if name not in names:
+                if name not in names and name != MESH_DEVICE:
                     self.dataplane.remove_interface(name)
                     report[name] = {"interface_removed": True}
             try:
@@ -252,6 +270,7 @@ class HubWorker:
                     [s.endpoint for s in stats],
                     self.settings.online_after_s,
                 )
+            self.mesh.report_links(conn)
         return sum(len(stats) for stats in dumps.values())
 
     def reconcile(self) -> dict[str, dict[str, object]]:
@@ -286,6 +305,8 @@ class HubWorker:
                 self._run_policy_change(conn, job)
             elif job["kind"] == "rotate_interface_key":
                 self._run_rotate_interface_key(conn, job)
+            elif job["kind"] == LINK_KIND:
+                self._run_mesh_link(conn, job)
             else:
                 with conn.transaction():
                     jobs_db.fail_job(
@@ -359,6 +380,27 @@ class HubWorker:
             self.converge_interface(conn, iface)
         changed = self.load_policy(conn)
         self._finish(conn, [job], lambda j: {"interface_id": iface["id"], "changed": changed})
+
+    def _run_mesh_link(self, conn: Connection[DictRow], job: JobRow) -> None:
+        """Program the link to one other hub, then reload the firewall (its tags may name
+        that hub's peers). A link that cannot be programmed fails alone, its error kept."""
+        if jobs_db.start_job(conn, job["id"]) is None:
+            return
+        other = job["payload"]["peer_hub"]
+        try:
+            result = self.mesh.converge_link(conn, other)
+        except DataplaneError as exc:
+            if exc.retryable:
+                raise
+            with conn.transaction():
+                if job["hub_id"] is not None:
+                    mesh_db.record_link_error(
+                        conn, job["hub_id"], job["payload"]["peer_hub_id"], exc.code, exc.message
+                    )
+                jobs_db.fail_job(conn, job["id"], exc.code, exc.message, self.actor)
+            return
+        result["firewall_changed"] = self.load_policy(conn)
+        self._finish(conn, [job], lambda j: result)
 
     def _run_peer_burst(self, conn: Connection[DictRow], job: JobRow) -> None:
         try:

@@ -19,6 +19,7 @@ from db.pool import open_pool
 from elysium import pki
 from elysium.errors import Unavailable
 from elysium.queue import JobQueue
+from elysium.services.jobs import send
 from elysium.settings import Settings
 from workers.hub import HubWorker
 
@@ -55,7 +56,8 @@ class Runtime:
         if self._hub is None:
             if not self.settings.hub:
                 raise RuntimeError("this worker has no hub (set ELYSIUM_HUB or --hub)")
-            self._hub = HubWorker(self.settings, self.pool)
+            queue = self.queue
+            self._hub = HubWorker(self.settings, self.pool, send=lambda job: send(queue, job))
         return self._hub
 
     def close(self) -> None:

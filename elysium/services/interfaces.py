@@ -23,6 +23,7 @@ from elysium.errors import Conflict, ValidationError
 from elysium.networks import check_subnets_outside, parse_network, parse_subnets
 from elysium.queue import JobQueue
 from elysium.services.jobs import Record, Submitted, submit_hub_job
+from elysium.services.mesh import check_new_interface
 from elysium.states import InterfaceStatus
 
 
@@ -68,6 +69,8 @@ def create_interface(
 
     def write(c: Connection[DictRow]) -> Record:
         hub = get_hub(c, hub_name)
+        nets = [net, net6] if net6 else [net]
+        check_new_interface(c, hub["id"], hub_name, name, listen_port, nets)
         for other in list_hub_interfaces(c, hub_name):
             if net.overlaps(parse_network(other["network"], "network", 4)):
                 raise ValidationError(

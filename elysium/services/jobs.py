@@ -22,6 +22,7 @@ from db import jobs as jobs_db
 from db.rows import JobRow
 from elysium.errors import ElysiumError
 from elysium.queue import CONTROL_QUEUE, HUB_QUEUE_PREFIX, JobQueue, hub_queue
+from elysium.services.mesh_jobs import followups
 
 
 class IdempotencyKeyReused(ElysiumError):
@@ -153,10 +154,13 @@ def submit_hub_job(
             )
             for step in rec.last:
                 step(conn)
+            more = followups(conn, job, rec.hub)  # other hubs of the mesh that must act
     except jobs_db.IdempotentReplay as replay:
         return _replay(replay.job, fingerprint)
-    # Stamped enqueued_at on insert: if this send fails the janitor sends it later.
+    # Stamped enqueued_at on insert: if a send fails the janitor sends it later.
     send(queue, job)
+    for other in more:
+        send(queue, other)
     return Submitted(job)
 
 

@@ -25,6 +25,7 @@ from elysium.keys import normalize_key
 from elysium.networks import IPNetwork, check_subnets_outside, parse_subnets
 from elysium.queue import JobQueue
 from elysium.services.jobs import Record, Submitted, record_hub_job, send, submit_hub_job
+from elysium.services.mesh_jobs import followups
 from elysium.states import InterfaceStatus, PeerStatus, is_live_peer
 from elysium.tags import check_tags
 
@@ -186,13 +187,10 @@ def change_peer(
             claim_subnets(c, iface, nets, peer_id)
             values["subnets"] = [str(n) for n in nets]
         update_peer(c, peer_id, values)
-        return peer_record(
-            iface,
-            peer_id,
-            payload={
-                k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in values.items()
-            },
-        )
+        payload = {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in values.items()}
+        # What other hubs may have to forget (their tag sets, their routes over the mesh).
+        payload["was"] = {"tags": peer["tags"], "subnets": peer["subnets"]}
+        return peer_record(iface, peer_id, payload=payload)
 
     return submit_hub_job(
         conn,
@@ -233,9 +231,10 @@ def remove_peer(
 
 def expire_peers(conn: Connection[DictRow], queue: JobQueue, actor: str) -> int:
     """Mark peers past ``expires_at`` expired and queue their removal from the hub (a sweep)."""
+    jobs = []
     with conn.transaction():
-        jobs = [
-            record_hub_job(
+        for p in expire_due_peers(conn):
+            job = record_hub_job(
                 conn,
                 Record(
                     hub=p["hub"],
@@ -248,8 +247,7 @@ def expire_peers(conn: Connection[DictRow], queue: JobQueue, actor: str) -> int:
                 kind="expire_peer",
                 submitter=actor,
             )
-            for p in expire_due_peers(conn)
-        ]
+            jobs += [job, *followups(conn, job, p["hub"])]
     for job in jobs:
         send(queue, job)  # stamped enqueued_at on insert: the janitor covers a failed send
     return len(jobs)

@@ -12,6 +12,7 @@ from psycopg.types.json import Jsonb
 
 import elysium.policy as policy
 from db.interfaces import get_interface, policy_vocabulary, update_interface
+from db.mesh import linked_hubs, remote_peers
 from db.peers import desired_peers, get_peer
 from db.rows import InterfaceRow
 from elysium.errors import NotFound, ValidationError
@@ -47,9 +48,12 @@ def compiled_for(
 ) -> tuple[policy.CompiledPolicy, policy.SetMembers]:
     """The interface's compiled policy and the members of its sets, as its hub loads them."""
     compiled = policy.compile_policy(iface["name"], policy.policy_from_json(iface["policy"]))
+    peers: list[Any] = list(desired_peers(conn, iface["id"]))
+    linked = [h["id"] for h in linked_hubs(conn, iface["hub"])]
+    peers += remote_peers(conn, linked)  # tags name peers across the mesh too
     members = policy.members_for(
         iface["name"],
-        memberships(desired_peers(conn, iface["id"])),
+        memberships(peers),
         iface["routes"],
         hub_addresses(iface),
     )
@@ -69,7 +73,8 @@ def set_policy(
 
     def write(c: Connection[DictRow]) -> Record:
         iface = changeable_interface(c, interface_id)
-        tags, peers = policy_vocabulary(c, interface_id)
+        linked = [h["id"] for h in linked_hubs(c, iface["hub"])]
+        tags, peers = policy_vocabulary(c, interface_id, linked)
         parsed = policy.parse_policy(body, known_tags=tags, known_peers=peers)
         policy.compile_policy(iface["name"], parsed)  # what the hub will load must compile
         update_interface(c, interface_id, {"policy": Jsonb(policy.policy_to_json(parsed))})

@@ -1,0 +1,187 @@
+"""The hub mesh: a hub joins (or leaves) and its links are programmed by the workers of
+both ends, one ``mesh_link`` job each, all recorded in one transaction (one round of jobs).
+
+Mesh changes take one transaction-scoped advisory lock, so two hubs joining at once see
+each other and their networks are checked against each other.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from psycopg import Connection
+from psycopg.rows import DictRow
+
+from db import audit
+from db import mesh as mesh_db
+from db.hubs import get_hub, list_hubs
+from elysium.errors import Conflict, ValidationError
+from elysium.mesh import (
+    MESH_DEVICE,
+    MeshMember,
+    check_no_overlap,
+    check_peers,
+    links_of,
+    parse_mesh_endpoint,
+    split_endpoint,
+)
+from elysium.networks import IPNetwork
+from elysium.queue import JobQueue
+from elysium.services.jobs import send
+from elysium.services.mesh_jobs import record_link_jobs
+
+MESH_LOCK = 0x656C_6D65_7368  # "elmesh": serialises joins, leaves and their checks
+
+
+def _lock(conn: Connection[DictRow]) -> None:
+    conn.execute("SELECT pg_advisory_xact_lock(%s)", (MESH_LOCK,))
+
+
+def _others(conn: Connection[DictRow], hub_ids: list[int]) -> dict[int, list[tuple[str, str]]]:
+    return mesh_db.interface_networks(conn, hub_ids)
+
+
+def join_mesh(
+    conn: Connection[DictRow], queue: JobQueue, actor: str, name: str, body: dict[str, Any]
+) -> dict[str, Any]:
+    """Put hub ``name`` in the mesh (or change its mesh settings): ``listen_port``,
+    ``endpoint`` (default: the hub's endpoint host on that port), ``peers`` (default: every
+    meshed hub). Link jobs go to this hub and to each hub it is or was linked to."""
+    port = body["listen_port"]
+    with conn.transaction():
+        _lock(conn)
+        hub = get_hub(conn, name)
+        default_host, _ = split_endpoint(hub["endpoint"], port)
+        raw = body.get("endpoint")
+        if raw is None:
+            raw = f"[{default_host}]" if ":" in default_host else default_host
+        endpoint = parse_mesh_endpoint(raw, port)
+        peers = body.get("peers")
+        if peers is not None:
+            peers = check_peers(name, peers, {h["name"] for h in list_hubs(conn)})
+        rows = mesh_db.meshed_hubs(conn)
+        others = [m for m in mesh_db.members(rows) if m.name != name]
+        before = set(links_of(name, mesh_db.members(rows)))
+        after = set(links_of(name, [*others, MeshMember(name, peers)]))
+        by_name = {r["name"]: r for r in rows}
+        own = _others(conn, [hub["id"]])[hub["id"]]
+        for iface_port in conn.execute(
+            "SELECT name FROM interfaces WHERE hub_id = %s AND listen_port = %s",
+            (hub["id"], port),
+        ).fetchall():
+            raise Conflict(
+                f"port {port} is the listen port of {iface_port['name']}",
+                code="port_in_use",
+                fields={"listen_port": f"used by interface {iface_port['name']}"},
+            )
+        linked_ids = {by_name[n]["id"]: n for n in after}
+        theirs = _others(conn, list(linked_ids))
+        check_no_overlap(name, own, {linked_ids[i]: nets for i, nets in theirs.items()})
+        mesh_db.set_mesh(conn, hub["id"], port, endpoint, peers)
+        detail = {"listen_port": port, "endpoint": endpoint, "peers": peers}
+        audit.record(conn, actor, "mesh.join", f"hub:{name}", "accepted", detail)
+        me = {"id": hub["id"], "name": name}
+        touched = [by_name[n] for n in sorted(before | after)]
+        pairs = [(me, o) for o in touched] + [(o, me) for o in touched]
+        jobs = record_link_jobs(conn, pairs, actor, "mesh.join")
+        mesh_db.notify_configs(conn, [hub["id"], *(o["id"] for o in touched)])
+    for job in jobs:
+        send(queue, job)
+    return {**mesh_view(conn, name), "jobs": [_job_ref(j) for j in jobs]}
+
+
+def leave_mesh(conn: Connection[DictRow], queue: JobQueue, actor: str, name: str) -> dict[str, Any]:
+    """Take hub ``name`` out of the mesh: both ends of each of its links drop the link."""
+    with conn.transaction():
+        _lock(conn)
+        hub = get_hub(conn, name)
+        linked = mesh_db.linked_hubs(conn, name)
+        if hub["id"] not in {r["id"] for r in mesh_db.meshed_hubs(conn)}:
+            raise Conflict(f"hub {name!r} is not in the mesh", code="not_meshed")
+        mesh_db.clear_mesh(conn, hub["id"])
+        audit.record(conn, actor, "mesh.leave", f"hub:{name}", "accepted", {})
+        me = {"id": hub["id"], "name": name}
+        pairs = [(me, o) for o in linked] + [(o, me) for o in linked]
+        jobs = record_link_jobs(conn, pairs, actor, "mesh.leave")
+        mesh_db.notify_configs(conn, [hub["id"], *(o["id"] for o in linked)])
+    for job in jobs:
+        send(queue, job)
+    return {"hub": name, "meshed": False, "jobs": [_job_ref(j) for j in jobs]}
+
+
+def _job_ref(job: Any) -> dict[str, Any]:
+    return {
+        "job_id": str(job["id"]),
+        "hub": job["queue"].removeprefix("hub."),
+        "peer_hub": job["payload"]["peer_hub"],
+    }
+
+
+def mesh_view(conn: Connection[DictRow], name: str) -> dict[str, Any]:
+    """A hub's mesh settings and each of its links with what its worker last saw."""
+    rows = mesh_db.meshed_hubs(conn)
+    me = next((r for r in rows if r["name"] == name), None)
+    if me is None:
+        return {"hub": name, "meshed": False}
+    seen = mesh_db.link_rows(conn, me["id"])
+    links = []
+    for other in mesh_db.linked_hubs(conn, name):
+        row = seen.get(other["id"], {})
+        links.append(
+            {
+                "hub": other["name"],
+                "endpoint": other["mesh_endpoint"],
+                "public_key": other["mesh_public_key"],
+                "stale": other["stale"],
+                "last_handshake_at": row.get("last_handshake_at"),
+                "rx_bytes": row.get("rx_bytes", 0),
+                "tx_bytes": row.get("tx_bytes", 0),
+                "error": (
+                    {"code": row["error_code"], "message": row["error_message"]}
+                    if row.get("error_code")
+                    else None
+                ),
+            }
+        )
+    return {
+        "hub": name,
+        "meshed": True,
+        "listen_port": me["mesh_port"],
+        "endpoint": me["mesh_endpoint"],
+        "peers": me["mesh_peers"],
+        "public_key": me["mesh_public_key"],
+        "joined_at": me["mesh_joined_at"],
+        "links": links,
+    }
+
+
+def check_new_interface(
+    conn: Connection[DictRow],
+    hub_id: int,
+    hub_name: str,
+    name: str,
+    listen_port: int,
+    networks: list[IPNetwork],
+) -> None:
+    """An interface on a meshed hub: not the mesh device's name or port, and its networks
+    clear of every linked hub's."""
+    if name == MESH_DEVICE:
+        raise ValidationError("name", "is the name of the hub mesh device")
+    me = next((r for r in mesh_db.meshed_hubs(conn) if r["id"] == hub_id), None)
+    if me is None:
+        return
+    _lock(conn)
+    if listen_port == me["mesh_port"]:
+        raise Conflict(
+            f"port {listen_port} is the hub's mesh port",
+            code="port_in_use",
+            fields={"listen_port": "is the hub's mesh port"},
+        )
+    linked = {r["id"]: r["name"] for r in mesh_db.linked_hubs(conn, hub_name)}
+    theirs = _others(conn, list(linked))
+    check_no_overlap(
+        hub_name,
+        [(str(n), name) for n in networks],
+        {linked[i]: nets for i, nets in theirs.items()},
+        field="network",
+    )

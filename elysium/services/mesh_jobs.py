@@ -1,0 +1,86 @@
+"""Link jobs: the messages that keep the mesh right, sent only to the hubs that must act.
+
+A ``mesh_link`` job on hub X about hub Y tells X's worker to program its link to Y again
+from the database (Y's key, endpoint and the networks behind Y), and to reload its
+firewall (tags in X's policy may name Y's peers). It is idempotent like every hub job.
+
+Which hubs must act when something changes on hub Y:
+- Y joins, leaves or changes its mesh settings: Y about each hub it is (or was) linked to,
+  and each of those about Y (``mesh.py``).
+- An interface of Y is created, deleted, or changes its pushed routes: every hub linked to Y
+  (the networks behind Y moved; their peers' configs move too).
+- A peer of Y joins, leaves or changes: the linked hubs that route its subnets (when it has
+  or had any), and those whose policies name one of its tags (their sets name its address).
+  Any other peer change stays on Y's queue alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from psycopg import Connection
+from psycopg.rows import DictRow
+
+from db import jobs as jobs_db
+from db import mesh as mesh_db
+from db.peers import get_peer
+from db.rows import JobRow
+from elysium.queue import hub_queue
+
+LINK_KIND = "mesh_link"
+INTERFACE_KINDS = ("create_interface", "delete_interface", "update_interface")
+PEER_KINDS = ("add_peer", "enroll_peer", "update_peer", "remove_peer", "expire_peer")
+
+
+def record_link_jobs(
+    conn: Connection[DictRow],
+    pairs: Iterable[tuple[dict[str, object], dict[str, object]]],
+    submitter: str,
+    reason: str,
+) -> list[JobRow]:
+    """One ``mesh_link`` job per ``(hub, other hub)`` pair, on the first hub's queue."""
+    jobs = []
+    for hub, other in pairs:
+        jobs.append(
+            jobs_db.create_job(
+                conn,
+                kind=LINK_KIND,
+                queue=hub_queue(str(hub["name"])),
+                submitter=submitter,
+                payload={"peer_hub": other["name"], "peer_hub_id": other["id"], "reason": reason},
+                hub_id=int(str(hub["id"])),
+                target=f"hub:{hub['name']}",
+            )
+        )
+    return jobs
+
+
+def followups(conn: Connection[DictRow], job: JobRow, hub: str) -> list[JobRow]:
+    """The link jobs that a job on ``hub`` needs on other hubs (caller's transaction; none
+    for a hub outside the mesh)."""
+    kind = job["kind"]
+    if kind not in INTERFACE_KINDS and kind not in PEER_KINDS:
+        return []
+    if kind == "update_peer" and not {"tags", "subnets", "enabled"} & job["payload"].keys():
+        return []
+    linked = mesh_db.linked_hubs(conn, hub)
+    if not linked:
+        return []
+    me = next(h for h in mesh_db.meshed_hubs(conn) if h["name"] == hub)
+    if kind in INTERFACE_KINDS:
+        targets = linked
+        routes_moved = True
+    else:
+        assert job["peer_id"] is not None
+        peer = get_peer(conn, job["peer_id"])
+        was = job["payload"].get("was", {})
+        tags = {*peer["tags"], *was.get("tags", [])}
+        routes_moved = bool(peer["subnets"] or was.get("subnets"))
+        ids = [h["id"] for h in linked]
+        wanted = set(ids) if routes_moved else mesh_db.hubs_using_tags(conn, ids, sorted(tags))
+        targets = [h for h in linked if h["id"] in wanted]
+    if not targets:
+        return []
+    if routes_moved:
+        mesh_db.notify_configs(conn, [h["id"] for h in targets])
+    return record_link_jobs(conn, [(h, me) for h in targets], job["submitter"], kind)

@@ -1,0 +1,197 @@
+"""A hub's side of the mesh: its mesh device (``elymesh``), one WireGuard peer per linked
+hub with the networks behind that hub as allowed IPs and routes.
+
+The mesh key is made here, on first start, and never leaves the hub; the worker reports its
+public half. A link job programs one link (the others stay as they are); reconcile
+converges them all. An endpoint that does not resolve, or that this hub has no route to,
+fails that link alone with a clear code.
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import logging
+import socket
+from pathlib import Path
+from typing import Any
+
+from psycopg import Connection
+from psycopg.rows import DictRow
+from pyroute2.netlink.exceptions import NetlinkError
+
+from db import mesh as mesh_db
+from db.rows import JobRow
+from elysium.errors import DataplaneError
+from elysium.keys import load_or_create_private_key, public_key
+from elysium.mesh import MESH_DEVICE, MESH_KEEPALIVE_S, split_endpoint
+from elysium.services.mesh_jobs import record_link_jobs
+from elysium.wireguard import ChangeSet, Dataplane, InterfaceSpec, PeerSpec, PeerStats
+from elysium.wireguard.links import open_iproute
+
+log = logging.getLogger(__name__)
+
+
+class HubMesh:
+    """The mesh device of hub ``hub`` in ``netns``."""
+
+    def __init__(self, hub: str, state_dir: Path, netns: str | None, dataplane: Dataplane) -> None:
+        self.hub = hub
+        self.netns = netns
+        self.dataplane = dataplane
+        self.key_file = state_dir / "keys" / f"{MESH_DEVICE}.key"
+
+    # ---- the key ----------------------------------------------------------------------
+    def public_key(self) -> str:
+        self.key_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return public_key(load_or_create_private_key(self.key_file))
+
+    def report_key(self, conn: Connection[DictRow]) -> list[JobRow]:
+        """Record this hub's mesh public key; when it is new, the linked hubs get a link job
+        (their peer entry for this hub waited for it). Returns those jobs, to be sent."""
+        with conn.transaction():
+            if not mesh_db.record_mesh_key(conn, self.hub, self.public_key()):
+                return []
+            me = next((h for h in mesh_db.meshed_hubs(conn) if h["name"] == self.hub), None)
+            if me is None:
+                return []
+            linked = mesh_db.linked_hubs(conn, self.hub)
+            return record_link_jobs(conn, [(o, me) for o in linked], f"hub:{self.hub}", "mesh.key")
+
+    # ---- what the device should hold ----------------------------------------------------
+    def _me(self, conn: Connection[DictRow]) -> dict[str, Any] | None:
+        return next((h for h in mesh_db.meshed_hubs(conn) if h["name"] == self.hub), None)
+
+    def _spec(self, me: dict[str, Any]) -> InterfaceSpec:
+        return InterfaceSpec(
+            name=MESH_DEVICE,
+            private_key_file=self.key_file,
+            listen_port=me["mesh_port"],
+            addresses=(),
+        )
+
+    def _reach(self, other: dict[str, Any]) -> str:
+        """The address:port to dial for ``other``: resolved, and routable from this hub."""
+        host, port = split_endpoint(other["mesh_endpoint"], other["mesh_port"])
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            try:
+                info = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+            except OSError as exc:
+                raise DataplaneError(
+                    f"{self.hub} cannot resolve {other['name']}'s mesh endpoint {host}: {exc}",
+                    code="mesh_endpoint_unresolvable",
+                ) from None
+            address = ipaddress.ip_address(info[0][4][0])
+        ipr = open_iproute(self.netns)
+        try:
+            ipr.route("get", dst=str(address))
+        except NetlinkError as exc:
+            if exc.code in (errno.ENETUNREACH, errno.EHOSTUNREACH):
+                raise DataplaneError(
+                    f"{self.hub} has no route to {other['name']}'s mesh endpoint {address}",
+                    code="mesh_peer_unreachable",
+                ) from None
+            raise
+        finally:
+            ipr.close()
+        return f"[{address}]:{port}" if address.version == 6 else f"{address}:{port}"
+
+    def _peer(self, other: dict[str, Any], behind: list[str]) -> PeerSpec:
+        return PeerSpec(
+            public_key=other["mesh_public_key"],
+            allowed_ips=tuple(behind),
+            routes=tuple(behind),
+            endpoint=self._reach(other),
+            keepalive=MESH_KEEPALIVE_S,
+        )
+
+    # ---- converge -----------------------------------------------------------------------
+    def converge_link(self, conn: Connection[DictRow], other_name: str) -> dict[str, Any]:
+        """Program the link to ``other_name`` (add, update or drop it) and nothing else."""
+        me = self._me(conn)
+        linked = {h["name"]: h for h in mesh_db.linked_hubs(conn, self.hub)}
+        if me is None or not linked:
+            removed = self.dataplane.remove_interface(MESH_DEVICE)
+            return {"link": other_name, "state": "not meshed", "device_removed": removed}
+        _, changes = self.dataplane.ensure_interface(self._spec(me))
+        known = {h["mesh_public_key"] for h in linked.values() if h["mesh_public_key"]}
+        held = {p.public_key for p in self.dataplane.dump(MESH_DEVICE)}
+        other = linked.get(other_name)
+        upsert = []
+        state = "removed"
+        if other is not None and other["mesh_public_key"]:
+            behind = mesh_db.networks_behind(conn, [other["id"]])[other["id"]]
+            upsert = [self._peer(other, behind)]
+            state = "linked"
+        elif other is not None:
+            state = f"waiting for {other_name}'s worker to report its mesh key"
+        applied = self.dataplane.apply_peers(MESH_DEVICE, upsert, sorted(held - known))
+        return {"link": other_name, "state": state, "changes": _merge(changes, applied).to_dict()}
+
+    def converge(self, conn: Connection[DictRow]) -> dict[str, Any]:
+        """Reconcile: the device holds exactly the links it should (a link whose endpoint
+        fails keeps what the device had for it, and its error is recorded)."""
+        me = self._me(conn)
+        linked = [h for h in mesh_db.linked_hubs(conn, self.hub) if h["mesh_public_key"]]
+        if me is None or not linked:
+            if MESH_DEVICE in self.dataplane.list_interfaces():
+                self.dataplane.remove_interface(MESH_DEVICE)
+                return {"interface_removed": True}
+            return {}
+        _, changes = self.dataplane.ensure_interface(self._spec(me))
+        held = {p.public_key: p for p in self.dataplane.dump(MESH_DEVICE)}
+        behind = mesh_db.networks_behind(conn, [h["id"] for h in linked])
+        peers, errors = [], {}
+        for other in linked:
+            try:
+                peers.append(self._peer(other, behind[other["id"]]))
+            except DataplaneError as exc:
+                errors[other["name"]] = exc.code
+                with conn.transaction():
+                    mesh_db.record_link_error(conn, me["id"], other["id"], exc.code, exc.message)
+                kept = held.get(other["mesh_public_key"])
+                if kept is not None:
+                    peers.append(_as_spec(kept, behind[other["id"]]))
+        converged = self.dataplane.converge(MESH_DEVICE, peers)
+        report: dict[str, Any] = _merge(changes, converged).to_dict()
+        if errors:
+            report["errors"] = errors
+        return report
+
+    def report_links(self, conn: Connection[DictRow]) -> int:
+        """Write what the mesh device holds of each link (handshake, counters)."""
+        me = self._me(conn)
+        if me is None:
+            return 0
+        try:
+            stats = self.dataplane.dump(MESH_DEVICE)
+        except DataplaneError:
+            return 0
+        by_key = {h["mesh_public_key"]: h["id"] for h in mesh_db.linked_hubs(conn, self.hub)}
+        rows = [_link_row(by_key[s.public_key], s) for s in stats if s.public_key in by_key]
+        with conn.transaction():
+            mesh_db.record_link_stats(conn, me["id"], rows)
+        return len(rows)
+
+
+def _link_row(hub_id: int, s: PeerStats) -> tuple[int, str | None, Any, int, int]:
+    return (hub_id, s.endpoint, s.last_handshake_at, s.rx_bytes, s.tx_bytes)
+
+
+def _as_spec(stats: PeerStats, behind: list[str]) -> PeerSpec:
+    return PeerSpec(
+        public_key=stats.public_key,
+        allowed_ips=tuple(stats.allowed_ips) or tuple(behind),
+        routes=tuple(stats.allowed_ips) or tuple(behind),
+        endpoint=stats.endpoint,
+        keepalive=MESH_KEEPALIVE_S,
+    )
+
+
+def _merge(device: ChangeSet, peers: ChangeSet) -> ChangeSet:
+    peers.interface_created = device.interface_created
+    peers.interface_changed = device.interface_changed + peers.interface_changed
+    peers.transactions += device.transactions
+    return peers
