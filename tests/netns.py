@@ -126,19 +126,30 @@ class Topology:
         run("ip", "-n", ns, "addr", "add", f"{address}/24", "dev", "eth0")
         run("ip", "-n", ns, "link", "set", "eth0", "up")
 
-    def add_behind_hub(self, name: str, hub_address: str, address: str, *, route: bool) -> str:
-        """A namespace joined to the hub by its own link (the hub's device is ``name``):
-        ``hub_address``/``address`` with prefix on each end. ``route``: its default route
-        goes back through the hub (a LAN behind the hub); without one it answers only what
-        comes from the hub's own address (the far side of a NAT, "the internet")."""
+    def add_hub(self, number: int) -> tuple[str, str]:
+        """Another hub namespace on the underlay: ``(namespace, underlay address)``, the
+        address ending in ``number`` (the first hub has 1)."""
+        ns, address = f"ely-h{number}-{self.suffix}", f"{UNDERLAY_PREFIX}.{number}"
+        self._attach(ns, f"vh{number}", address)
+        return ns, address
+
+    def add_behind_hub(
+        self, name: str, hub_address: str, address: str, *, route: bool, hub: str | None = None
+    ) -> str:
+        """A namespace joined to the hub (``hub``: another hub's namespace) by its own link
+        (the hub's device is ``name``): ``hub_address``/``address`` with prefix on each end.
+        ``route``: its default route goes back through the hub (a LAN behind the hub);
+        without one it answers only what comes from the hub's own address (the far side of
+        a NAT, "the internet")."""
+        hub = hub or self.hub
         ns = f"ely-{name}-{self.suffix}"
         self._add_ns(ns)
         far = f"x{name}"  # the hub has an eth0 already: renamed once it is in ``ns``
-        run("ip", "-n", self.hub, "link", "add", name, "type", "veth", "peer", "name", far)
-        run("ip", "-n", self.hub, "link", "set", far, "netns", ns)
+        run("ip", "-n", hub, "link", "add", name, "type", "veth", "peer", "name", far)
+        run("ip", "-n", hub, "link", "set", far, "netns", ns)
         run("ip", "-n", ns, "link", "set", far, "name", "eth0")
-        run("ip", "-n", self.hub, "addr", "add", hub_address, "dev", name)
-        run("ip", "-n", self.hub, "link", "set", name, "up")
+        run("ip", "-n", hub, "addr", "add", hub_address, "dev", name)
+        run("ip", "-n", hub, "link", "set", name, "up")
         run("ip", "-n", ns, "addr", "add", address, "dev", "eth0")
         run("ip", "-n", ns, "link", "set", "eth0", "up")
         if route:

@@ -23,6 +23,13 @@ class PeerConfigSchema(ma.Schema):
     dns = ma.fields.List(ma.fields.String())
     mtu = ma.fields.Integer(allow_none=True)
     routes = ma.fields.List(ma.fields.String(), metadata={"description": "networks behind the hub"})
+    mesh_routes = ma.fields.List(
+        ma.fields.String(),
+        metadata={
+            "description": "networks behind hubs linked to this peer's hub that its"
+            " interface's policy may let it reach (in allowed_ips too)"
+        },
+    )
     exit = ma.fields.Boolean(metadata={"description": "the hub is this peer's default route"})
     tags = ma.fields.List(ma.fields.String())
     version = ma.fields.String(
