@@ -17,6 +17,7 @@ from db.interfaces import get_interface, list_hub_interfaces
 from db.peers import get_peer, peer_config
 from elysium.errors import ValidationError
 from elysium.services import tokens as token_services
+from elysium.services.mesh import mesh_view
 from elysium.states import JobStatus
 from elysium.wgquick import render_wg_quick
 
@@ -39,7 +40,8 @@ def hub(name: str) -> Response:
     with state.connection() as conn:
         row = get_hub(conn, name)
         interfaces = list_hub_interfaces(conn, name)
-    return page("hub.html", hub=row, interfaces=interfaces)
+        mesh = mesh_view(conn, name)
+    return page("hub.html", hub=row, interfaces=interfaces, mesh=mesh)
 
 
 def _peer_page(interface_id: int) -> dict[str, Any]:

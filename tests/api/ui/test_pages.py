@@ -264,3 +264,23 @@ def test_peer_search_and_pages_stay_fast_at_10000_peers(
         (interface_id,),
     ).fetchall()
     assert "Seq Scan" not in " ".join(r["QUERY PLAN"] for r in plan)
+
+
+def test_a_hub_page_shows_its_mesh_links(
+    api_url: str, api_pki: Pki, db: psycopg.Connection[Any], admin: Api
+) -> None:
+    for name, ip in (("hub-a", "198.18.0.1"), ("hub-b", "198.18.0.2")):
+        assert admin.post("/v1/hubs", json={"name": name, "endpoint": ip}).status_code == 201
+        assert admin.put(f"/v1/hubs/{name}/mesh", json={"listen_port": 51900}).status_code == 202
+    db.execute(
+        "INSERT INTO mesh_links (hub_id, peer_hub_id, error_code, error_message)"
+        " SELECT a.id, b.id, 'mesh_peer_unreachable', 'no route' FROM hubs a, hubs b"
+        " WHERE a.name = 'hub-a' AND b.name = 'hub-b'"
+    )
+    browser = signed_in(api_url, api_pki.ca, db, "reader")
+    page = browser.get("/ui/hubs/hub-a")
+    assert page.status_code == 200 and 'id="mesh-links"' in page.text
+    assert "hub-b" in page.text and "mesh_peer_unreachable" in page.text
+    assert "198.18.0.1:51900" in page.text and "198.18.0.2:51900" in page.text
+    assert admin.delete("/v1/hubs/hub-a/mesh").status_code == 202
+    assert "Not in the mesh" in browser.get("/ui/hubs/hub-a").text
