@@ -34,6 +34,7 @@ bench: deps
 	$(PY) -m bench.api
 	$(PY) -m bench.policy
 	$(PY) -m bench.follow
+	$(PY) -m bench.hubs
 	$(PY) -m bench.summary
 
 up: deps

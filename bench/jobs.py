@@ -55,7 +55,7 @@ def hub_worker(settings: Settings, netns: str, log: Path) -> Iterator[subprocess
             [
                 sys.executable,
                 "-m",
-                "elysium",
+                "cli",
                 "hub-worker",
                 "--hub",
                 HUB,

@@ -1,4 +1,5 @@
-"""What every benchmark stands on: a throwaway database and namespace, keys, result files."""
+"""What every benchmark stands on: a throwaway database, namespaces (one, or hubs on a bridged
+underlay), Elysium processes, keys, result files."""
 
 from __future__ import annotations
 
@@ -10,14 +11,16 @@ import platform
 import secrets
 import signal
 import subprocess
+import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import psycopg
 
 from db.migrate import migrate
+from elysium.settings import Settings
 
 ADMIN_URL = os.environ.get(
     "ELYSIUM_BENCH_ADMIN_URL", "postgresql://elysium:elysium@127.0.0.1:5432/elysium"
@@ -54,6 +57,95 @@ def throwaway_namespace() -> Iterator[str]:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(int(pid), signal.SIGKILL)
         subprocess.run(["ip", "netns", "del", ns], check=False)
+
+
+@contextlib.contextmanager
+def throwaway_underlay(hubs: int, prefix: str = "198.18.0") -> Iterator[list[str]]:
+    """``hubs`` namespaces on a bridge in an underlay namespace, hub ``i`` (from 1) at
+    ``<prefix>.i/24`` on its ``eth0``. At the end whatever runs in them (ours: they are
+    made here) gets SIGTERM, then SIGKILL, and they are deleted once it is gone."""
+    sfx = secrets.token_hex(3)
+    underlay = f"ely-bu-{sfx}"
+    names = [f"ely-bh{i}-{sfx}" for i in range(1, hubs + 1)]
+    made: list[str] = []
+    try:
+        for ns in (underlay, *names):
+            _ip(f"netns add {ns}")
+            made.append(ns)
+            _ip(f"-n {ns} link set lo up")
+        _ip(f"-n {underlay} link add br0 type bridge")
+        _ip(f"-n {underlay} link set br0 up")
+        for i, ns in enumerate(names, 1):
+            _ip(f"-n {underlay} link add vh{i} type veth peer name eth0 netns {ns}")
+            _ip(f"-n {underlay} link set vh{i} master br0 up")
+            _ip(f"-n {ns} addr add {prefix}.{i}/24 dev eth0")
+            _ip(f"-n {ns} link set eth0 up")
+        yield names
+    finally:
+        for ns in reversed(made):
+            _end_namespace(ns)
+
+
+def _ip(args: str) -> None:
+    subprocess.run(["ip", *args.split()], check=True, capture_output=True, timeout=30)
+
+
+def _ns_pids(ns: str) -> list[int]:
+    out = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True)
+    return [int(p) for p in out.stdout.split()]
+
+
+def _end_namespace(ns: str) -> None:
+    for sig, wait_s in ((signal.SIGTERM, 3.0), (signal.SIGKILL, 5.0)):
+        pids = _ns_pids(ns)
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + wait_s
+        while pids and time.monotonic() < deadline:
+            time.sleep(0.05)
+            pids = _ns_pids(ns)
+        if not pids:
+            break
+    subprocess.run(["ip", "netns", "del", ns], check=False, capture_output=True)
+
+
+@contextlib.contextmanager
+def elysium_processes(settings: Settings, logs: Path) -> Iterator[Callable[[str, list[str]], None]]:
+    """``start(name, args)`` runs ``python -m cli *args --loglevel WARNING`` with ``settings``,
+    logging to ``logs/<name>.log``; at the end each is stopped by its own pid."""
+    env = {**os.environ, **settings.to_env(), "WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD": "1"}
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start(name: str, args: list[str]) -> None:
+        with open(logs / f"{name}.log", "ab") as log:
+            cmd = [sys.executable, "-m", "cli", *args, "--loglevel", "WARNING"]
+            started.append(
+                subprocess.Popen(
+                    cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                )
+            )
+
+    try:
+        yield start
+    finally:
+        for proc in started:
+            proc.send_signal(signal.SIGTERM)
+        for proc in started:
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def wait_until(check: Callable[[], object], timeout: float, what: str, every: float = 0.05) -> None:
+    """Poll ``check`` until it returns something truthy; TimeoutError naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(every)
 
 
 def random_key() -> str:

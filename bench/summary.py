@@ -34,6 +34,10 @@ BASELINES: dict[str, dict[str, str]] = {
         "healthz_p99_ms_while_following": "healthz_p99_ms_idle",
         "api_rss_mb_1000_followers": "api_rss_mb_idle",
     },
+    "hubs": {
+        "mesh_join_s": "mesh_join_1_link_s",
+        "liveness_fanout_8k_s": "liveness_sweep_1hub_1k_s",
+    },
     "jobs": {"e2e_p50_ms_10k": "e2e_p50_ms", "e2e_p99_ms_10k": "e2e_p99_ms"},
     "liveness": {"batch_write_10k_s": "per_row_update_10k_s"},
     "policy": {

@@ -63,6 +63,8 @@ def followups(conn: Connection[DictRow], job: JobRow, hub: str) -> list[JobRow]:
         return []
     if kind == "update_peer" and not {"tags", "subnets", "enabled"} & job["payload"].keys():
         return []
+    if kind == "update_interface" and "routes" not in job["payload"]:
+        return []  # exit or NAT alone: nothing behind the hub moved
     linked = mesh_db.linked_hubs(conn, hub)
     if not linked:
         return []

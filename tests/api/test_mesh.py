@@ -186,6 +186,10 @@ def test_a_peer_change_reaches_only_the_hubs_that_must_act(
     assert admin.patch(f"/v1/peers/{peer_id}", json={"tags": []}).status_code == 202
     assert jobs_since(db, mark) == [("mesh_link", "hub-a"), ("update_peer", "hub-b")]
     mark = count(db)
+    nat = admin.patch(f"/v1/interfaces/{b}", json={"nat": {"egress": "eth0"}})
+    assert nat.status_code == 202, nat.text
+    assert jobs_since(db, mark) == [("update_interface", "hub-b")]  # nothing behind it moved
+    mark = count(db)
     # the routes behind hub-b reach hub-a's peers' configs
     mine = admin.post(f"/v1/interfaces/{a}/peers", json={"name": "a1", "public_key": new_key()})
     with psycopg.connect(clean_db, row_factory=dict_row) as conn:
