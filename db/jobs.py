@@ -153,18 +153,45 @@ def claim_interface_jobs(
     The named job is waited for when another transaction holds it (a submitter still stamping
     it); the others are skipped when locked, so two consumers never take one job.
     """
+    return _claim(conn, queue, kinds, trigger_id, limit, interface_id)
+
+
+def claim_queue_jobs(
+    conn: Connection[DictRow],
+    queue: str,
+    kinds: Sequence[str],
+    trigger_id: uuid.UUID | str,
+    limit: int = 2000,
+) -> list[JobRow]:
+    """Take the job a message named plus every other open job of ``kinds`` on ``queue``
+    (e.g. a hub's link jobs, converged together), locking as ``claim_interface_jobs`` does."""
+    return _claim(conn, queue, kinds, trigger_id, limit, None)
+
+
+def _claim(
+    conn: Connection[DictRow],
+    queue: str,
+    kinds: Sequence[str],
+    trigger_id: uuid.UUID | str,
+    limit: int,
+    interface_id: int | None,
+) -> list[JobRow]:
+    same = "interface_id = %s" if interface_id is not None else "interface_id IS NULL"
+    params: list[Any] = [str(trigger_id), list(OPEN), queue]
+    params += [interface_id] if interface_id is not None else []
+    params += [list(kinds), list(OPEN), limit]
     return cast(
         list[JobRow],
         conn.execute(
             f"WITH named AS (SELECT id FROM jobs WHERE id = %s AND status = ANY(%s) FOR UPDATE),"
-            f" waiting AS (SELECT id FROM jobs WHERE queue = %s AND interface_id = %s"
+            f" waiting AS (SELECT id FROM jobs WHERE queue = %s AND {same}"
             f"  AND kind = ANY(%s) AND status = ANY(%s) ORDER BY created_at LIMIT %s"
             f"  FOR UPDATE SKIP LOCKED)"
             f" UPDATE jobs SET status = 'running', started_at = coalesce(started_at, now()),"
             f" attempts = attempts + 1, updated_at = now()"
             f" WHERE id IN (SELECT id FROM named UNION SELECT id FROM waiting)"
             f" RETURNING {JOB_COLUMNS}",
-            (str(trigger_id), list(OPEN), queue, interface_id, list(kinds), list(OPEN), limit),
+            params,
         ).fetchall(),
     )
 

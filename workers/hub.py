@@ -26,7 +26,6 @@ from pyroute2.netlink.exceptions import NetlinkError
 from db import hubs as hubs_db
 from db import interfaces as interfaces_db
 from db import jobs as jobs_db
-from db import mesh as mesh_db
 from db import peers as peers_db
 from db.rows import DesiredPeer, InterfaceRow, JobRow, PeerRow
 from elysium.errors import DataplaneError, ElysiumError
@@ -218,7 +217,7 @@ class HubWorker:
                     report[iface["name"]] = {"error": exc.code, "message": exc.message}
             names = {i["name"] for i in wanted if i["status"] != InterfaceStatus.DELETING}
             try:
-                mesh = self.mesh.converge(conn)
+                mesh, _ = self.mesh.converge(conn)
                 if mesh:
                     report[MESH_DEVICE] = mesh
             except ElysiumError as exc:  # the interfaces and their firewall still converge
@@ -306,7 +305,7 @@ class HubWorker:
             elif job["kind"] == "rotate_interface_key":
                 self._run_rotate_interface_key(conn, job)
             elif job["kind"] == LINK_KIND:
-                self._run_mesh_link(conn, job)
+                self._run_mesh_links(conn, job)
             else:
                 with conn.transaction():
                     jobs_db.fail_job(
@@ -381,26 +380,38 @@ class HubWorker:
         changed = self.load_policy(conn)
         self._finish(conn, [job], lambda j: {"interface_id": iface["id"], "changed": changed})
 
-    def _run_mesh_link(self, conn: Connection[DictRow], job: JobRow) -> None:
-        """Program the link to one other hub, then reload the firewall (its tags may name
-        that hub's peers). A link that cannot be programmed fails alone, its error kept."""
-        if jobs_db.start_job(conn, job["id"]) is None:
+    def _run_mesh_links(self, conn: Connection[DictRow], job: JobRow) -> None:
+        """Link jobs waiting on this hub's queue, taken together (a hub joining a mesh of N
+        leaves N here): every link converged in one device write, the firewall reloaded once
+        (its tags may name linked hubs' peers). A link that cannot be programmed fails its
+        job alone, its error kept; a retryable failure puts the burst back for a retry."""
+        with conn.transaction():
+            burst = jobs_db.claim_queue_jobs(conn, self.queue, (LINK_KIND,), job["id"])
+        if not burst:
             return
-        other = job["payload"]["peer_hub"]
         try:
-            result = self.mesh.converge_link(conn, other)
-        except DataplaneError as exc:
-            if exc.retryable:
-                raise
+            report, states = self.mesh.converge(conn)
+            report["firewall_changed"] = self.load_policy(conn)
+        except ElysiumError as exc:
             with conn.transaction():
-                if job["hub_id"] is not None:
-                    mesh_db.record_link_error(
-                        conn, job["hub_id"], job["payload"]["peer_hub_id"], exc.code, exc.message
-                    )
-                jobs_db.fail_job(conn, job["id"], exc.code, exc.message, self.actor)
+                for j in burst:
+                    if exc.retryable and j["id"] != job["id"]:
+                        jobs_db.retry_job(conn, j["id"], exc.code, exc.message)
+                    elif not exc.retryable:
+                        jobs_db.fail_job(conn, j["id"], exc.code, exc.message, self.actor)
+            if exc.retryable:
+                raise  # the task retries the named job; the janitor sends the others again
             return
-        result["firewall_changed"] = self.load_policy(conn)
-        self._finish(conn, [job], lambda j: result)
+        batch = {"id": str(burst[0]["id"]), "size": len(burst)}
+        with conn.transaction():
+            for j in burst:
+                other = j["payload"]["peer_hub"]
+                state = states.get(other, "removed")
+                if isinstance(state, DataplaneError):
+                    jobs_db.fail_job(conn, j["id"], state.code, state.message, self.actor)
+                    continue
+                result = {"link": other, "state": state, "changes": report, "batch": batch}
+                jobs_db.succeed_job(conn, j["id"], result, self.actor)
 
     def _run_peer_burst(self, conn: Connection[DictRow], job: JobRow) -> None:
         try:

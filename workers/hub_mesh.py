@@ -2,9 +2,9 @@
 hub with the networks behind that hub as allowed IPs and routes.
 
 The mesh key is made here, on first start, and never leaves the hub; the worker reports its
-public half. A link job programs one link (the others stay as they are); reconcile
-converges them all. An endpoint that does not resolve, or that this hub has no route to,
-fails that link alone with a clear code.
+public half. Link jobs and reconcile converge every link at once (one device read, one
+write). An endpoint that does not resolve, or that this hub has no route to, fails that
+link alone with a clear code: the device keeps what it had for it, the others are set.
 """
 
 from __future__ import annotations
@@ -108,47 +108,32 @@ class HubMesh:
         )
 
     # ---- converge -----------------------------------------------------------------------
-    def converge_link(self, conn: Connection[DictRow], other_name: str) -> dict[str, Any]:
-        """Program the link to ``other_name`` (add, update or drop it) and nothing else."""
-        me = self._me(conn)
-        linked = {h["name"]: h for h in mesh_db.linked_hubs(conn, self.hub)}
-        if me is None or not linked:
-            removed = self.dataplane.remove_interface(MESH_DEVICE)
-            return {"link": other_name, "state": "not meshed", "device_removed": removed}
-        _, changes = self.dataplane.ensure_interface(self._spec(me))
-        known = {h["mesh_public_key"] for h in linked.values() if h["mesh_public_key"]}
-        held = {p.public_key for p in self.dataplane.dump(MESH_DEVICE)}
-        other = linked.get(other_name)
-        upsert = []
-        state = "removed"
-        if other is not None and other["mesh_public_key"]:
-            behind = mesh_db.networks_behind(conn, [other["id"]])[other["id"]]
-            upsert = [self._peer(other, behind)]
-            state = "linked"
-        elif other is not None:
-            state = f"waiting for {other_name}'s worker to report its mesh key"
-        applied = self.dataplane.apply_peers(MESH_DEVICE, upsert, sorted(held - known))
-        return {"link": other_name, "state": state, "changes": _merge(changes, applied).to_dict()}
+    def converge(self, conn: Connection[DictRow]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Every link at once (reconcile, or a burst of link jobs): the device holds exactly
+        the links it should, in one read and one write. A link whose endpoint fails keeps
+        what the device had for it, and its error is recorded.
 
-    def converge(self, conn: Connection[DictRow]) -> dict[str, Any]:
-        """Reconcile: the device holds exactly the links it should (a link whose endpoint
-        fails keeps what the device had for it, and its error is recorded)."""
+        Returns what changed and, per linked hub, ``"linked"``, ``"waiting"`` (no key yet)
+        or the :class:`DataplaneError` that link met."""
         me = self._me(conn)
-        linked = [h for h in mesh_db.linked_hubs(conn, self.hub) if h["mesh_public_key"]]
-        if me is None or not linked:
+        linked = mesh_db.linked_hubs(conn, self.hub)
+        states: dict[str, Any] = {h["name"]: "waiting" for h in linked}
+        ready = [h for h in linked if h["mesh_public_key"]]
+        if me is None or not ready:
             if MESH_DEVICE in self.dataplane.list_interfaces():
                 self.dataplane.remove_interface(MESH_DEVICE)
-                return {"interface_removed": True}
-            return {}
+                return {"interface_removed": True}, states
+            return {}, states
         _, changes = self.dataplane.ensure_interface(self._spec(me))
         held = {p.public_key: p for p in self.dataplane.dump(MESH_DEVICE)}
-        behind = mesh_db.networks_behind(conn, [h["id"] for h in linked])
-        peers, errors = [], {}
-        for other in linked:
+        behind = mesh_db.networks_behind(conn, [h["id"] for h in ready])
+        peers = []
+        for other in ready:
             try:
                 peers.append(self._peer(other, behind[other["id"]]))
+                states[other["name"]] = "linked"
             except DataplaneError as exc:
-                errors[other["name"]] = exc.code
+                states[other["name"]] = exc
                 with conn.transaction():
                     mesh_db.record_link_error(conn, me["id"], other["id"], exc.code, exc.message)
                 kept = held.get(other["mesh_public_key"])
@@ -156,9 +141,10 @@ class HubMesh:
                     peers.append(_as_spec(kept, behind[other["id"]]))
         converged = self.dataplane.converge(MESH_DEVICE, peers)
         report: dict[str, Any] = _merge(changes, converged).to_dict()
+        errors = {n: e.code for n, e in states.items() if isinstance(e, DataplaneError)}
         if errors:
             report["errors"] = errors
-        return report
+        return report, states
 
     def report_links(self, conn: Connection[DictRow]) -> int:
         """Write what the mesh device holds of each link (handshake, counters)."""

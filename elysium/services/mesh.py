@@ -81,10 +81,13 @@ def join_mesh(
         detail = {"listen_port": port, "endpoint": endpoint, "peers": peers}
         audit.record(conn, actor, "mesh.join", f"hub:{name}", "accepted", detail)
         me = {"id": hub["id"], "name": name}
-        touched = [by_name[n] for n in sorted(before | after)]
-        pairs = [(me, o) for o in touched] + [(o, me) for o in touched]
+        was = by_name.get(name)
+        moved = was is None or (was["mesh_port"], was["mesh_endpoint"]) != (port, endpoint)
+        pairs = _changed_links(me, before, after, by_name, moved)
         jobs = record_link_jobs(conn, pairs, actor, "mesh.join")
-        mesh_db.notify_configs(conn, [hub["id"], *(o["id"] for o in touched)])
+        touched = [by_name[n] for n in sorted(before ^ after)]
+        if touched:  # what lies across the mesh moved for these hubs' peers
+            mesh_db.notify_configs(conn, [hub["id"], *(o["id"] for o in touched)])
     for job in jobs:
         send(queue, job)
     return {**mesh_view(conn, name), "jobs": [_job_ref(j) for j in jobs]}
@@ -107,6 +110,27 @@ def leave_mesh(conn: Connection[DictRow], queue: JobQueue, actor: str, name: str
     for job in jobs:
         send(queue, job)
     return {"hub": name, "meshed": False, "jobs": [_job_ref(j) for j in jobs]}
+
+
+def _changed_links(
+    me: dict[str, Any],
+    before: set[str],
+    after: set[str],
+    hubs: dict[str, dict[str, Any]],
+    moved: bool,
+) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """The link jobs a join or a settings change needs: both ends of each link made or
+    dropped; for a hub whose port or endpoint moved, the far end of each kept link (it
+    dials the new endpoint) and one job here (the device listens on the new port)."""
+    pairs = []
+    for name in sorted(before ^ after):
+        pairs += [(me, hubs[name]), (hubs[name], me)]
+    kept = sorted(before & after)
+    if moved and kept:
+        pairs += [(hubs[name], me) for name in kept]
+        if not pairs or all(p[0] is not me for p in pairs):
+            pairs.append((me, hubs[kept[0]]))
+    return pairs
 
 
 def _job_ref(job: Any) -> dict[str, Any]:

@@ -67,6 +67,14 @@ def test_hubs_join_the_mesh_in_one_round_of_link_jobs(
     third = join(admin, "hub-c", endpoint="hub-c.example")
     assert third.json()["endpoint"] == "hub-c.example:51900"
     assert len(third.json()["jobs"]) == 4  # c->a, c->b, a->c, b->c: nobody else
+    again = join(admin, "hub-c", endpoint="hub-c.example")
+    assert again.status_code == 202 and again.json()["jobs"] == []  # nothing changed
+    moved = join(admin, "hub-a", endpoint="198.18.0.11")
+    assert {(j["hub"], j["peer_hub"]) for j in moved.json()["jobs"]} == {
+        ("hub-b", "hub-a"),  # the far ends dial the new endpoint
+        ("hub-c", "hub-a"),
+        ("hub-a", "hub-b"),  # and hub-a converges its own device once
+    }
     mesh = reader.get("/v1/hubs/hub-a").json()["mesh"]
     assert mesh["meshed"] is True and mesh["listen_port"] == 51900
     assert [link["hub"] for link in mesh["links"]] == ["hub-b", "hub-c"]
