@@ -14,8 +14,8 @@ devices in them) removed, even on failure. Worker logs: ``$TMPDIR/elysium-bench-
   per end of each new link, ``mesh_join_messages`` (goal 2 x 7). Its ``elymesh`` then holds
   7 links; ``mesh_join_handshakes_s`` runs on until it has a handshake on each. The median of
   ``JOINS`` joins; the hub leaves in between (``mesh_leave_s``: until both ends of each of
-  its links dropped it). ``mesh_join_new_hub_jobs_s`` is what the new hub's own 7 jobs ran
-  for, one after the other; ``mesh_join_1_link_s`` the second hub's join (one link).
+  its links dropped it). ``mesh_join_new_hub_jobs_s`` is the wall time of the new hub's own 7
+  jobs (its worker takes them together: one device write, one firewall load); ``mesh_join_1_link_s`` the second hub's join (one link).
 - ``liveness_sweep_8k_s``: the control task that beat sends (``CONTROL_LIVENESS_SWEEP``) until
   every hub has written its dump: its peers in one ``UPDATE``, then its mesh links (their
   ``updated_at``, written last, stops the clock). Before each run every peer row is moved off
@@ -166,7 +166,7 @@ class Mesh:
         ids = [j["job_id"] for j in change()["jobs"]]
         done = self.wait_jobs(ids) if ids else start
         own = self.one(
-            "SELECT coalesce(sum(extract(epoch FROM finished_at - started_at)), 0) FROM jobs"
+            "SELECT coalesce(extract(epoch FROM max(finished_at) - min(started_at)), 0) FROM jobs"
             " WHERE id = ANY(%s::uuid[]) AND queue = %s",
             ids,
             hub_queue(hub),
