@@ -15,6 +15,7 @@ from celery import Celery, signals
 from elysium.metrics import serve_metrics
 from elysium.queue import celery_config
 from elysium.settings import Settings
+from workers import kombu_compat
 from workers.metrics import count_tasks
 from workers.runtime import SETTINGS_KEY, runtime
 
@@ -23,6 +24,7 @@ TASK_MODULES = ["workers.tasks.hub", "workers.tasks.control"]
 
 def make_celery(settings: Settings) -> Celery:
     """A Celery app for these settings; a hub worker's converges its hub when it is ready."""
+    kombu_compat.install()
     app = Celery("elysium", include=TASK_MODULES, set_as_current=False)
     app.conf.update(celery_config(settings))
     app.conf[SETTINGS_KEY] = settings
