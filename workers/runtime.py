@@ -38,6 +38,7 @@ class Runtime:
         self._lock = threading.Lock()
         self._pool: ConnectionPool[Connection[DictRow]] | None = None
         self._hub: HubWorker | None = None
+        self._queue: JobQueue | None = None
         self._ca: tuple[x509.Certificate, pki.CertificateKey] | None = None
 
     @property
@@ -49,7 +50,10 @@ class Runtime:
 
     @property
     def queue(self) -> JobQueue:
-        return JobQueue(self.settings, self.app)
+        with self._lock:
+            if self._queue is None:
+                self._queue = JobQueue(self.settings, self.app)
+            return self._queue
 
     @property
     def hub(self) -> HubWorker:
@@ -65,6 +69,9 @@ class Runtime:
             if self._pool is not None:
                 self._pool.close()
                 self._pool = None
+            if self._queue is not None:
+                self._queue.publisher.close()  # the app is the worker's own: left open
+                self._queue = None
 
     def load_ca(self) -> tuple[x509.Certificate, pki.CertificateKey]:
         """The CA certificate and key that sign peer certificates (read on first use)."""
