@@ -35,6 +35,7 @@ bench: deps
 	$(PY) -m bench.policy
 	$(PY) -m bench.follow
 	$(PY) -m bench.hubs
+	$(PY) -m bench.ui
 	$(PY) -m bench.summary
 
 up: deps

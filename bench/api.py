@@ -28,7 +28,13 @@ import redis
 import requests
 from psycopg.rows import dict_row
 
-from bench.scaffold import percentile, random_key, throwaway_database, write_result
+from bench.scaffold import (
+    REDIS_URL,
+    percentile,
+    random_key,
+    throwaway_database,
+    write_result,
+)
 from db.interfaces import create_interface
 from db.tokens import create_enrollment_token
 from elysium import pki
@@ -37,7 +43,6 @@ from elysium.settings import Settings
 
 REQUESTS = 2000
 CLIENT_THREADS = 16
-REDIS_URL = os.environ.get("ELYSIUM_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
 def _free_port() -> int:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import redis
 
 from db.migrate import migrate
 from elysium.settings import Settings
@@ -25,6 +26,7 @@ from elysium.settings import Settings
 ADMIN_URL = os.environ.get(
     "ELYSIUM_BENCH_ADMIN_URL", "postgresql://elysium:elysium@127.0.0.1:5432/elysium"
 )
+REDIS_URL = os.environ.get("ELYSIUM_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 RESULTS_DIR = Path(__file__).parent / "results"
 
 
@@ -41,6 +43,20 @@ def throwaway_database() -> Iterator[str]:
     finally:
         with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextlib.contextmanager
+def throwaway_redis_prefix() -> Iterator[str]:
+    """A Redis key prefix of the benchmark's own; its keys are deleted afterwards."""
+    prefix = f"elybench{secrets.token_hex(3)}:"
+    try:
+        yield prefix
+    finally:
+        r = redis.Redis.from_url(REDIS_URL)
+        keys = list(r.scan_iter(f"{prefix}*", count=1000))
+        if keys:
+            r.delete(*keys)
+        r.close()
 
 
 @contextlib.contextmanager

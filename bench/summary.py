@@ -44,6 +44,16 @@ BASELINES: dict[str, dict[str, str]] = {
         "policy_apply_10k_s": "flat_apply_10k_s",
         "peer_join_p50_ms": "peer_join_p50_ms_100",
     },
+    "ui": {
+        "peers_page_10k_p50_ms": "peers_json_p50_ms",
+        "peers_page_bytes": "peers_json_bytes",
+        "overview_p50_ms": "healthz_p50_ms",
+        "peer_rows_p50_ms": "peers_json_p50_ms",
+        "peer_rows_bytes": "peers_json_bytes",
+        "search_10k_p50_ms": "peers_page_10k_p50_ms",
+        "last_page_10k_p50_ms": "peers_page_10k_p50_ms",
+        "interface_json_p50_ms": "healthz_p50_ms",
+    },
 }
 AT_LEAST = {"enroll_to_healthz_ratio", "speedup_vs_per_row"}
 
