@@ -15,7 +15,8 @@ devices in them) removed, even on failure. Worker logs: ``$TMPDIR/elysium-bench-
   7 links; ``mesh_join_handshakes_s`` runs on until it has a handshake on each. The median of
   ``JOINS`` joins; the hub leaves in between (``mesh_leave_s``: until both ends of each of
   its links dropped it). ``mesh_join_new_hub_jobs_s`` is the wall time of the new hub's own 7
-  jobs (its worker takes them together: one device write, one firewall load); ``mesh_join_1_link_s`` the second hub's join (one link).
+  jobs (its worker takes them together: one device write, one firewall load);
+  ``mesh_join_1_link_s`` the second hub's join (one link).
 - ``liveness_sweep_8k_s``: the control task that beat sends (``CONTROL_LIVENESS_SWEEP``) until
   every hub has written its dump: its peers in one ``UPDATE``, then its mesh links (their
   ``updated_at``, written last, stops the clock). Before each run every peer row is moved off

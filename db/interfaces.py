@@ -17,7 +17,7 @@ INTERFACE_COLUMNS = (
     "i.id, i.hub_id, h.name AS hub, h.endpoint AS hub_endpoint, i.name,"
     " i.network::text AS network, i.network6::text AS network6, i.listen_port, i.mtu, i.dns,"
     " i.keepalive, i.public_key, i.status, i.routes::text[] AS routes, i.exit, i.nat,"
-    " i.policy, i.created_at, i.updated_at"
+    " i.policy, i.created_at, i.updated_at, h.mesh_port IS NOT NULL AS hub_meshed"
 )
 FROM_INTERFACES = "FROM interfaces i JOIN hubs h ON h.id = i.hub_id"
 

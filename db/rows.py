@@ -27,6 +27,7 @@ class InterfaceRow(TypedDict):
     hub_id: int
     hub: str  # the hub's name
     hub_endpoint: str
+    hub_meshed: bool  # the hub is in the mesh (its changes may concern other hubs)
     name: str
     network: str
     network6: str | None

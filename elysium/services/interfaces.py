@@ -35,6 +35,7 @@ def interface_record(iface: InterfaceRow, payload: dict[str, Any]) -> Record:
         hub_id=iface["hub_id"],
         interface_id=iface["id"],
         payload=payload,
+        meshed=iface["hub_meshed"],
     )
 
 

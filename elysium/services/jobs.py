@@ -55,6 +55,8 @@ class Record:
     via_control: bool = False
     # The job draws the id of a peer that a ``last`` step writes (set once the job is in).
     new_peer: bool = False
+    # Whether the hub is in the mesh (None: not known, looked up): other hubs may have to act.
+    meshed: bool | None = None
 
 
 @dataclass
@@ -154,7 +156,7 @@ def submit_hub_job(
             )
             for step in rec.last:
                 step(conn)
-            more = followups(conn, job, rec.hub)  # other hubs of the mesh that must act
+            more = followups(conn, job, rec.hub, rec.meshed)  # other hubs that must act
     except jobs_db.IdempotentReplay as replay:
         return _replay(replay.job, fingerprint)
     # Stamped enqueued_at on insert: if a send fails the janitor sends it later.

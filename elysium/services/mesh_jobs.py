@@ -55,11 +55,14 @@ def record_link_jobs(
     return jobs
 
 
-def followups(conn: Connection[DictRow], job: JobRow, hub: str) -> list[JobRow]:
+def followups(
+    conn: Connection[DictRow], job: JobRow, hub: str, meshed: bool | None = None
+) -> list[JobRow]:
     """The link jobs that a job on ``hub`` needs on other hubs (caller's transaction; none
-    for a hub outside the mesh)."""
+    for a hub outside the mesh: ``meshed`` False, as read with the job's interface, skips
+    the lookup)."""
     kind = job["kind"]
-    if kind not in INTERFACE_KINDS and kind not in PEER_KINDS:
+    if meshed is False or (kind not in INTERFACE_KINDS and kind not in PEER_KINDS):
         return []
     if kind == "update_peer" and not {"tags", "subnets", "enabled"} & job["payload"].keys():
         return []

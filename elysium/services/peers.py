@@ -57,6 +57,7 @@ def peer_record(iface: InterfaceRow, peer_id: int, payload: dict[str, Any]) -> R
         interface_id=iface["id"],
         peer_id=peer_id,
         payload=payload,
+        meshed=iface["hub_meshed"],
     )
 
 
