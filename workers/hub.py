@@ -2,8 +2,8 @@
 it, are in ``workers/tasks/hub.py``; this module does not import Celery).
 
 Every task is idempotent: it reads the desired state and makes the device match, so a task
-run twice, or after a crash, leaves the hub right. Peer jobs waiting for one interface are
-taken together (a burst) and applied in one dataplane transaction, each job marked on its own.
+run twice, or after a crash, leaves the hub right. Peer jobs come in bursts
+(``workers/hub_peers.py``), link jobs too (``workers/hub_mesh.py``).
 """
 
 from __future__ import annotations
@@ -27,30 +27,29 @@ from db import hubs as hubs_db
 from db import interfaces as interfaces_db
 from db import jobs as jobs_db
 from db import peers as peers_db
-from db.rows import DesiredPeer, InterfaceRow, JobRow, PeerRow
+from db.rows import InterfaceRow, JobRow
 from elysium.errors import DataplaneError, ElysiumError
 from elysium.files import write_atomic
 from elysium.keys import generate_private_key
 from elysium.mesh import MESH_DEVICE
-from elysium.networks import hub_address, peer_allowed_ips
+from elysium.networks import hub_address
 from elysium.queue import hub_queue
 from elysium.services.hubs import record_reconcile
 from elysium.services.mesh_jobs import LINK_KIND
 from elysium.settings import Settings
-from elysium.states import FINAL_JOB, LIVE_PEER, InterfaceStatus
-from elysium.wireguard import ChangeSet, Dataplane, InterfaceSpec, PeerSpec, PeerStats
+from elysium.states import FINAL_JOB, InterfaceStatus
+from elysium.wireguard import ChangeSet, Dataplane, InterfaceSpec, PeerStats
 from elysium.wireguard.links import underlay_addresses
 from workers.hub_mesh import HubMesh
+from workers.hub_peers import PEER_KINDS, PeerBursts, known, peer_spec
 from workers.hub_policy import HubPolicy
 from workers.metrics import dataplane_transaction
 
 log = logging.getLogger(__name__)
 
-PEER_KINDS = ("add_peer", "enroll_peer", "update_peer", "remove_peer", "expire_peer", "rotate_key")
 INTERFACE_KINDS = ("create_interface", "delete_interface")
 # Jobs that change what the hub enforces for an interface: routes, exit, NAT, its policy.
 POLICY_KINDS = ("update_interface", "set_policy")
-CONFIG_KINDS = ("add_peer", "enroll_peer", "rotate_key")
 
 
 def interface_spec(state_dir: Path, iface: InterfaceRow) -> InterfaceSpec:
@@ -64,41 +63,6 @@ def interface_spec(state_dir: Path, iface: InterfaceRow) -> InterfaceSpec:
         addresses=tuple(addresses),
         mtu=iface["mtu"],
     )
-
-
-def known(value: int | None) -> int:
-    """An id a job or row of this kind always carries (its kind was checked before)."""
-    assert value is not None
-    return value
-
-
-def peer_spec(peer: DesiredPeer | PeerRow) -> PeerSpec:
-    address = peer["address"]
-    assert address is not None  # only live peers, which hold their address, are put on devices
-    return PeerSpec(
-        public_key=peer["public_key"],
-        allowed_ips=tuple(peer_allowed_ips(address, peer["address6"], peer["subnets"])),
-        routes=tuple(peer["subnets"]),
-    )
-
-
-def is_desired(peer: PeerRow) -> bool:
-    return bool(peer["enabled"]) and peer["status"] in LIVE_PEER
-
-
-def plan_changes(jobs: list[JobRow], peers: list[PeerRow]) -> tuple[list[PeerSpec], list[str]]:
-    """What some peer jobs ask of the device: the peers to set and the keys to remove."""
-    upserts = {p["public_key"]: peer_spec(p) for p in peers if is_desired(p)}
-    removes = {p["public_key"] for p in peers if not is_desired(p)}
-    removes |= {j["payload"]["old_public_key"] for j in jobs if j["kind"] == "rotate_key"}
-    return list(upserts.values()), sorted(removes - set(upserts))
-
-
-def record_applied(conn: Connection[DictRow], peers: list[PeerRow]) -> None:
-    """The device now holds what these peers' rows want: pending ones become active, removed
-    ones give their addresses back."""
-    peers_db.mark_applied(conn, [p["id"] for p in peers if is_desired(p)])
-    peers_db.finish_removal(conn, [p["id"] for p in peers if not is_desired(p)])
 
 
 class HubWorker:
@@ -125,10 +89,11 @@ class HubWorker:
             )
         self.dataplane = dataplane
         self.policy = HubPolicy(self.state_dir, settings.netns or None)
+        self.peer_jobs = PeerBursts(self)
         self.mesh = HubMesh(self.hub, self.state_dir, settings.netns or None, dataplane)
         # Sends a job this worker records for other hubs (left queued for the janitor if None).
         self.send = send or (lambda job: None)
-        self._ready: set[str] = set()  # interfaces converged since this process started
+        self.ready: set[str] = set()  # interfaces converged since this process started
         self._started = False
         self._stop = threading.Event()
         self._heartbeat: threading.Thread | None = None
@@ -187,7 +152,7 @@ class HubWorker:
         with conn.transaction():
             interfaces_db.set_interface_ready(conn, iface["id"], public_key)
             peers_db.mark_applied(conn, [p["id"] for p in desired])
-        self._ready.add(iface["name"])
+        self.ready.add(iface["name"])
         peer_changes.interface_created = changes.interface_created
         peer_changes.interface_changed = changes.interface_changed + (
             ["forwarding"] if forwarding else []
@@ -295,7 +260,7 @@ class HubWorker:
             if job["status"] in FINAL_JOB:
                 return
             if job["kind"] in PEER_KINDS:
-                self._run_peer_burst(conn, job)
+                self.peer_jobs.run(conn, job)
             elif job["kind"] == "create_interface":
                 self._run_create_interface(conn, job)
             elif job["kind"] == "delete_interface":
@@ -317,12 +282,12 @@ class HubWorker:
             return
         iface = interfaces_db.get_interface(conn, known(job["interface_id"]))
         if iface["status"] == InterfaceStatus.DELETING:
-            self._finish(conn, [job], lambda j: {"skipped": "interface is being deleted"})
+            self.finish(conn, [job], lambda j: {"skipped": "interface is being deleted"})
             return
         changes = self.converge_interface(conn, iface)
         self.load_policy(conn)
         iface = interfaces_db.get_interface(conn, known(job["interface_id"]))
-        self._finish(
+        self.finish(
             conn,
             [job],
             lambda j: {
@@ -344,7 +309,7 @@ class HubWorker:
         write_atomic(key_file, generate_private_key() + "\n", 0o600)
         changes = self.converge_interface(conn, iface)  # applies it, records the public key
         new = interfaces_db.get_interface(conn, iface["id"])["public_key"]
-        self._finish(
+        self.finish(
             conn,
             [job],
             lambda j: (
@@ -358,7 +323,7 @@ class HubWorker:
             return
         name = job["payload"].get("name")
         removed = self.dataplane.remove_interface(name) if name else False
-        self._ready.discard(name)
+        self.ready.discard(name)
         with conn.transaction():
             interfaces_db.delete_interface(conn, known(job["interface_id"]))
         self.load_policy(conn)  # the last interface gone: the table goes, forwarding back
@@ -375,10 +340,10 @@ class HubWorker:
         if jobs_db.start_job(conn, job["id"]) is None:
             return
         iface = interfaces_db.get_interface(conn, known(job["interface_id"]))
-        if iface["name"] not in self._ready:
+        if iface["name"] not in self.ready:
             self.converge_interface(conn, iface)
         changed = self.load_policy(conn)
-        self._finish(conn, [job], lambda j: {"interface_id": iface["id"], "changed": changed})
+        self.finish(conn, [job], lambda j: {"interface_id": iface["id"], "changed": changed})
 
     def _run_mesh_links(self, conn: Connection[DictRow], job: JobRow) -> None:
         """Link jobs waiting on this hub's queue, taken together (a hub joining a mesh of N
@@ -413,89 +378,10 @@ class HubWorker:
                 result = {"link": other, "state": state, "changes": report, "batch": batch}
                 jobs_db.succeed_job(conn, j["id"], result, self.actor)
 
-    def _run_peer_burst(self, conn: Connection[DictRow], job: JobRow) -> None:
-        try:
-            iface = interfaces_db.get_interface(conn, known(job["interface_id"]))
-        except ElysiumError as exc:
-            with conn.transaction():
-                jobs_db.fail_job(conn, job["id"], exc.code, exc.message, self.actor)
-            return
-        with conn.transaction():
-            burst = jobs_db.claim_interface_jobs(
-                conn, self.queue, iface["id"], PEER_KINDS, job["id"]
-            )
-        if not burst:
-            return
-        peers = {p["id"]: p for p in peers_db.get_peers(conn, [known(j["peer_id"]) for j in burst])}
-        upserts, removes = plan_changes(burst, list(peers.values()))
-        try:
-            if iface["name"] not in self._ready:
-                self.converge_interface(conn, iface)  # device first; covers the whole burst
-            else:
-                with dataplane_transaction("apply_peers"):
-                    self.dataplane.apply_peers(iface["name"], upserts, removes)
-        except DataplaneError as exc:
-            if not exc.retryable:
-                self._apply_one_by_one(conn, iface["name"], burst, peers, exc)
-                return
-            log.warning("device %s needs repair (%s); converging it", iface["name"], exc.message)
-            self._ready.discard(iface["name"])
-            self.converge_interface(conn, iface)
-        with conn.transaction():
-            record_applied(conn, list(peers.values()))
-        self._follow_peers(conn, iface, list(peers))
-        batch = {"id": str(burst[0]["id"]), "size": len(burst)}
-        self._finish(conn, burst, lambda j: {**self._peer_result(conn, j), "batch": batch})
-
-    def _follow_peers(
-        self, conn: Connection[DictRow], iface: InterfaceRow, peer_ids: list[int]
-    ) -> None:
-        """The policy's sets follow peers that joined, left or changed tags; should the
-        element update fail, the whole table is loaded again."""
-        try:
-            self.policy.follow_peers(conn, iface, peer_ids)
-        except ElysiumError as exc:
-            log.warning("policy sets not updated (%s); loading the table again", exc.message)
-            self.load_policy(conn)
-
-    def _peer_result(self, conn: Connection[DictRow], job: JobRow) -> dict[str, Any]:
-        if job["kind"] in CONFIG_KINDS:
-            result = peers_db.peer_config(conn, known(job["peer_id"]))
-            if job["payload"].get("certificate"):
-                result["certificate"] = job["payload"]["certificate"]
-            return result
-        peer = peers_db.get_peer(conn, known(job["peer_id"]))
-        return {"peer_id": peer["id"], "status": peer["status"], "enabled": peer["enabled"]}
-
-    def _finish(self, conn: Connection[DictRow], burst: Iterable[JobRow], result: Any) -> None:
+    def finish(self, conn: Connection[DictRow], burst: Iterable[JobRow], result: Any) -> None:
         with conn.transaction():
             for j in burst:
                 jobs_db.succeed_job(conn, j["id"], result(j), self.actor)
-
-    def _apply_one_by_one(
-        self,
-        conn: Connection[DictRow],
-        iface_name: str,
-        burst: list[JobRow],
-        peers: dict[int, PeerRow],
-        exc: DataplaneError,
-    ) -> None:
-        """A batch the device refused: apply each job alone so only the bad one fails."""
-        for j in burst:
-            peer = peers[known(j["peer_id"])]
-            upserts, removes = plan_changes([j], [peer])
-            try:
-                self.dataplane.apply_peers(iface_name, upserts, removes)
-            except DataplaneError as one:
-                with conn.transaction():
-                    jobs_db.fail_job(conn, j["id"], one.code, one.message, self.actor)
-                    peers_db.update_peer(conn, peer["id"], {"status": "failed"})
-                    peers_db.finish_removal(conn, [peer["id"]])
-                continue
-            with conn.transaction():
-                record_applied(conn, [peer])
-                jobs_db.succeed_job(conn, j["id"], self._peer_result(conn, j), self.actor)
-        log.info("batch refused (%s); applied job by job", exc.message)
 
 
 def _changed(report: dict[str, object]) -> bool:
