@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
-import json
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, cast
@@ -14,20 +12,14 @@ from psycopg.rows import DictRow
 
 from db.addresses import allocate_address, release_address
 from db.hubs import own_addresses
-from db.mesh import linked_hubs, networks_behind
 from db.peer_states import ENDED, LIVE, NOT_ENDED, sql_in
 from db.rows import DesiredPeer, InterfaceRow, PeerRow
 from elysium.errors import Conflict, NotFound
-from elysium.mesh import may_reach
 from elysium.networks import (
     IPNetwork,
     check_subnets_clear_of,
-    client_allowed_ips,
-    endpoint_with_port,
-    hub_address,
     last_offset,
 )
-from elysium.policy import policy_from_json
 from elysium.states import ENDED_PEER, LEAVING_PEER, LIVE_PEER, PeerStatus
 
 PEER_COLUMNS = (
@@ -298,80 +290,6 @@ def finish_removal(conn: Connection[DictRow], peer_ids: Sequence[int]) -> None:
             f"UPDATE peers p SET address = NULL, address6 = NULL WHERE id = ANY(%s) AND {ENDED}",
             (list(peer_ids),),
         )
-
-
-def peer_config(conn: Connection[DictRow], peer_id: int) -> dict[str, Any]:
-    """Everything a peer needs to bring its tunnel up (no private key: it never leaves the peer),
-    with its ``version`` (see ``config_version``)."""
-    row = conn.execute(
-        "SELECT p.id, p.interface_id, host(p.address) AS address, host(p.address6) AS address6,"
-        " p.status, p.public_key, i.network::text AS network, i.network6::text AS network6,"
-        " i.listen_port, i.mtu, i.dns, i.keepalive, i.public_key AS hub_public_key,"
-        " i.routes::text[] AS routes, i.exit, p.tags, i.policy,"
-        " h.name AS hub, h.endpoint FROM peers p JOIN interfaces i ON i.id = p.interface_id"
-        " JOIN hubs h ON h.id = i.hub_id WHERE p.id = %s",
-        (peer_id,),
-    ).fetchone()
-    if row is None:
-        raise NotFound(f"peer {peer_id} does not exist", code="peer_not_found")
-    net = ipaddress.ip_network(row["network"])
-    addresses = [f"{row['address']}/{net.prefixlen}"] if row["address"] else []
-    hub_addresses = [str(hub_address(net))]
-    if row["network6"]:
-        net6 = ipaddress.ip_network(row["network6"])
-        hub_addresses.append(str(hub_address(net6)))
-        if row["address6"]:
-            addresses.append(f"{row['address6']}/{net6.prefixlen}")
-    across = mesh_routes(conn, row)
-    config = {
-        "peer_id": row["id"],
-        "interface_id": row["interface_id"],
-        "public_key": row["public_key"],
-        "address": row["address"],
-        "address6": row["address6"],
-        "addresses": addresses,
-        "allowed_ips": client_allowed_ips(
-            row["network"],
-            row["network6"],
-            routed_subnets(conn, row["interface_id"], row["id"]),
-            [*row["routes"], *across],
-            row["exit"],
-        ),
-        "routes": row["routes"],
-        "mesh_routes": across,
-        "exit": row["exit"],
-        "tags": row["tags"],
-        "hub_public_key": row["hub_public_key"],
-        "hub_addresses": hub_addresses,
-        "endpoint": endpoint_with_port(row["endpoint"], row["listen_port"]),
-        "keepalive": row["keepalive"],
-        "dns": list(row["dns"] or []),
-        "mtu": row["mtu"],
-    }
-    return {**config, "version": config_version(config)}
-
-
-def mesh_routes(conn: Connection[DictRow], row: dict[str, Any]) -> list[str]:
-    """The networks behind the hubs linked to this peer's hub that its interface's policy
-    can let it reach (see ``elysium.mesh.may_reach``)."""
-    linked = linked_hubs(conn, row["hub"])
-    if not linked:
-        return []
-    rules = policy_from_json(row["policy"])
-    own = [a for a in (row["address"], row["address6"]) if a]
-    behind = networks_behind(conn, [h["id"] for h in linked])
-    return [
-        net
-        for h in linked
-        for net in behind[h["id"]]
-        if may_reach(rules, row["id"], row["tags"], own, net)
-    ]
-
-
-def config_version(config: dict[str, Any]) -> str:
-    """A short hash of the config's canonical JSON: it moves whenever anything in it moves."""
-    text = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def record_liveness(

@@ -16,6 +16,7 @@ from psycopg.rows import DictRow
 from db import interfaces as interfaces_db
 from db import jobs as jobs_db
 from db import peers as peers_db
+from db.peer_config import peer_config
 from db.rows import DesiredPeer, InterfaceRow, JobRow, PeerRow
 from elysium.errors import DataplaneError, ElysiumError
 from elysium.networks import peer_allowed_ips
@@ -136,7 +137,7 @@ class PeerBursts:
 
     def _peer_result(self, conn: Connection[DictRow], job: JobRow) -> dict[str, Any]:
         if job["kind"] in CONFIG_KINDS:
-            result = peers_db.peer_config(conn, known(job["peer_id"]))
+            result = peer_config(conn, known(job["peer_id"]))
             if job["payload"].get("certificate"):
                 result["certificate"] = job["payload"]["certificate"]
             return result

@@ -14,7 +14,8 @@ from api.ui.blueprint import blp, page, requires
 from db.dashboard import find_audit, interface_counts, job_counts, recent_jobs, search_peers
 from db.hubs import get_hub, list_hubs
 from db.interfaces import get_interface, list_hub_interfaces
-from db.peers import get_peer, peer_config
+from db.peer_config import peer_config
+from db.peers import get_peer
 from elysium.errors import ValidationError
 from elysium.services import tokens as token_services
 from elysium.services.mesh import mesh_view

@@ -15,7 +15,8 @@ from psycopg.rows import DictRow
 from db import jobs as jobs_db
 from db.config_notify import ConfigNotifications, interface_key, peer_key
 from db.interfaces import get_interface
-from db.peers import get_peer, peer_config, update_peer
+from db.peer_config import peer_config
+from db.peers import get_peer, update_peer
 from elysium import pki
 from elysium.errors import ElysiumError, Forbidden
 from elysium.queue import JobQueue

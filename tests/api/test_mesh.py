@@ -8,7 +8,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from db.peers import peer_config
+from db.peer_config import peer_config
 from tests.api.conftest import Api, new_key
 
 
