@@ -28,6 +28,7 @@ from elysium.mesh import MESH_DEVICE, MESH_KEEPALIVE_S, split_endpoint
 from elysium.services.mesh_jobs import record_link_jobs
 from elysium.wireguard import ChangeSet, Dataplane, InterfaceSpec, PeerSpec, PeerStats
 from elysium.wireguard.links import open_iproute
+from workers import metrics
 
 log = logging.getLogger(__name__)
 
@@ -149,16 +150,28 @@ class HubMesh:
     def report_links(self, conn: Connection[DictRow]) -> int:
         """Write what the mesh device holds of each link (handshake, counters)."""
         me = self._me(conn)
-        if me is None:
-            return 0
         try:
-            stats = self.dataplane.dump(MESH_DEVICE)
+            stats = self.dataplane.dump(MESH_DEVICE) if me is not None else []
         except DataplaneError:
+            stats = []
+        if me is None or not stats:
+            metrics.mesh_links({})
             return 0
-        by_key = {h["mesh_public_key"]: h["id"] for h in mesh_db.linked_hubs(conn, self.hub)}
-        rows = [_link_row(by_key[s.public_key], s) for s in stats if s.public_key in by_key]
+        linked = {h["mesh_public_key"]: h for h in mesh_db.linked_hubs(conn, self.hub)}
+        known = [s for s in stats if s.public_key in linked]
+        rows = [_link_row(linked[s.public_key]["id"], s) for s in known]
         with conn.transaction():
             mesh_db.record_link_stats(conn, me["id"], rows)
+        metrics.mesh_links(
+            {
+                linked[s.public_key]["name"]: (
+                    s.last_handshake_at.timestamp() if s.last_handshake_at else 0.0,
+                    s.rx_bytes,
+                    s.tx_bytes,
+                )
+                for s in known
+            }
+        )
         return len(rows)
 
 

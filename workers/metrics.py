@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from celery import signals
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 TASKS = Counter(
     "elysium_worker_tasks_total",
@@ -28,6 +28,16 @@ DATAPLANE_SECONDS = Histogram(
     ["operation"],
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
+MESH_HANDSHAKE = Gauge(
+    "elysium_mesh_link_last_handshake_timestamp_seconds",
+    "When this hub's link to another hub last completed a handshake (0: never)",
+    ["peer_hub"],
+)
+MESH_BYTES = Gauge(
+    "elysium_mesh_link_bytes",
+    "Bytes over this hub's link to another hub, by direction",
+    ["peer_hub", "direction"],
+)
 _started: dict[str, float] = {}
 
 
@@ -39,6 +49,17 @@ def dataplane_transaction(operation: str) -> Iterator[None]:
         yield
     finally:
         DATAPLANE_SECONDS.labels(operation).observe(time.perf_counter() - began)
+
+
+def mesh_links(links: dict[str, tuple[float, int, int]]) -> None:
+    """What the mesh device holds now: per linked hub, (last handshake, rx, tx); links that
+    are gone drop out of the scrape."""
+    MESH_HANDSHAKE.clear()
+    MESH_BYTES.clear()
+    for hub, (handshake, rx, tx) in links.items():
+        MESH_HANDSHAKE.labels(hub).set(handshake)
+        MESH_BYTES.labels(hub, "rx").set(rx)
+        MESH_BYTES.labels(hub, "tx").set(tx)
 
 
 def _prerun(task_id: str = "", task: Any = None, **_: Any) -> None:

@@ -21,9 +21,10 @@ from typing import Any
 
 import psycopg
 import pytest
+import requests
 
 from elysium.settings import Settings
-from tests.api.conftest import Pki
+from tests.api.conftest import Pki, free_port
 from tests.client.conftest import ApiServer, run_client, stop_devices
 from tests.client.test_follow import start_follower
 from tests.netns import Topology, can_run, in_ns, ping
@@ -65,11 +66,13 @@ class Mesh:
     hubs: dict[str, Hub] = field(default_factory=dict)
     peers: dict[str, Peer] = field(default_factory=dict)
     processes: list[Process] = field(default_factory=list)
+    metrics_ports: dict[str, int] = field(default_factory=lambda: {"hub-a": free_port()})
 
     def start_worker(self, name: str, ns: str, state_dir: Path) -> Process:
         args = ["hub-worker", "--hub", name, "--netns", ns, "--state-dir", str(state_dir)]
         log = self.tmp / f"{name}-worker.log"
-        process = Process(elysium_command(*args), self.env, log)
+        env = {**self.env, "ELYSIUM_METRICS_PORT": str(self.metrics_ports.get(name, 0))}
+        process = Process(elysium_command(*args), env, log)
         self.processes.append(process)
         return process
 
@@ -203,6 +206,10 @@ def test_a_peer_reaches_a_peer_and_the_lan_behind_another_hub(mesh: Mesh) -> Non
 
     wait_for(handshake, 15, "hub-a's liveness to report its link's handshake")
     assert mesh.mesh_view("hub-a")["links"][0]["hub"] == "hub-b"
+    scrape = f"http://127.0.0.1:{mesh.metrics_ports['hub-a']}/metrics"
+    text = requests.get(scrape, timeout=5).text
+    line = 'elysium_mesh_link_last_handshake_timestamp_seconds{peer_hub="hub-b"}'
+    assert line in text and float(text.split(line)[1].split()[0]) > 0
 
 
 def test_a_deny_rule_across_hubs_stops_that_traffic(mesh: Mesh) -> None:
