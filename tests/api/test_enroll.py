@@ -127,6 +127,11 @@ def test_twenty_concurrent_redemptions_of_a_one_use_token_succeed_once(
         if r.status_code != 202
     )
     assert db.execute("SELECT count(*) AS n FROM peers").fetchone() == {"n": 1}
+    # the refused ones took no address: the next enrollment gets the one after the first
+    token = enrollment_token(db, interface_id, uses=1)
+    assert enroll(Api(api_url, anonymous.ca), token).status_code == 202
+    addresses = db.execute("SELECT host(address) AS a FROM peers ORDER BY id").fetchall()
+    assert [r["a"] for r in addresses] == ["10.30.0.2", "10.30.0.3"]
 
 
 def test_an_idempotent_retry_of_an_enrollment_redeems_once(
