@@ -76,15 +76,18 @@ def record_mesh_key(conn: Connection[DictRow], hub: str, public_key: str) -> boo
 def interface_networks(
     conn: Connection[DictRow], hub_ids: Sequence[int]
 ) -> dict[int, list[tuple[str, str]]]:
-    """Each hub's interface networks (IPv4 and IPv6) as ``(network, interface name)``."""
+    """What each hub routes to its interfaces: their networks (IPv4 and IPv6) and pushed
+    routes, as ``(network, what)`` (``wg0``, ``wg0's route``)."""
     rows = conn.execute(
-        "SELECT hub_id, name, network::text AS network, network6::text AS network6"
-        " FROM interfaces WHERE hub_id = ANY(%s) AND status <> 'deleting' ORDER BY id",
+        "SELECT hub_id, name, network::text AS network, network6::text AS network6,"
+        " routes::text[] AS routes FROM interfaces WHERE hub_id = ANY(%s)"
+        " AND status <> 'deleting' ORDER BY id",
         (list(hub_ids),),
     ).fetchall()
     out: dict[int, list[tuple[str, str]]] = {h: [] for h in hub_ids}
     for r in rows:
         out[r["hub_id"]] += [(n, r["name"]) for n in (r["network"], r["network6"]) if n]
+        out[r["hub_id"]] += [(n, f"{r['name']}'s route") for n in r["routes"]]
     return out
 
 

@@ -24,6 +24,7 @@ from elysium.networks import check_subnets_outside, parse_network, parse_subnets
 from elysium.queue import JobQueue
 from elysium.services.jobs import Record, Submitted, submit_hub_job
 from elysium.services.mesh import check_new_interface
+from elysium.services.mesh import check_routes as check_mesh_routes
 from elysium.states import InterfaceStatus
 
 
@@ -198,6 +199,7 @@ def change_interface(
         iface = changeable_interface(c, interface_id)
         if "routes" in changes:
             values["routes"] = check_routes(iface, changes["routes"])
+            check_mesh_routes(c, iface, values["routes"])
         nat_said = "nat" in changes or interface_nat_said(c, interface_id)
         if values.get("exit") and not nat_said:
             raise ValidationError(

@@ -15,6 +15,7 @@ from psycopg.rows import DictRow
 from db import audit
 from db import mesh as mesh_db
 from db.hubs import get_hub, list_hubs
+from db.rows import InterfaceRow
 from elysium.errors import Conflict, ValidationError
 from elysium.mesh import (
     MESH_DEVICE,
@@ -177,6 +178,22 @@ def mesh_view(conn: Connection[DictRow], name: str) -> dict[str, Any]:
         "joined_at": me["mesh_joined_at"],
         "links": links,
     }
+
+
+def check_routes(conn: Connection[DictRow], iface: InterfaceRow, routes: list[str]) -> None:
+    """Routes an interface of a meshed hub pushes: clear of what every linked hub routes
+    (the mesh would carry the same network two ways)."""
+    linked = {r["id"]: r["name"] for r in mesh_db.linked_hubs(conn, iface["hub"])}
+    if not linked or not routes:
+        return
+    _lock(conn)
+    theirs = _others(conn, list(linked))
+    check_no_overlap(
+        iface["hub"],
+        [(r, f"{iface['name']}'s route") for r in routes],
+        {linked[i]: nets for i, nets in theirs.items()},
+        field="routes",
+    )
 
 
 def check_new_interface(

@@ -148,6 +148,24 @@ def test_overlapping_networks_across_meshed_hubs_are_409(
     assert r.status_code == 409 and set(r.json()["error"]["fields"]) == {"listen_port"}
 
 
+def test_pushed_routes_that_overlap_across_linked_hubs_are_409(
+    admin: Api, db: psycopg.Connection[Any]
+) -> None:
+    a = hub(admin, "hub-a", "198.18.0.1", "10.54.0.0/24")
+    b = hub(admin, "hub-b", "198.18.0.2", "10.55.0.0/24")
+    for iface, route in ((a, "192.168.50.0/24"), (b, "192.168.50.0/25")):
+        assert admin.patch(f"/v1/interfaces/{iface}", json={"routes": [route]}).status_code == 202
+    join(admin, "hub-a")
+    r = join(admin, "hub-b")  # both would route 192.168.50.0/25: the mesh would carry it two ways
+    assert r.status_code == 409 and r.json()["error"]["code"] == "mesh_networks_overlap"
+    assert admin.patch(f"/v1/interfaces/{b}", json={"routes": []}).status_code == 202
+    assert join(admin, "hub-b").status_code == 202
+    r = admin.patch(f"/v1/interfaces/{b}", json={"routes": ["10.54.0.128/25"]})
+    assert r.status_code == 409 and set(r.json()["error"]["fields"]) == {"routes"}
+    row = db.execute("SELECT routes::text[] AS r FROM interfaces WHERE id = %s", (b,)).fetchone()
+    assert row == {"r": []}
+
+
 def test_a_peer_change_reaches_only_the_hubs_that_must_act(
     admin: Api, db: psycopg.Connection[Any], clean_db: str
 ) -> None:
