@@ -92,6 +92,7 @@ def record_new_peer(
         interface_id=interface_id,
         payload=payload or {},
         new_peer=True,
+        meshed=iface["hub_meshed"],
     )
     rec.last.append(
         lambda c2: create_peer(
