@@ -33,11 +33,19 @@ def members(rows: Sequence[dict[str, Any]]) -> list[MeshMember]:
     ]
 
 
-def linked_hubs(conn: Connection[DictRow], hub: str) -> list[dict[str, Any]]:
-    """The meshed hubs ``hub`` has a link to (none when it is not meshed)."""
+def mesh_of(
+    conn: Connection[DictRow], hub: str
+) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    """Hub ``hub``'s mesh row (None: not meshed) and the meshed hubs it has a link to."""
     rows = meshed_hubs(conn)
     names = set(links_of(hub, members(rows)))
-    return [r for r in rows if r["name"] in names]
+    me = next((r for r in rows if r["name"] == hub), None)
+    return me, [r for r in rows if r["name"] in names]
+
+
+def linked_hubs(conn: Connection[DictRow], hub: str) -> list[dict[str, Any]]:
+    """The meshed hubs ``hub`` has a link to (none when it is not meshed)."""
+    return mesh_of(conn, hub)[1]
 
 
 def set_mesh(

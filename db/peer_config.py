@@ -29,7 +29,8 @@ def peer_config(conn: Connection[DictRow], peer_id: int) -> dict[str, Any]:
         " p.status, p.public_key, i.network::text AS network, i.network6::text AS network6,"
         " i.listen_port, i.mtu, i.dns, i.keepalive, i.public_key AS hub_public_key,"
         " i.routes::text[] AS routes, i.exit, p.tags, i.policy,"
-        " h.name AS hub, h.endpoint FROM peers p JOIN interfaces i ON i.id = p.interface_id"
+        " h.name AS hub, h.mesh_port IS NOT NULL AS hub_meshed,"
+        " h.endpoint FROM peers p JOIN interfaces i ON i.id = p.interface_id"
         " JOIN hubs h ON h.id = i.hub_id WHERE p.id = %s",
         (peer_id,),
     ).fetchone()
@@ -75,6 +76,8 @@ def peer_config(conn: Connection[DictRow], peer_id: int) -> dict[str, Any]:
 def mesh_routes(conn: Connection[DictRow], row: dict[str, Any]) -> list[str]:
     """The networks behind the hubs linked to this peer's hub that its interface's policy
     can let it reach (see ``elysium.mesh.may_reach``)."""
+    if not row["hub_meshed"]:  # most hubs: no query
+        return []
     linked = linked_hubs(conn, row["hub"])
     if not linked:
         return []

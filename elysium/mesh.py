@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from elysium.errors import Conflict, ValidationError
@@ -102,7 +102,7 @@ def check_peers(hub: str, value: object, known: set[str], field: str = "peers") 
 def check_no_overlap(
     hub: str,
     mine: Sequence[tuple[str, str]],
-    others: dict[str, Sequence[tuple[str, str]]],
+    others: Mapping[str, Sequence[tuple[str, str]]],
     field: str = "mesh",
 ) -> None:
     """Linked hubs route each other's interface networks, so none may overlap: ``mine`` and

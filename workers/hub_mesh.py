@@ -18,6 +18,7 @@ from typing import Any
 
 from psycopg import Connection
 from psycopg.rows import DictRow
+from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from db import mesh as mesh_db
@@ -53,16 +54,12 @@ class HubMesh:
         with conn.transaction():
             if not mesh_db.record_mesh_key(conn, self.hub, self.public_key()):
                 return []
-            me = next((h for h in mesh_db.meshed_hubs(conn) if h["name"] == self.hub), None)
+            me, linked = mesh_db.mesh_of(conn, self.hub)
             if me is None:
                 return []
-            linked = mesh_db.linked_hubs(conn, self.hub)
             return record_link_jobs(conn, [(o, me) for o in linked], f"hub:{self.hub}", "mesh.key")
 
     # ---- what the device should hold ----------------------------------------------------
-    def _me(self, conn: Connection[DictRow]) -> dict[str, Any] | None:
-        return next((h for h in mesh_db.meshed_hubs(conn) if h["name"] == self.hub), None)
-
     def _spec(self, me: dict[str, Any]) -> InterfaceSpec:
         return InterfaceSpec(
             name=MESH_DEVICE,
@@ -71,7 +68,7 @@ class HubMesh:
             addresses=(),
         )
 
-    def _reach(self, other: dict[str, Any]) -> str:
+    def _reach(self, other: dict[str, Any], ipr: IPRoute) -> str:
         """The address:port to dial for ``other``: resolved, and routable from this hub."""
         host, port = split_endpoint(other["mesh_endpoint"], other["mesh_port"])
         try:
@@ -85,7 +82,6 @@ class HubMesh:
                     code="mesh_endpoint_unresolvable",
                 ) from None
             address = ipaddress.ip_address(info[0][4][0])
-        ipr = open_iproute(self.netns)
         try:
             ipr.route("get", dst=str(address))
         except NetlinkError as exc:
@@ -95,16 +91,14 @@ class HubMesh:
                     code="mesh_peer_unreachable",
                 ) from None
             raise
-        finally:
-            ipr.close()
         return f"[{address}]:{port}" if address.version == 6 else f"{address}:{port}"
 
-    def _peer(self, other: dict[str, Any], behind: list[str]) -> PeerSpec:
+    def _peer(self, other: dict[str, Any], behind: list[str], ipr: IPRoute) -> PeerSpec:
         return PeerSpec(
             public_key=other["mesh_public_key"],
             allowed_ips=tuple(behind),
             routes=tuple(behind),
-            endpoint=self._reach(other),
+            endpoint=self._reach(other, ipr),
             keepalive=MESH_KEEPALIVE_S,
         )
 
@@ -116,8 +110,7 @@ class HubMesh:
 
         Returns what changed and, per linked hub, ``"linked"``, ``"waiting"`` (no key yet)
         or the :class:`DataplaneError` that link met."""
-        me = self._me(conn)
-        linked = mesh_db.linked_hubs(conn, self.hub)
+        me, linked = mesh_db.mesh_of(conn, self.hub)
         states: dict[str, Any] = {h["name"]: "waiting" for h in linked}
         ready = [h for h in linked if h["mesh_public_key"]]
         if me is None or not ready:
@@ -129,17 +122,23 @@ class HubMesh:
         held = {p.public_key: p for p in self.dataplane.dump(MESH_DEVICE)}
         behind = mesh_db.networks_behind(conn, [h["id"] for h in ready])
         peers = []
-        for other in ready:
-            try:
-                peers.append(self._peer(other, behind[other["id"]]))
-                states[other["name"]] = "linked"
-            except DataplaneError as exc:
-                states[other["name"]] = exc
-                with conn.transaction():
-                    mesh_db.record_link_error(conn, me["id"], other["id"], exc.code, exc.message)
-                kept = held.get(other["mesh_public_key"])
-                if kept is not None:
-                    peers.append(_as_spec(kept, behind[other["id"]]))
+        ipr = open_iproute(self.netns)  # one rtnetlink socket checks every endpoint's route
+        try:
+            for other in ready:
+                try:
+                    peers.append(self._peer(other, behind[other["id"]], ipr))
+                    states[other["name"]] = "linked"
+                except DataplaneError as exc:
+                    states[other["name"]] = exc
+                    with conn.transaction():
+                        mesh_db.record_link_error(
+                            conn, me["id"], other["id"], exc.code, exc.message
+                        )
+                    kept = held.get(other["mesh_public_key"])
+                    if kept is not None:
+                        peers.append(_as_spec(kept, behind[other["id"]]))
+        finally:
+            ipr.close()
         converged = self.dataplane.converge(MESH_DEVICE, peers)
         report: dict[str, Any] = _merge(changes, converged).to_dict()
         errors = {n: e.code for n, e in states.items() if isinstance(e, DataplaneError)}
@@ -149,7 +148,7 @@ class HubMesh:
 
     def report_links(self, conn: Connection[DictRow]) -> int:
         """Write what the mesh device holds of each link (handshake, counters)."""
-        me = self._me(conn)
+        me, hubs = mesh_db.mesh_of(conn, self.hub)
         try:
             stats = self.dataplane.dump(MESH_DEVICE) if me is not None else []
         except DataplaneError:
@@ -157,7 +156,7 @@ class HubMesh:
         if me is None or not stats:
             metrics.mesh_links({})
             return 0
-        linked = {h["mesh_public_key"]: h for h in mesh_db.linked_hubs(conn, self.hub)}
+        linked = {h["mesh_public_key"]: h for h in hubs}
         known = [s for s in stats if s.public_key in linked]
         rows = [_link_row(linked[s.public_key]["id"], s) for s in known]
         with conn.transaction():
@@ -180,10 +179,12 @@ def _link_row(hub_id: int, s: PeerStats) -> tuple[int, str | None, Any, int, int
 
 
 def _as_spec(stats: PeerStats, behind: list[str]) -> PeerSpec:
+    """What the device holds for a link, kept as it is."""
+    held = tuple(stats.allowed_ips) or tuple(behind)
     return PeerSpec(
         public_key=stats.public_key,
-        allowed_ips=tuple(stats.allowed_ips) or tuple(behind),
-        routes=tuple(stats.allowed_ips) or tuple(behind),
+        allowed_ips=held,
+        routes=held,
         endpoint=stats.endpoint,
         keepalive=MESH_KEEPALIVE_S,
     )

@@ -19,7 +19,7 @@ import elysium.policy as policy
 from db import peers as peers_db
 from db.rows import DesiredPeer, InterfaceRow
 from elysium.errors import DataplaneError
-from elysium.services.policy import compiled_for, memberships
+from elysium.services.policy import compile_with, memberships, mesh_peers
 from workers.firewall import Firewall, InterfaceFirewall
 from workers.forwarding import Forwarding
 
@@ -68,18 +68,17 @@ class HubPolicy:
             return False
         loaded = []
         shares: dict[str, dict[int, set[tuple[str, str]]]] = {}
+        across = mesh_peers(conn, interfaces[0]["hub"])  # one read for all the hub's interfaces
         for iface in interfaces:
-            compiled, members = compiled_for(conn, iface)
+            local = peers_db.desired_peers(conn, iface["id"])
+            compiled, members = compile_with(iface, local, across)
             self._sets[iface["name"]] = {s.name for s in compiled.sets}
             nat = iface["nat"] or {}
             networks = tuple(n for n in (iface["network"], iface["network6"]) if n)
             loaded.append(
                 InterfaceFirewall(iface["name"], compiled, members, networks, nat.get("egress"))
             )
-            shares[iface["name"]] = {
-                p["id"]: self._share(iface["name"], p)
-                for p in peers_db.desired_peers(conn, iface["id"])
-            }
+            shares[iface["name"]] = {p["id"]: self._share(iface["name"], p) for p in local}
         changed = self.firewall.apply(loaded)
         self._sets = {f.name: {s.name for s in f.compiled.sets} for f in loaded}
         self._peers = shares

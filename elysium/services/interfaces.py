@@ -72,7 +72,7 @@ def create_interface(
     def write(c: Connection[DictRow]) -> Record:
         hub = get_hub(c, hub_name)
         nets = [net, net6] if net6 else [net]
-        check_new_interface(c, hub["id"], hub_name, name, listen_port, nets)
+        check_new_interface(c, hub_name, name, listen_port, nets)
         for other in list_hub_interfaces(c, hub_name):
             if net.overlaps(parse_network(other["network"], "network", 4)):
                 raise ValidationError(

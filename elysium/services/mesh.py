@@ -38,8 +38,12 @@ def _lock(conn: Connection[DictRow]) -> None:
     conn.execute("SELECT pg_advisory_xact_lock(%s)", (MESH_LOCK,))
 
 
-def _others(conn: Connection[DictRow], hub_ids: list[int]) -> dict[int, list[tuple[str, str]]]:
-    return mesh_db.interface_networks(conn, hub_ids)
+def _networks(
+    conn: Connection[DictRow], hubs: list[dict[str, Any]]
+) -> dict[str, list[tuple[str, str]]]:
+    """What each of ``hubs`` routes to its interfaces, by hub name (one query)."""
+    nets = mesh_db.interface_networks(conn, [h["id"] for h in hubs])
+    return {h["name"]: nets[h["id"]] for h in hubs}
 
 
 def join_mesh(
@@ -65,19 +69,19 @@ def join_mesh(
         before = set(links_of(name, mesh_db.members(rows)))
         after = set(links_of(name, [*others, MeshMember(name, peers)]))
         by_name = {r["name"]: r for r in rows}
-        own = _others(conn, [hub["id"]])[hub["id"]]
-        for iface_port in conn.execute(
+        taken = conn.execute(
             "SELECT name FROM interfaces WHERE hub_id = %s AND listen_port = %s",
             (hub["id"], port),
-        ).fetchall():
+        ).fetchone()
+        if taken is not None:
             raise Conflict(
-                f"port {port} is the listen port of {iface_port['name']}",
+                f"port {port} is the listen port of {taken['name']}",
                 code="port_in_use",
-                fields={"listen_port": f"used by interface {iface_port['name']}"},
+                fields={"listen_port": f"used by interface {taken['name']}"},
             )
-        linked_ids = {by_name[n]["id"]: n for n in after}
-        theirs = _others(conn, list(linked_ids))
-        check_no_overlap(name, own, {linked_ids[i]: nets for i, nets in theirs.items()})
+        nets = _networks(conn, [dict(hub), *(by_name[n] for n in sorted(after))])
+        own = nets.pop(name)
+        check_no_overlap(name, own, nets)
         mesh_db.set_mesh(conn, hub["id"], port, endpoint, peers)
         detail = {"listen_port": port, "endpoint": endpoint, "peers": peers}
         audit.record(conn, actor, "mesh.join", f"hub:{name}", "accepted", detail)
@@ -99,8 +103,8 @@ def leave_mesh(conn: Connection[DictRow], queue: JobQueue, actor: str, name: str
     with conn.transaction():
         _lock(conn)
         hub = get_hub(conn, name)
-        linked = mesh_db.linked_hubs(conn, name)
-        if hub["id"] not in {r["id"] for r in mesh_db.meshed_hubs(conn)}:
+        meshed, linked = mesh_db.mesh_of(conn, name)
+        if meshed is None:
             raise Conflict(f"hub {name!r} is not in the mesh", code="not_meshed")
         mesh_db.clear_mesh(conn, hub["id"])
         audit.record(conn, actor, "mesh.leave", f"hub:{name}", "accepted", {})
@@ -128,9 +132,9 @@ def _changed_links(
         pairs += [(me, hubs[name]), (hubs[name], me)]
     kept = sorted(before & after)
     if moved and kept:
-        pairs += [(hubs[name], me) for name in kept]
-        if not pairs or all(p[0] is not me for p in pairs):
+        if not pairs:  # no job here yet to converge the device
             pairs.append((me, hubs[kept[0]]))
+        pairs += [(hubs[name], me) for name in kept]
     return pairs
 
 
@@ -144,13 +148,12 @@ def _job_ref(job: Any) -> dict[str, Any]:
 
 def mesh_view(conn: Connection[DictRow], name: str) -> dict[str, Any]:
     """A hub's mesh settings and each of its links with what its worker last saw."""
-    rows = mesh_db.meshed_hubs(conn)
-    me = next((r for r in rows if r["name"] == name), None)
+    me, linked = mesh_db.mesh_of(conn, name)
     if me is None:
         return {"hub": name, "meshed": False}
     seen = mesh_db.link_rows(conn, me["id"])
     links = []
-    for other in mesh_db.linked_hubs(conn, name):
+    for other in linked:
         row = seen.get(other["id"], {})
         links.append(
             {
@@ -183,32 +186,22 @@ def mesh_view(conn: Connection[DictRow], name: str) -> dict[str, Any]:
 def check_routes(conn: Connection[DictRow], iface: InterfaceRow, routes: list[str]) -> None:
     """Routes an interface of a meshed hub pushes: clear of what every linked hub routes
     (the mesh would carry the same network two ways)."""
-    linked = {r["id"]: r["name"] for r in mesh_db.linked_hubs(conn, iface["hub"])}
+    linked = mesh_db.linked_hubs(conn, iface["hub"])
     if not linked or not routes:
         return
     _lock(conn)
-    theirs = _others(conn, list(linked))
-    check_no_overlap(
-        iface["hub"],
-        [(r, f"{iface['name']}'s route") for r in routes],
-        {linked[i]: nets for i, nets in theirs.items()},
-        field="routes",
-    )
+    mine = [(r, f"{iface['name']}'s route") for r in routes]
+    check_no_overlap(iface["hub"], mine, _networks(conn, linked), field="routes")
 
 
 def check_new_interface(
-    conn: Connection[DictRow],
-    hub_id: int,
-    hub_name: str,
-    name: str,
-    listen_port: int,
-    networks: list[IPNetwork],
+    conn: Connection[DictRow], hub: str, name: str, listen_port: int, networks: list[IPNetwork]
 ) -> None:
     """An interface on a meshed hub: not the mesh device's name or port, and its networks
     clear of every linked hub's."""
     if name == MESH_DEVICE:
         raise ValidationError("name", "is the name of the hub mesh device")
-    me = next((r for r in mesh_db.meshed_hubs(conn) if r["id"] == hub_id), None)
+    me, linked = mesh_db.mesh_of(conn, hub)
     if me is None:
         return
     _lock(conn)
@@ -218,11 +211,5 @@ def check_new_interface(
             code="port_in_use",
             fields={"listen_port": "is the hub's mesh port"},
         )
-    linked = {r["id"]: r["name"] for r in mesh_db.linked_hubs(conn, hub_name)}
-    theirs = _others(conn, list(linked))
-    check_no_overlap(
-        hub_name,
-        [(str(n), name) for n in networks],
-        {linked[i]: nets for i, nets in theirs.items()},
-        field="network",
-    )
+    mine = [(str(n), name) for n in networks]
+    check_no_overlap(hub, mine, _networks(conn, linked), field="network")

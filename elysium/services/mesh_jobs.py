@@ -17,6 +17,7 @@ Which hubs must act when something changes on hub Y:
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from psycopg import Connection
 from psycopg.rows import DictRow
@@ -34,7 +35,7 @@ PEER_KINDS = ("add_peer", "enroll_peer", "update_peer", "remove_peer", "expire_p
 
 def record_link_jobs(
     conn: Connection[DictRow],
-    pairs: Iterable[tuple[dict[str, object], dict[str, object]]],
+    pairs: Iterable[tuple[dict[str, Any], dict[str, Any]]],
     submitter: str,
     reason: str,
 ) -> list[JobRow]:
@@ -45,10 +46,10 @@ def record_link_jobs(
             jobs_db.create_job(
                 conn,
                 kind=LINK_KIND,
-                queue=hub_queue(str(hub["name"])),
+                queue=hub_queue(hub["name"]),
                 submitter=submitter,
                 payload={"peer_hub": other["name"], "peer_hub_id": other["id"], "reason": reason},
-                hub_id=int(str(hub["id"])),
+                hub_id=hub["id"],
                 target=f"hub:{hub['name']}",
             )
         )
@@ -68,10 +69,9 @@ def followups(
         return []
     if kind == "update_interface" and "routes" not in job["payload"]:
         return []  # exit or NAT alone: nothing behind the hub moved
-    linked = mesh_db.linked_hubs(conn, hub)
-    if not linked:
+    me, linked = mesh_db.mesh_of(conn, hub)
+    if me is None or not linked:
         return []
-    me = next(h for h in mesh_db.meshed_hubs(conn) if h["name"] == hub)
     if kind in INTERFACE_KINDS:
         targets = linked
         routes_moved = True

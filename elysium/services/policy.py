@@ -4,6 +4,7 @@ may talk to whom, from the same compiled form the hub loads."""
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Sequence
 from typing import Any
 
 from psycopg import Connection
@@ -43,20 +44,27 @@ def memberships(peers: list[Any]) -> list[policy.PeerMembership]:
     ]
 
 
+def mesh_peers(conn: Connection[DictRow], hub: str) -> list[dict[str, Any]]:
+    """The tagged peers of the hubs linked to ``hub``: tags name them too."""
+    return remote_peers(conn, [h["id"] for h in linked_hubs(conn, hub)])
+
+
 def compiled_for(
     conn: Connection[DictRow], iface: InterfaceRow
 ) -> tuple[policy.CompiledPolicy, policy.SetMembers]:
     """The interface's compiled policy and the members of its sets, as its hub loads them."""
+    local = desired_peers(conn, iface["id"])
+    return compile_with(iface, local, mesh_peers(conn, iface["hub"]))
+
+
+def compile_with(
+    iface: InterfaceRow, local: Sequence[Any], across: Sequence[Any]
+) -> tuple[policy.CompiledPolicy, policy.SetMembers]:
+    """:func:`compiled_for` from peers already read: the interface's ``local`` desired peers
+    and its hub's :func:`mesh_peers` (tags name them too)."""
     compiled = policy.compile_policy(iface["name"], policy.policy_from_json(iface["policy"]))
-    peers: list[Any] = list(desired_peers(conn, iface["id"]))
-    linked = [h["id"] for h in linked_hubs(conn, iface["hub"])]
-    peers += remote_peers(conn, linked)  # tags name peers across the mesh too
-    members = policy.members_for(
-        iface["name"],
-        memberships(peers),
-        iface["routes"],
-        hub_addresses(iface),
-    )
+    peers = memberships([*local, *across])
+    members = policy.members_for(iface["name"], peers, iface["routes"], hub_addresses(iface))
     return compiled, members
 
 
