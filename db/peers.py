@@ -304,9 +304,11 @@ def record_liveness(
 ) -> int:
     """Write one interface's dump in one statement; return how many peers changed.
 
-    A peer is online when its latest handshake is younger than ``online_after_s``. A dump
-    without a handshake keeps the last one known; rows whose values did not change are not
-    rewritten.
+    A peer is online when its latest handshake is younger than ``online_after_s``; a dump
+    repeating the handshake already recorded does not put back online a peer that the
+    liveness sweep has marked offline (the sweep and the hub may judge by different
+    settings; only a new handshake is news). A dump without a handshake keeps the last one
+    known; rows whose values did not change are not rewritten.
     """
     cur = conn.execute(
         "UPDATE peers p SET last_handshake_at = n.hs, rx_bytes = n.rx, tx_bytes = n.tx,"
@@ -314,7 +316,8 @@ def record_liveness(
         " FROM (SELECT s.key, coalesce(s.hs, q.last_handshake_at) AS hs, s.rx, s.tx,"
         "   coalesce(s.ep, q.endpoint) AS ep, q.id,"
         "   coalesce(coalesce(s.hs, q.last_handshake_at)"
-        "            > now() - make_interval(secs => %s), false) AS online"
+        "            > now() - make_interval(secs => %s), false)"
+        "   AND (q.online OR s.hs IS DISTINCT FROM q.last_handshake_at) AS online"
         "  FROM unnest(%s::text[], %s::timestamptz[], %s::bigint[], %s::bigint[], %s::text[])"
         "   AS s(key, hs, rx, tx, ep)"
         "  JOIN peers q ON q.interface_id = %s AND q.public_key = s.key"

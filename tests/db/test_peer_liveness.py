@@ -36,6 +36,25 @@ def peer(
         )
 
 
+def test_a_repeated_handshake_does_not_undo_the_sweeps_offline(
+    conn: Connection[DictRow], iface: dict[str, Any]
+) -> None:
+    p = peer(conn, iface)
+    seen = datetime.now(UTC) - timedelta(seconds=10)
+
+    def report(handshake: datetime) -> None:  # a hub judging by 180 s
+        key = [p["public_key"]]
+        record_liveness(conn, iface["id"], key, [handshake], [1], [1], [None], online_after_s=180)
+
+    report(seen)
+    assert get_peer(conn, p["id"])["online"] is True
+    assert mark_offline_peers(conn, online_after_s=4) == 1  # the sweep judges by 4 s
+    report(seen)  # the same handshake again: no news
+    assert get_peer(conn, p["id"])["online"] is False
+    report(datetime.now(UTC))  # a new handshake: online again
+    assert get_peer(conn, p["id"])["online"] is True
+
+
 def test_a_dump_is_written_and_recent_handshakes_are_online(
     conn: Connection[DictRow], iface: dict[str, Any]
 ) -> None:
