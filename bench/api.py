@@ -38,8 +38,8 @@ from bench.scaffold import (
 from db.interfaces import create_interface
 from db.tokens import create_enrollment_token
 from elysium import pki
-from elysium.services.hubs import declare_hub
 from elysium.settings import Settings
+from services.hubs import declare_hub
 
 REQUESTS = 2000
 CLIENT_THREADS = 16

@@ -24,9 +24,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from dataplane import InterfaceSpec, PeerSpec
+from dataplane.uapi import UapiDriver
 from elysium.keys import generate_private_key
-from elysium.wireguard import InterfaceSpec, PeerSpec
-from elysium.wireguard.uapi import UapiDriver
 
 PEERS = 10_000
 ADD_SAMPLES = 1_000

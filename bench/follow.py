@@ -31,7 +31,7 @@ from bench.scaffold import percentile, random_key, throwaway_database, write_res
 from db.interfaces import create_interface
 from db.peers import create_peer
 from elysium import pki
-from elysium.services.hubs import declare_hub
+from services.hubs import declare_hub
 
 FOLLOWERS = 1000
 WAIT_S = 55

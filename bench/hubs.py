@@ -63,6 +63,9 @@ from bench.scaffold import (
     wait_until,
     write_result,
 )
+from dataplane import PeerStats
+from dataplane.uapi_protocol import parse_stats, transact
+from dataplane.wireguard_go import GET, WireguardGo
 from db.peers import create_peer
 from elysium.mesh import MESH_DEVICE
 from elysium.queue import (
@@ -73,16 +76,13 @@ from elysium.queue import (
     JobQueue,
     hub_queue,
 )
-from elysium.services.hubs import declare_hub
-from elysium.services.interfaces import change_interface, create_interface
-from elysium.services.jobs import Submitted
-from elysium.services.mesh import join_mesh, leave_mesh
-from elysium.services.peers import add_peer
-from elysium.services.policy import set_policy
 from elysium.settings import Settings
-from elysium.wireguard import PeerStats
-from elysium.wireguard.uapi_protocol import parse_stats, transact
-from elysium.wireguard.wireguard_go import GET, WireguardGo
+from services.hubs import declare_hub
+from services.interfaces import change_interface, create_interface
+from services.jobs import Submitted
+from services.mesh import join_mesh, leave_mesh
+from services.peers import add_peer
+from services.policy import set_policy
 
 HUBS = 8
 PEERS = 1000  # per hub

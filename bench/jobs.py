@@ -36,10 +36,10 @@ from bench.scaffold import (
 )
 from db.peers import create_peer
 from elysium.queue import JobQueue, hub_queue
-from elysium.services.hubs import declare_hub
-from elysium.services.interfaces import create_interface
-from elysium.services.peers import add_peer
 from elysium.settings import Settings
+from services.hubs import declare_hub
+from services.interfaces import create_interface
+from services.peers import add_peer
 
 HUB = "bench"
 BURST = 1000

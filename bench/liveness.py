@@ -27,12 +27,12 @@ from psycopg import Connection
 from psycopg.rows import DictRow, dict_row
 
 from bench.scaffold import random_key, throwaway_database, throwaway_namespace
+from dataplane import InterfaceSpec, PeerSpec, PeerStats
+from dataplane.uapi import UapiDriver
 from db.hubs import create_hub
 from db.interfaces import create_interface
 from db.peers import create_peer, record_liveness
 from elysium.keys import generate_private_key
-from elysium.wireguard import InterfaceSpec, PeerSpec, PeerStats
-from elysium.wireguard.uapi import UapiDriver
 
 PEERS = 10_000
 REPEAT = 5

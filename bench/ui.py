@@ -28,7 +28,7 @@ from bench.api import api_server, tls_settings
 from bench.scaffold import percentile, throwaway_database, throwaway_redis_prefix, write_result
 from db.interfaces import create_interface
 from db.tokens import create_api_token
-from elysium.services.hubs import declare_hub
+from services.hubs import declare_hub
 
 PEERS = 10_000
 SAMPLES = 200

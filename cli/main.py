@@ -13,9 +13,9 @@ from psycopg.rows import DictRow, dict_row
 
 from cli.policy import policy
 from elysium.errors import ElysiumError
-from elysium.services import tokens
 from elysium.settings import Settings
 from elysium.states import Scope
+from services import tokens
 
 ACTOR = "cli"  # who the command line's changes are recorded as
 
@@ -222,7 +222,7 @@ def hub_worker(
     """
     settings = replace(settings, hub=hub, netns=netns, state_dir=state_dir or settings.state_dir)
     from elysium.queue import hub_queue
-    from elysium.services.hubs import ensure_hub
+    from services.hubs import ensure_hub
     from workers.celery_app import make_celery
     from workers.runtime import runtime
 

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from client.state import Enrollment, StateDir
+from dataplane import Dataplane, InterfaceSpec, PeerSpec
 from elysium.errors import ConfigError
-from elysium.wireguard import Dataplane, InterfaceSpec, PeerSpec
 
 WG_DRIVER_ENV = "ELYSIUM_WG_DRIVER"
 WIREGUARD_GO_ENV = "ELYSIUM_WIREGUARD_GO"
@@ -126,7 +126,7 @@ def routed_subnets(addresses: list[str], allowed_ips: tuple[str, ...]) -> list[s
 @contextmanager
 def dataplane(options: TunnelOptions) -> Iterator[Dataplane]:
     """The driver for ``options.netns`` (auto: kernel if available, else wireguard-go)."""
-    from elysium.wireguard import make_dataplane
+    from dataplane import make_dataplane
 
     driver = make_dataplane(
         options.wg_driver, options.state_dir, options.netns, options.wireguard_go

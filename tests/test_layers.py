@@ -1,8 +1,10 @@
 """The import graph has layers and no circles: read from every module's imports (those inside
 functions too), so a newcomer's upward import fails here, not in review.
 
-    cli ─▶ api, workers, beat, client ─▶ elysium.services ─▶ db ─▶ elysium (core)
-                  client, workers ─▶ elysium.wireguard ─▶ elysium (core)
+    cli ─▶ api, workers, beat, client ─▶ services ─▶ db ─▶ elysium (core)
+                  client, workers ─▶ dataplane ─▶ elysium (core)
+
+A module's layer is its top-level package, nothing more.
 """
 
 from __future__ import annotations
@@ -11,19 +13,19 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("cli", "api", "workers", "beat", "client", "db", "elysium")
+PACKAGES = ("cli", "api", "workers", "beat", "client", "services", "db", "dataplane", "elysium")
 
 # What each layer may import (besides itself).
 ALLOWED: dict[str, set[str]] = {
-    "core": set(),
-    "wireguard": {"core"},
-    "db": {"core"},
-    "services": {"core", "db"},
-    "api": {"core", "db", "services"},
-    "workers": {"core", "db", "services", "wireguard"},
-    "beat": {"core", "db", "services"},
-    "client": {"core", "wireguard"},
-    "cli": {"core", "db", "services", "wireguard", "api", "workers", "beat"},
+    "elysium": set(),
+    "dataplane": {"elysium"},
+    "db": {"elysium"},
+    "services": {"elysium", "db"},
+    "api": {"elysium", "db", "services"},
+    "workers": {"elysium", "db", "services", "dataplane"},
+    "beat": {"elysium", "db", "services"},
+    "client": {"elysium", "dataplane"},
+    "cli": {"elysium", "db", "services", "dataplane", "api", "workers", "beat"},
 }
 
 
@@ -31,9 +33,6 @@ def layer(module: str) -> str | None:
     top = module.split(".")[0]
     if top not in PACKAGES:
         return None  # the standard library or a dependency
-    if top == "elysium":
-        sub = module.split(".")[1] if "." in module else ""
-        return sub if sub in ("services", "wireguard") else "core"
     return top
 
 

@@ -1,1 +1,1 @@
-"""Celery workers: the control queue and one queue per hub (WireGuard itself: elysium.wireguard)."""
+"""Celery workers: the control queue and one queue per hub (WireGuard itself: dataplane)."""

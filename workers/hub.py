@@ -23,6 +23,8 @@ from psycopg.rows import DictRow
 from psycopg_pool import ConnectionPool
 from pyroute2.netlink.exceptions import NetlinkError
 
+from dataplane import ChangeSet, Dataplane, InterfaceSpec, PeerStats
+from dataplane.links import underlay_addresses
 from db import hubs as hubs_db
 from db import interfaces as interfaces_db
 from db import jobs as jobs_db
@@ -34,12 +36,10 @@ from elysium.keys import generate_private_key
 from elysium.mesh import MESH_DEVICE
 from elysium.networks import hub_address
 from elysium.queue import hub_queue
-from elysium.services.hubs import record_reconcile
-from elysium.services.mesh_jobs import LINK_KIND
 from elysium.settings import Settings
 from elysium.states import FINAL_JOB, InterfaceStatus
-from elysium.wireguard import ChangeSet, Dataplane, InterfaceSpec, PeerStats
-from elysium.wireguard.links import underlay_addresses
+from services.hubs import record_reconcile
+from services.mesh_jobs import LINK_KIND
 from workers.hub_mesh import HubMesh
 from workers.hub_peers import PEER_KINDS, PeerBursts, known, peer_spec
 from workers.hub_policy import HubPolicy
@@ -82,7 +82,7 @@ class HubWorker:
         self.pool = pool
         self.state_dir = settings.state_dir / "hubs" / self.hub
         if dataplane is None:
-            from elysium.wireguard import make_dataplane
+            from dataplane import make_dataplane
 
             dataplane = make_dataplane(
                 settings.wg_driver, self.state_dir, settings.netns or None, settings.wireguard_go

@@ -21,14 +21,14 @@ from psycopg.rows import DictRow
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
+from dataplane import ChangeSet, Dataplane, InterfaceSpec, PeerSpec, PeerStats
+from dataplane.links import open_iproute
 from db import mesh as mesh_db
 from db.rows import JobRow
 from elysium.errors import DataplaneError
 from elysium.keys import load_or_create_private_key, public_key
 from elysium.mesh import MESH_DEVICE, MESH_KEEPALIVE_S, split_endpoint
-from elysium.services.mesh_jobs import record_link_jobs
-from elysium.wireguard import ChangeSet, Dataplane, InterfaceSpec, PeerSpec, PeerStats
-from elysium.wireguard.links import open_iproute
+from services.mesh_jobs import record_link_jobs
 from workers import metrics
 
 log = logging.getLogger(__name__)

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 from psycopg import Connection
 from psycopg.rows import DictRow
 
+from dataplane import ChangeSet, Dataplane, PeerSpec
 from db import interfaces as interfaces_db
 from db import jobs as jobs_db
 from db import peers as peers_db
@@ -21,7 +22,6 @@ from db.rows import DesiredPeer, InterfaceRow, JobRow, PeerRow
 from elysium.errors import DataplaneError, ElysiumError
 from elysium.networks import peer_allowed_ips
 from elysium.states import LIVE_PEER
-from elysium.wireguard import ChangeSet, Dataplane, PeerSpec
 from workers.hub_policy import HubPolicy
 from workers.metrics import dataplane_transaction
 

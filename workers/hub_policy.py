@@ -19,7 +19,7 @@ import elysium.policy as policy
 from db import peers as peers_db
 from db.rows import DesiredPeer, InterfaceRow
 from elysium.errors import DataplaneError
-from elysium.services.policy import compile_with, memberships, mesh_peers
+from services.policy import compile_with, memberships, mesh_peers
 from workers.firewall import Firewall, InterfaceFirewall
 from workers.forwarding import Forwarding
 

@@ -19,8 +19,8 @@ from db.pool import open_pool
 from elysium import pki
 from elysium.errors import Unavailable
 from elysium.queue import JobQueue
-from elysium.services.jobs import send
 from elysium.settings import Settings
+from services.jobs import send
 from workers.hub import HubWorker
 
 SETTINGS_KEY = "elysium_settings"  # where make_celery leaves the settings in app.conf

@@ -9,7 +9,7 @@ from api.auth import enrollment_actor
 from api.enroll.schemas import EnrollSchema
 from api.jobs.schemas import JobAcceptedSchema
 from api.schemas import IDEMPOTENCY_PARAM, Blueprint, idempotency_key
-from elysium.services.enrollment import enroll_peer
+from services.enrollment import enroll_peer
 
 blp = Blueprint("enroll", __name__, url_prefix="/v1/enroll", description="Enrollment")
 

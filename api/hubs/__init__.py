@@ -1,1 +1,1 @@
-"""The hubs resource: blueprint and schemas; its use cases are in elysium.services."""
+"""The hubs resource: blueprint and schemas; its use cases are in services."""

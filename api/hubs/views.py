@@ -20,8 +20,8 @@ from db.hubs import get_hub, list_hubs
 from db.interfaces import list_hub_interfaces
 from db.rows import HubRow
 from elysium.errors import NotFound
-from elysium.services.hubs import declare_hub
-from elysium.services.mesh import join_mesh, leave_mesh, mesh_view
+from services.hubs import declare_hub
+from services.mesh import join_mesh, leave_mesh, mesh_view
 
 blp = Blueprint("hubs", __name__, url_prefix="/v1/hubs", description="Hubs")
 

@@ -1,1 +1,1 @@
-"""The interfaces resource: blueprint and schemas; its use cases are in elysium.services."""
+"""The interfaces resource: blueprint and schemas; its use cases are in services."""

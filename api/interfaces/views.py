@@ -28,8 +28,8 @@ from api.schemas import (
 from db.interfaces import get_interface
 from db.rows import InterfaceRow
 from elysium.errors import NotFound
-from elysium.services import interfaces as services
-from elysium.services import tokens as token_services
+from services import interfaces as services
+from services import tokens as token_services
 
 blp = Blueprint("interfaces", __name__, url_prefix="/v1", description="WireGuard interfaces")
 

@@ -1,1 +1,1 @@
-"""The jobs resource: blueprint and schemas; its use cases are in elysium.services."""
+"""The jobs resource: blueprint and schemas; its use cases are in services."""

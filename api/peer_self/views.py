@@ -16,9 +16,9 @@ from api.peer_self.schemas import (
     PeerKeySchema,
 )
 from api.schemas import IDEMPOTENCY_PARAM, Blueprint, idempotency_key
-from elysium.services.peer_self import follow_config, renew_certificate
-from elysium.services.peers import rotate_key
 from elysium.wgquick import render_wg_quick
+from services.peer_self import follow_config, renew_certificate
+from services.peers import rotate_key
 
 blp = Blueprint(
     "peer",

@@ -1,1 +1,1 @@
-"""The peers resource: blueprint and schemas; its use cases are in elysium.services."""
+"""The peers resource: blueprint and schemas; its use cases are in services."""

@@ -18,7 +18,7 @@ from api.schemas import IDEMPOTENCY_PARAM, Blueprint, after_id, idempotency_key,
 from db.peers import get_peer, list_peers
 from db.rows import PeerRow
 from elysium.errors import ValidationError
-from elysium.services import peers as services
+from services import peers as services
 
 blp = Blueprint("peers", __name__, url_prefix="/v1", description="Peers")
 

@@ -1,1 +1,1 @@
-"""The policy resource: blueprint and schemas; its use cases are in elysium.services."""
+"""The policy resource: blueprint and schemas; its use cases are in services."""

@@ -10,7 +10,7 @@ from api.jobs.schemas import JobAcceptedSchema
 from api.policy.schemas import PolicyCheckArgs, PolicyDecisionSchema, PolicySchema
 from api.schemas import IDEMPOTENCY_PARAM, Blueprint, idempotency_key
 from db.interfaces import get_interface
-from elysium.services import policy as services
+from services import policy as services
 
 blp = Blueprint(
     "policy", __name__, url_prefix="/v1/interfaces", description="Access policy of an interface"

@@ -8,7 +8,7 @@ from api import state
 from api.auth import caller, require_scope
 from api.schemas import Blueprint
 from api.tokens.schemas import TokenCreatedSchema, TokenCreateSchema, TokenSchema
-from elysium.services import tokens as services
+from services import tokens as services
 
 blp = Blueprint("tokens", __name__, url_prefix="/v1/tokens", description="API tokens")
 

@@ -23,9 +23,9 @@ from api.ui.blueprint import blp, page, requires, viewer
 from db.interfaces import get_interface
 from db.peers import get_peer
 from elysium.errors import ElysiumError, NotFound, ValidationError
-from elysium.services import peers as peer_services
-from elysium.services import policy as policy_services
-from elysium.services import tokens as token_services
+from services import peers as peer_services
+from services import policy as policy_services
+from services import tokens as token_services
 
 # What each peer action does, and how its confirmation says it.
 PEER_ACTIONS = {

@@ -22,7 +22,7 @@ from api.ui import session
 from db.dashboard import session_token
 from db.tokens import scope_allows
 from elysium.errors import ElysiumError, Forbidden, Unauthorized
-from elysium.services.dashboard import actor_of
+from services.dashboard import actor_of
 
 blp = Blueprint(
     "ui", __name__, url_prefix="/ui", template_folder="templates", static_folder="static"

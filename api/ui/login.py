@@ -9,7 +9,7 @@ from api import state
 from api.ui import session
 from api.ui.blueprint import blp, page, viewer
 from elysium.errors import Unauthorized
-from elysium.services import dashboard as services
+from services import dashboard as services
 
 
 @blp.route("/login", methods=["GET"])

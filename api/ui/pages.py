@@ -17,10 +17,10 @@ from db.interfaces import get_interface, list_hub_interfaces
 from db.peer_config import peer_config
 from db.peers import get_peer
 from elysium.errors import ValidationError
-from elysium.services import tokens as token_services
-from elysium.services.mesh import mesh_view
 from elysium.states import JobStatus
 from elysium.wgquick import render_wg_quick
+from services import tokens as token_services
+from services.mesh import mesh_view
 
 PAGE_SIZE = 50
 REFRESH_S = 5

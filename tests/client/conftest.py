@@ -17,9 +17,9 @@ import psycopg
 import pytest
 import requests
 
+from dataplane.wireguard_go import WireguardGo
 from db.tokens import create_api_token
 from elysium.settings import Settings
-from elysium.wireguard.wireguard_go import WireguardGo
 from tests.api import conftest as api_fixtures
 from tests.api.conftest import Pki
 from tests.conftest import TABLES

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from client.errors import EXIT_TOKEN
-from elysium.wireguard.uapi import UapiDriver
+from dataplane.uapi import UapiDriver
 from tests.client.conftest import HUB_TUNNEL_IP, HubStack, run_client
 from tests.client.test_errors import assert_one_line_error
 from tests.netns import in_ns, ping

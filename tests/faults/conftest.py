@@ -31,13 +31,13 @@ import pytest
 import requests
 from psycopg.rows import dict_row
 
+from dataplane.base import PeerStats
+from dataplane.uapi import UapiDriver
+from dataplane.wireguard_go import WireguardGo
 from db.jobs import FINAL
 from db.tokens import create_api_token
 from elysium.keys import generate_private_key, public_key
 from elysium.settings import Settings
-from elysium.wireguard.base import PeerStats
-from elysium.wireguard.uapi import UapiDriver
-from elysium.wireguard.wireguard_go import WireguardGo
 from tests.api import conftest as api_fixtures
 from tests.api.conftest import Api, Pki, start_api
 from tests.netns import Topology

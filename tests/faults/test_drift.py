@@ -12,9 +12,9 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from dataplane.uapi_protocol import b64_to_hex, transact
+from dataplane.wireguard_go import WireguardGo
 from elysium.keys import public_key
-from elysium.wireguard.uapi_protocol import b64_to_hex, transact
-from elysium.wireguard.wireguard_go import WireguardGo
 from tests.faults.conftest import IFACE, Burst, FaultStack, wait_until
 from tests.netns import run
 

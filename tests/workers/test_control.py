@@ -23,20 +23,20 @@ import redis
 from psycopg import Connection
 from psycopg.rows import DictRow, dict_row
 
+from dataplane import InterfaceSpec, PeerSpec
+from dataplane.uapi import UapiDriver
+from dataplane.uapi_protocol import b64_to_hex, transact
+from dataplane.wireguard_go import WireguardGo
 from db import jobs as jobs_db
 from db import peers as peers_db
 from db import tokens as tokens_db
 from db.audit import list_audit
 from elysium.keys import generate_private_key, public_key
 from elysium.queue import CONTROL_QUEUE, JobQueue, hub_queue
-from elysium.services.hubs import declare_hub
-from elysium.services.interfaces import create_interface
-from elysium.services.peers import add_peer
 from elysium.settings import Settings
-from elysium.wireguard import InterfaceSpec, PeerSpec
-from elysium.wireguard.uapi import UapiDriver
-from elysium.wireguard.uapi_protocol import b64_to_hex, transact
-from elysium.wireguard.wireguard_go import WireguardGo
+from services.hubs import declare_hub
+from services.interfaces import create_interface
+from services.peers import add_peer
 from tests.conftest import TABLES
 from tests.netns import Topology, in_ns, ping, run
 from tests.stack import Process, elysium_command, settings_env, wait_for

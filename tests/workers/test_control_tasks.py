@@ -21,9 +21,9 @@ from elysium import pki
 from elysium.keys import generate_private_key, public_key
 from elysium.queue import CONTROL_JANITOR, CONTROL_RUN_JOB, JobQueue
 from elysium.queue import celery_config as elysium_celery_config
-from elysium.services.enrollment import enroll_peer
-from elysium.services.hubs import declare_hub
 from elysium.settings import Settings
+from services.enrollment import enroll_peer
+from services.hubs import declare_hub
 from tests.stack import wait_for
 from workers.runtime import SETTINGS_KEY
 

@@ -17,15 +17,15 @@ import pytest
 from psycopg import Connection
 from psycopg.rows import DictRow, dict_row
 
+from dataplane import InterfaceSpec, PeerSpec
+from dataplane.uapi import UapiDriver
 from db.jobs import get_job
 from elysium.keys import generate_private_key, public_key
 from elysium.queue import JobQueue
-from elysium.services.hubs import declare_hub
-from elysium.services.interfaces import create_interface
-from elysium.services.peers import add_peer, change_peer, remove_peer
 from elysium.settings import Settings
-from elysium.wireguard import InterfaceSpec, PeerSpec
-from elysium.wireguard.uapi import UapiDriver
+from services.hubs import declare_hub
+from services.interfaces import create_interface
+from services.peers import add_peer, change_peer, remove_peer
 from tests.netns import Topology, ping
 from tests.stack import Process, elysium_command, settings_env, wait_for
 

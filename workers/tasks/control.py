@@ -2,7 +2,7 @@
 
 Beat sends the four sweeps on its schedule (``beat/schedule.py``): liveness, expiry,
 reconcile and the job janitor. Each is safe to run twice, late, or beside another run. Each
-task is a thin call into ``elysium.services``, which records jobs and audit records.
+task is a thin call into ``services``, which records jobs and audit records.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from elysium.queue import (
     HUB_RECONCILE,
     HUB_REPORT_LIVENESS,
 )
-from elysium.services import enrollment, hubs, jobs, peer_self, peers, tokens
+from services import enrollment, hubs, jobs, peer_self, peers, tokens
 from workers.runtime import runtime
 
 ACTOR = "control"

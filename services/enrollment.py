@@ -24,9 +24,9 @@ from elysium.errors import ElysiumError
 from elysium.keys import normalize_key
 from elysium.networks import check_subnets_allowed, parse_subnets
 from elysium.queue import CONTROL_QUEUE, JobQueue, hub_queue
-from elysium.services.jobs import Record, Submitted, send, submit_hub_job
-from elysium.services.peers import record_new_peer
 from elysium.states import JobStatus, PeerStatus
+from services.jobs import Record, Submitted, send, submit_hub_job
+from services.peers import record_new_peer
 
 
 def enroll_peer(

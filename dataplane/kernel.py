@@ -25,11 +25,11 @@ from pyroute2.netlink.generic.wireguard import (
     wgmsg,
 )
 
+from dataplane.base import PeerStats
+from dataplane.driver import ConvergingDriver
+from dataplane.links import require_netns
+from dataplane.peer_state import DeviceState, DeviceUpdate, PeerState, PeerUpdate
 from elysium.errors import DataplaneError
-from elysium.wireguard.base import PeerStats
-from elysium.wireguard.driver import ConvergingDriver
-from elysium.wireguard.links import require_netns
-from elysium.wireguard.peer_state import DeviceState, DeviceUpdate, PeerState, PeerUpdate
 
 # Peers per netlink message: keeps each message well under the socket buffer, as wg(8) does.
 PEERS_PER_MESSAGE = 256

@@ -16,11 +16,9 @@ from pathlib import Path
 
 from pyroute2 import netns as pyroute2_netns
 
-from elysium.errors import DataplaneError, ValidationError
-from elysium.keys import load_or_create_private_key, public_key
-from elysium.wireguard.base import ChangeSet, InterfaceSpec, PeerSpec, PeerStats
-from elysium.wireguard.links import InterfaceLinks, require_netns
-from elysium.wireguard.peer_state import (
+from dataplane.base import ChangeSet, InterfaceSpec, PeerSpec, PeerStats
+from dataplane.links import InterfaceLinks, require_netns
+from dataplane.peer_state import (
     DeviceState,
     DeviceUpdate,
     PeerIndex,
@@ -29,11 +27,13 @@ from elysium.wireguard.peer_state import (
     diff_peers,
     peer_update,
 )
-from elysium.wireguard.validation import check_ifname, check_interface, check_key, desired_peers
+from dataplane.validation import check_ifname, check_interface, check_key, desired_peers
+from elysium.errors import DataplaneError, ValidationError
+from elysium.keys import load_or_create_private_key, public_key
 
 
 class ConvergingDriver(ABC):
-    """The :class:`~elysium.wireguard.base.Dataplane` protocol on top of a device backend."""
+    """The :class:`~dataplane.base.Dataplane` protocol on top of a device backend."""
 
     def __init__(self, state_dir: Path, netns: str | None) -> None:
         self.state_dir = Path(state_dir)

@@ -5,13 +5,13 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import elysium.wireguard
+import dataplane
 
 FORBIDDEN = {"api", "workers", "beat", "client", "db"}
 
 
 def test_elysium_wireguard_imports_no_process_package() -> None:
-    package = Path(elysium.wireguard.__file__).parent
+    package = Path(dataplane.__file__).parent
     found = []
     for path in sorted(package.glob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):

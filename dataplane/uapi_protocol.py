@@ -17,9 +17,9 @@ from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+from dataplane.base import PeerStats
+from dataplane.peer_state import ZERO_KEY_HEX, DeviceState, DeviceUpdate, PeerState
 from elysium.errors import DataplaneError
-from elysium.wireguard.base import PeerStats
-from elysium.wireguard.peer_state import ZERO_KEY_HEX, DeviceState, DeviceUpdate, PeerState
 
 EADDRINUSE = 98
 RECV_CHUNK = 1 << 20

@@ -12,10 +12,10 @@ import re
 import socket
 from collections.abc import Sequence
 
+from dataplane.base import InterfaceSpec, PeerSpec
+from dataplane.peer_state import PeerState
 from elysium.errors import DataplaneError, ValidationError
 from elysium.keys import normalize_key
-from elysium.wireguard.base import InterfaceSpec, PeerSpec
-from elysium.wireguard.peer_state import PeerState
 
 IFNAME_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,15}$")
 # A host route written the canonical way ("10.8.0.2/32"): the common case, checked fast.

@@ -18,8 +18,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from dataplane.uapi_protocol import transact, unix_address
 from elysium.errors import DataplaneError
-from elysium.wireguard.uapi_protocol import transact, unix_address
 
 HOST_MOUNT_POINT = Path("/run/wireguard")
 # $0: our socket directory, $1: interface name, $2: the wireguard-go binary.

@@ -28,8 +28,8 @@ from elysium.mesh import (
 )
 from elysium.networks import IPNetwork
 from elysium.queue import JobQueue
-from elysium.services.jobs import send
-from elysium.services.mesh_jobs import record_link_jobs
+from services.jobs import send
+from services.mesh_jobs import record_link_jobs
 
 MESH_LOCK = 0x656C_6D65_7368  # "elmesh": serialises joins, leaves and their checks
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from elysium.errors import ConfigError
-from elysium.wireguard.base import (
+from dataplane.base import (
     ChangeSet,
     Dataplane,
     InterfaceSpec,
     PeerSpec,
     PeerStats,
 )
+from elysium.errors import ConfigError
 
 __all__ = [
     "ChangeSet",
@@ -34,8 +34,8 @@ def make_dataplane(
     ``auto`` takes the kernel driver when the kernel speaks WireGuard, wireguard-go otherwise.
     A forced ``kernel`` without kernel support raises ``wireguard_unavailable``.
     """
-    from elysium.wireguard.kernel import KernelDriver, kernel_wireguard_available
-    from elysium.wireguard.uapi import UapiDriver
+    from dataplane.kernel import KernelDriver, kernel_wireguard_available
+    from dataplane.uapi import UapiDriver
 
     if settings_driver not in ("auto", "kernel", "userspace"):
         raise ConfigError("wg_driver must be auto, kernel or userspace", "wg_driver")

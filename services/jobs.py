@@ -22,7 +22,7 @@ from db import jobs as jobs_db
 from db.rows import JobRow
 from elysium.errors import ElysiumError
 from elysium.queue import CONTROL_QUEUE, HUB_QUEUE_PREFIX, JobQueue, hub_queue
-from elysium.services.mesh_jobs import followups
+from services.mesh_jobs import followups
 
 
 class IdempotencyKeyReused(ElysiumError):

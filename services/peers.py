@@ -24,10 +24,10 @@ from elysium.errors import Conflict, ValidationError
 from elysium.keys import normalize_key
 from elysium.networks import IPNetwork, check_subnets_outside, parse_subnets
 from elysium.queue import JobQueue
-from elysium.services.jobs import Record, Submitted, record_hub_job, send, submit_hub_job
-from elysium.services.mesh_jobs import followups
 from elysium.states import InterfaceStatus, PeerStatus, is_live_peer
 from elysium.tags import check_tags
+from services.jobs import Record, Submitted, record_hub_job, send, submit_hub_job
+from services.mesh_jobs import followups
 
 
 def check_expiry(expires_at: datetime | None, field: str = "expires_at") -> None:

@@ -22,10 +22,10 @@ from db.rows import InterfaceRow
 from elysium.errors import Conflict, ValidationError
 from elysium.networks import check_subnets_outside, parse_network, parse_subnets
 from elysium.queue import JobQueue
-from elysium.services.jobs import Record, Submitted, submit_hub_job
-from elysium.services.mesh import check_new_interface
-from elysium.services.mesh import check_routes as check_mesh_routes
 from elysium.states import InterfaceStatus
+from services.jobs import Record, Submitted, submit_hub_job
+from services.mesh import check_new_interface
+from services.mesh import check_routes as check_mesh_routes
 
 
 def interface_record(iface: InterfaceRow, payload: dict[str, Any]) -> Record:

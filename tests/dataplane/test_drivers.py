@@ -15,19 +15,17 @@ from pathlib import Path
 
 import pytest
 
-from elysium.errors import ConfigError, DataplaneError
-from elysium.keys import generate_private_key, public_key
-from elysium.wireguard import InterfaceSpec, PeerSpec, make_dataplane
-from elysium.wireguard.kernel import (
+from dataplane import InterfaceSpec, PeerSpec, make_dataplane
+from dataplane.kernel import (
     KernelDriver,
     build_set_messages,
     kernel_wireguard_available,
     parse_device,
 )
-from elysium.wireguard.links import ROUTE_PROTO
-from elysium.wireguard.peer_state import DeviceState, DeviceUpdate, PeerUpdate
-from elysium.wireguard.uapi import UapiDriver
-from elysium.wireguard.uapi_protocol import (
+from dataplane.links import ROUTE_PROTO
+from dataplane.peer_state import DeviceState, DeviceUpdate, PeerUpdate
+from dataplane.uapi import UapiDriver
+from dataplane.uapi_protocol import (
     UapiError,
     _parse_stats_by_line,
     encode_set,
@@ -35,6 +33,8 @@ from elysium.wireguard.uapi_protocol import (
     parse_stats,
     transact,
 )
+from elysium.errors import ConfigError, DataplaneError
+from elysium.keys import generate_private_key, public_key
 from tests.netns import Topology, in_ns, ping, run
 
 HUB_PORT = 51820

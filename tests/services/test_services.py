@@ -17,10 +17,10 @@ from psycopg.rows import DictRow
 from elysium.errors import Conflict, NetworkFull, NotFound, ValidationError
 from elysium.keys import generate_private_key, public_key
 from elysium.queue import JobQueue
-from elysium.services.hubs import declare_hub
-from elysium.services.interfaces import create_interface
-from elysium.services.peers import add_peer, change_peer, remove_peer, rotate_key
 from elysium.settings import Settings
+from services.hubs import declare_hub
+from services.interfaces import create_interface
+from services.peers import add_peer, change_peer, remove_peer, rotate_key
 
 TEST_REDIS_DB = 9  # a database of the test's own, flushed around each test
 

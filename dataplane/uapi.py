@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from dataplane.base import PeerStats
+from dataplane.driver import ConvergingDriver
+from dataplane.peer_state import DeviceState, DeviceUpdate
+from dataplane.uapi_protocol import encode_set_parts, parse_state, parse_stats, transact
+from dataplane.wireguard_go import GET, WireguardGo
 from elysium.errors import DataplaneError
-from elysium.wireguard.base import PeerStats
-from elysium.wireguard.driver import ConvergingDriver
-from elysium.wireguard.peer_state import DeviceState, DeviceUpdate
-from elysium.wireguard.uapi_protocol import encode_set_parts, parse_state, parse_stats, transact
-from elysium.wireguard.wireguard_go import GET, WireguardGo
 
 
 class UapiDriver(ConvergingDriver):

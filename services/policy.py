@@ -19,9 +19,9 @@ from db.rows import InterfaceRow
 from elysium.errors import NotFound, ValidationError
 from elysium.networks import hub_address
 from elysium.queue import JobQueue
-from elysium.services.interfaces import changeable_interface, interface_record
-from elysium.services.jobs import Record, Submitted, submit_hub_job
 from elysium.states import is_live_peer
+from services.interfaces import changeable_interface, interface_record
+from services.jobs import Record, Submitted, submit_hub_job
 
 
 def hub_addresses(iface: InterfaceRow) -> list[str]:

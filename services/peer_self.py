@@ -20,9 +20,9 @@ from db.peers import get_peer, update_peer
 from elysium import pki
 from elysium.errors import ElysiumError, Forbidden
 from elysium.queue import JobQueue
-from elysium.services.jobs import Record, Submitted, submit_hub_job
-from elysium.services.peers import peer_record
 from elysium.states import JobStatus, is_live_peer
+from services.jobs import Record, Submitted, submit_hub_job
+from services.peers import peer_record
 
 RENEW_CERTIFICATE = "renew_certificate"
 
