@@ -4,19 +4,33 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: deps services test lint bench up down clean
+.PHONY: deps lock services test lint bench up down clean
 
 deps: services $(VENV)/.installed
 
 services:
 	@deploy/dev/ensure-services.sh
 
-$(VENV)/.installed: pyproject.toml
+# Every dependency comes pinned, with hashes, from requirements.lock (`make lock` refreshes it);
+# the project itself goes in editable and without dependencies, so nothing unpinned slips in.
+$(VENV)/.installed: requirements.lock pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
-	@echo "deps: installing the elysium package into $(VENV)"
-	@$(PY) -m pip install -q --disable-pip-version-check -e '.[test,lint]' \
+	@echo "deps: installing requirements.lock and the elysium package into $(VENV)"
+	@$(PY) -m pip install -q --disable-pip-version-check --require-hashes -r requirements.lock
+	@$(PY) -m pip install -q --disable-pip-version-check --no-deps -e . \
 		--config-settings editable_mode=compat
 	@touch $@
+
+# pip-compile keeps the versions already in requirements.lock unless pyproject.toml rules them
+# out; LOCK_ARGS=--upgrade (or --upgrade-package NAME) moves them to the newest allowed.
+LOCK_TOOLS := .lock-tools
+LOCK_ARGS ?=
+lock:
+	@test -x $(LOCK_TOOLS)/bin/pip-compile || { python3 -m venv $(LOCK_TOOLS) && \
+		$(LOCK_TOOLS)/bin/pip install -q --disable-pip-version-check 'pip-tools>=7.4,<8'; }
+	$(LOCK_TOOLS)/bin/pip-compile -q --generate-hashes --allow-unsafe --strip-extras \
+		--no-emit-index-url --no-emit-find-links --extra test --extra lint \
+		-o requirements.lock $(LOCK_ARGS) pyproject.toml
 
 test: deps
 	$(PY) -m pytest $(PYTEST_ARGS)
