@@ -3,7 +3,7 @@ on an interface with 0 and with 10,000 peers (one job at a time, the two interfa
 — a real hub worker, Redis, PostgreSQL and wireguard-go in a namespace.
 
 Goals: ``burst_1000_s`` ≤ 10 with far fewer ``dataplane_transactions`` than jobs;
-``e2e_p50_ms`` ≤ 50 that does not grow with the interface (``e2e_p50_ratio_10k`` ≈ 1).
+``e2e_p50_ms`` ≤ 50 that does not grow with the interface (``e2e_p50_ratio_10k`` ≤ 1.3).
 Run: ``.venv/bin/python -m bench.jobs`` (writes bench/results/jobs.json).
 """
 
@@ -220,7 +220,7 @@ def main() -> None:
             "e2e_p99_ms_10k": round(percentile(full, 0.99), 2),
             "e2e_p50_ratio_10k": round(p50_full / p50_empty, 3),
             "singles_per_interface": SINGLES,
-            "goals": {"burst_1000_s": 10.0, "e2e_p50_ms": 50.0},
+            "goals": {"burst_1000_s": 10.0, "e2e_p50_ms": 50.0, "e2e_p50_ratio_10k": 1.3},
         },
     )
 
