@@ -11,13 +11,14 @@ import time
 import psycopg
 from psycopg.rows import dict_row
 
-from bench.scaffold import random_key, throwaway_database, write_result
+from bench.scaffold import random_key, size, throwaway_database, write_result
 from db.hubs import create_hub
 from db.interfaces import create_interface
 from db.peers import create_peer
 
-SAMPLES = 500
-FILL = 10_000
+SAMPLES = size(500, 20)
+FILL = size(10_000, 100)
+WARM_UP = size(100, 10)
 
 
 def time_allocations(conn: psycopg.Connection, interface_id: int, n: int, tag: str) -> float:  # type: ignore[type-arg]
@@ -39,7 +40,7 @@ def main() -> None:
         full = create_interface(conn, hub["id"], "wg1", "10.1.0.0/16", None, 51821, None, [], None)
         # Warm up the plan cache and connection on a third interface.
         warm = create_interface(conn, hub["id"], "wg2", "10.2.0.0/16", None, 51822, None, [], None)
-        time_allocations(conn, warm["id"], 100, "w")
+        time_allocations(conn, warm["id"], WARM_UP, "w")
         time_allocations(conn, full["id"], FILL, "f")  # 10,000 peers
         conn.execute("ANALYZE")
         per_empty = time_allocations(conn, empty["id"], SAMPLES, "e")

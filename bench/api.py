@@ -32,6 +32,7 @@ from bench.scaffold import (
     REDIS_URL,
     percentile,
     random_key,
+    size,
     throwaway_database,
     write_result,
 )
@@ -41,7 +42,7 @@ from elysium import pki
 from elysium.settings import Settings
 from services.hubs import declare_hub
 
-REQUESTS = 2000
+REQUESTS = size(2000, 40)
 CLIENT_THREADS = 16
 
 

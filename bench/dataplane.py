@@ -24,14 +24,15 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from bench.scaffold import RESULTS_DIR, size
 from dataplane import InterfaceSpec, PeerSpec
 from dataplane.uapi import UapiDriver
 from elysium.keys import generate_private_key
 
-PEERS = 10_000
-ADD_SAMPLES = 1_000
-WG_SET_LOOP = 500
-RESULTS = Path(__file__).parent / "results" / "dataplane.json"
+PEERS = size(10_000, 50)
+ADD_SAMPLES = size(1_000, 10)
+WG_SET_LOOP = size(500, 10)
+RESULTS = RESULTS_DIR / "dataplane.json"
 
 
 def random_key() -> str:

@@ -27,16 +27,16 @@ import requests
 from psycopg.rows import dict_row
 
 from bench.api import api_server, tls_settings
-from bench.scaffold import percentile, random_key, throwaway_database, write_result
+from bench.scaffold import percentile, random_key, size, throwaway_database, write_result
 from db.interfaces import create_interface
 from db.peers import create_peer
 from elysium import pki
 from services.hubs import declare_hub
 
-FOLLOWERS = 1000
+FOLLOWERS = size(1000, 10)
 WAIT_S = 55
 CONNECTING_AT_ONCE = 50
-HEALTHZ_SAMPLES = 300
+HEALTHZ_SAMPLES = size(300, 10)
 
 
 class Follower:

@@ -58,6 +58,7 @@ from psycopg.rows import DictRow, dict_row
 from bench.scaffold import (
     elysium_processes,
     random_key,
+    size,
     throwaway_database,
     throwaway_underlay,
     wait_until,
@@ -70,7 +71,6 @@ from db.peers import create_peer
 from elysium.mesh import MESH_DEVICE
 from elysium.queue import (
     CONTROL_LIVENESS_SWEEP,
-    CONTROL_QUEUE,
     CONTROL_RECONCILE_ALL,
     HUB_REPORT_LIVENESS,
     JobQueue,
@@ -84,14 +84,14 @@ from services.mesh import join_mesh, leave_mesh
 from services.peers import add_peer
 from services.policy import set_policy
 
-HUBS = 8
-PEERS = 1000  # per hub
+HUBS = size(8, 3)  # small: still a first link, a second one, and a hub that joins two
+PEERS = size(1000, 20)  # per hub
 TAG = "ops"  # every tenth peer has it; hub 2's policy names it
 MESH_PORT = 51900
 UNDERLAY = "198.18.0"
-JOINS = 3
-REPEAT = 5  # sweeps of each kind
-CHANGES = 3  # changes of each kind
+JOINS = size(3, 2)  # the second join follows a leave
+REPEAT = size(5, 1)  # sweeps of each kind
+CHANGES = size(3, 1)  # changes of each kind
 ACTOR = "bench"
 HUB_NAMES = [f"hub-{i}" for i in range(1, HUBS + 1)]
 
@@ -103,10 +103,12 @@ class CountingQueue(JobQueue):
         super().__init__(settings)
         self.sent: Counter[str] = Counter()
 
-    def _offer(self, job_id: Any, task: str, kwargs: dict[str, str], **opts: Any) -> bool:
-        sent = super()._offer(job_id, task, kwargs, **opts)
+    def _offer(
+        self, job_id: Any, task: str, queue: str, kwargs: dict[str, str], task_id: str
+    ) -> bool:
+        sent = super()._offer(job_id, task, queue, kwargs, task_id)
         if sent:
-            self.sent[hub_queue(kwargs["hub"]) if "hub" in kwargs else CONTROL_QUEUE] += 1
+            self.sent[queue] += 1
         return sent
 
 

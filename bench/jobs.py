@@ -1,9 +1,9 @@
 """The job pipeline under load: a 1,000-job burst on one interface, and single-job latency
-on an interface with 0 and with 10,000 peers — a real hub worker, Redis, PostgreSQL and
-wireguard-go in a namespace.
+on an interface with 0 and with 10,000 peers (one job at a time, the two interfaces in turns)
+— a real hub worker, Redis, PostgreSQL and wireguard-go in a namespace.
 
 Goals: ``burst_1000_s`` ≤ 10 with far fewer ``dataplane_transactions`` than jobs;
-``e2e_p50_ms`` ≤ 50 that does not grow with the interface (``e2e_p50_ratio_10k`` ≈ 1).
+``e2e_p50_ms`` ≤ 50 that does not grow with the interface (``e2e_p50_ratio_10k`` ≤ 1.3).
 Run: ``.venv/bin/python -m bench.jobs`` (writes bench/results/jobs.json).
 """
 
@@ -30,6 +30,7 @@ from psycopg.rows import DictRow, dict_row
 from bench.scaffold import (
     percentile,
     random_key,
+    size,
     throwaway_database,
     throwaway_namespace,
     write_result,
@@ -42,9 +43,9 @@ from services.interfaces import create_interface
 from services.peers import add_peer
 
 HUB = "bench"
-BURST = 1000
-FILL = 10_000
-SINGLES = 200
+BURST = size(1000, 20)
+FILL = size(10_000, 50)
+SINGLES = size(200, 5)
 
 
 @contextlib.contextmanager
@@ -114,14 +115,21 @@ def wait_one(listener: Connection[DictRow], job_id: str, timeout: float = 10) ->
 
 
 def single_latencies(
-    conn: Connection[DictRow], listener: Connection[DictRow], queue: JobQueue, interface_id: int
-) -> list[float]:
-    out = []
+    conn: Connection[DictRow],
+    listener: Connection[DictRow],
+    queue: JobQueue,
+    interface_ids: list[int],
+) -> list[list[float]]:
+    """``SINGLES`` one-peer jobs on each interface, one at a time and the interfaces in turns,
+    so that load from elsewhere hits each alike: ms from submit to end, by interface."""
+    out: list[list[float]] = [[] for _ in interface_ids]
     for i in range(SINGLES):
-        start = time.perf_counter()
-        sub = add_peer(conn, queue, "bench", interface_id, name=f"s{i}", public_key=random_key())
-        wait_one(listener, str(sub.job["id"]))
-        out.append((time.perf_counter() - start) * 1000)
+        for interface_id, samples in zip(interface_ids, out, strict=True):
+            start = time.perf_counter()
+            name = f"s{i}"
+            sub = add_peer(conn, queue, "bench", interface_id, name=name, public_key=random_key())
+            wait_one(listener, str(sub.job["id"]))
+            samples.append((time.perf_counter() - start) * 1000)
     return out
 
 
@@ -180,14 +188,19 @@ def main() -> None:
                     assert batches is not None
                     # Messages of jobs that ran in a batch are still queued; each is a no-op.
                     drained_s = wait_drained(settings) + burst_s
-                    empty = single_latencies(conn, listener, queue, empty_if)
                 # 10,000 peers recorded while the worker is down; it converges them at start.
                 with conn.transaction():
                     for i in range(FILL):
                         create_peer(conn, full_if, f"f{i}", random_key(), [], None, "bench")
                 with hub_worker(settings, ns, log):
-                    time.sleep(0.5)
-                    full = single_latencies(conn, listener, queue, full_if)
+                    # It converges every interface as it starts: one job waited for on each
+                    # keeps that one-off out of the latencies, which are of a worker at work.
+                    for interface_id in (empty_if, full_if):
+                        first = add_peer(
+                            conn, queue, "bench", interface_id, name="w", public_key=random_key()
+                        )
+                        wait_one(listener, str(first.job["id"]), timeout=120)
+                    empty, full = single_latencies(conn, listener, queue, [empty_if, full_if])
             queue.close()
     finally:
         shutil.rmtree(state, ignore_errors=True)
@@ -207,7 +220,7 @@ def main() -> None:
             "e2e_p99_ms_10k": round(percentile(full, 0.99), 2),
             "e2e_p50_ratio_10k": round(p50_full / p50_empty, 3),
             "singles_per_interface": SINGLES,
-            "goals": {"burst_1000_s": 10.0, "e2e_p50_ms": 50.0},
+            "goals": {"burst_1000_s": 10.0, "e2e_p50_ms": 50.0, "e2e_p50_ratio_10k": 1.3},
         },
     )
 

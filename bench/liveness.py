@@ -26,7 +26,7 @@ import psycopg
 from psycopg import Connection
 from psycopg.rows import DictRow, dict_row
 
-from bench.scaffold import random_key, throwaway_database, throwaway_namespace
+from bench.scaffold import RESULTS_DIR, random_key, size, throwaway_database, throwaway_namespace
 from dataplane import InterfaceSpec, PeerSpec, PeerStats
 from dataplane.uapi import UapiDriver
 from db.hubs import create_hub
@@ -34,10 +34,10 @@ from db.interfaces import create_interface
 from db.peers import create_peer, record_liveness
 from elysium.keys import generate_private_key
 
-PEERS = 10_000
-REPEAT = 5
+PEERS = size(10_000, 50)
+REPEAT = size(5, 1)
 ONLINE_AFTER_S = 180.0
-RESULTS = Path(__file__).parent / "results" / "liveness.json"
+RESULTS = RESULTS_DIR / "liveness.json"
 
 
 def columns(stats: list[PeerStats], bump: int) -> dict[str, Any]:

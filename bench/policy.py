@@ -18,15 +18,15 @@ import statistics
 import subprocess
 import time
 
-from bench.scaffold import percentile, throwaway_namespace, write_result
+from bench.scaffold import percentile, size, throwaway_namespace, write_result
 from elysium.policy import PeerMembership, compile_policy, members_for, parse_policy
 from workers.firewall import Firewall, InterfaceFirewall
 
-PEERS = 10_000
-TAGS = 100
-RULES = 1_000
-JOINS = 300
-REPEAT = 3
+PEERS = size(10_000, 200)
+TAGS = size(100, 10)
+RULES = size(1_000, 20)
+JOINS = size(300, 5)
+REPEAT = size(3, 1)
 
 
 def address(i: int) -> str:

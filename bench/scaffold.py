@@ -1,5 +1,14 @@
 """What every benchmark stands on: a throwaway database, namespaces (one, or hubs on a bridged
-underlay), Elysium processes, keys, result files."""
+underlay), Elysium processes, keys, result files, and its size.
+
+Two environment variables, read here only, let ``make test`` run every benchmark small
+(``tests/bench/``) without touching the committed figures:
+
+- ``ELYSIUM_BENCH_SIZE=small``: each benchmark takes its sizes from ``size(full, small)``: a few
+  peers, one repetition. Anything else (or unset): the full sizes of ``make bench``.
+- ``ELYSIUM_BENCH_RESULTS=<dir>``: results (and the summary) go there instead of
+  ``bench/results/``.
+"""
 
 from __future__ import annotations
 
@@ -27,7 +36,14 @@ ADMIN_URL = os.environ.get(
     "ELYSIUM_BENCH_ADMIN_URL", "postgresql://elysium:elysium@127.0.0.1:5432/elysium"
 )
 REDIS_URL = os.environ.get("ELYSIUM_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
-RESULTS_DIR = Path(__file__).parent / "results"
+SMALL = os.environ.get("ELYSIUM_BENCH_SIZE", "full") == "small"
+COMMITTED_RESULTS_DIR = Path(__file__).parent / "results"
+RESULTS_DIR = Path(os.environ.get("ELYSIUM_BENCH_RESULTS") or COMMITTED_RESULTS_DIR)
+
+
+def size(full: int, small: int) -> int:
+    """``full`` for ``make bench``; ``small`` when ``ELYSIUM_BENCH_SIZE=small`` (``make test``)."""
+    return small if SMALL else full
 
 
 @contextlib.contextmanager
@@ -174,8 +190,8 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def write_result(name: str, figures: dict[str, Any]) -> Path:
-    """Write ``bench/results/<name>.json`` with the machine it ran on, and print it."""
-    RESULTS_DIR.mkdir(exist_ok=True)
+    """Write ``<name>.json`` into ``RESULTS_DIR`` with the machine it ran on, and print it."""
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     figures = {
         **figures,
         "machine": {

@@ -25,14 +25,20 @@ import requests
 from psycopg.rows import dict_row
 
 from bench.api import api_server, tls_settings
-from bench.scaffold import percentile, throwaway_database, throwaway_redis_prefix, write_result
+from bench.scaffold import (
+    percentile,
+    size,
+    throwaway_database,
+    throwaway_redis_prefix,
+    write_result,
+)
 from db.interfaces import create_interface
 from db.tokens import create_api_token
 from services.hubs import declare_hub
 
-PEERS = 10_000
-SAMPLES = 200
-WARM_UP = 20
+PEERS = 10_000  # small runs too: seeding is one INSERT, and the page checks expect 10k
+SAMPLES = size(200, 3)
+WARM_UP = size(20, 1)
 PAGE_GOAL_MS = 100
 PAGE_GOAL_BYTES = 200 * 1024
 DB_POOL_MAX = 4  # per API worker: PostgreSQL is shared with other runs
