@@ -11,10 +11,11 @@ table of its own. ``policy_apply_10k_s`` is :meth:`Firewall.apply`, the listing 
 before and after included. A join is :meth:`Firewall.update_members` adding one new peer's
 address to its tag set; it is measured through libnftables and through the ``nft`` program.
 
-``…_with_foreign`` are the same load and join (the faster backend) while another owner's table
-sits in the namespace: the flat ruleset's 100,000 rules, as Docker, firewalld or kube-proxy keep
-theirs. Elysium's commands name its own table, so nft should not fetch the foreign one: goal
-at most 1.5 times the figure without it, in the same run.
+``…_with_foreign`` are the same load and join (the faster backend) while other owners' tables
+sit in the namespace: the flat ruleset's 100,000 rules, as Docker, firewalld or kube-proxy keep
+theirs, and a blocklist with an interval set of 50,000 ranges. Elysium's commands name its own
+table, so nft should not fetch the others: goal at most 1.5 times the figure without them, in
+the same run.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ PEERS = 10_000
 TAGS = 100
 RULES = 1_000
 JOINS = 300
+BLOCKLIST = 50_000
 REPEAT = 3
 
 
@@ -71,6 +73,13 @@ def flat_ruleset(peers: int) -> str:
         out.extend(f"ip saddr {address(i)} {tail}" for i in range(j % TAGS, peers, TAGS))
     out += ["counter drop", "}", "}"]
     return "\n".join(out) + "\n"
+
+
+def blocklist(ranges: int) -> str:
+    """Another owner's interval set (a blocklist, as firewalld or CrowdSec keep one)."""
+    elements = ", ".join(f"100.{i // 256 % 256}.{i % 256}.0/25" for i in range(ranges))
+    body = f"set ranges {{ type ipv4_addr; flags interval; elements = {{ {elements} }}\n}}"
+    return f"table inet blocklist {{\n{body}\n}}\n"
 
 
 def nft_file(ns: str, text: str) -> None:
@@ -142,9 +151,11 @@ def main() -> None:
         }
         best = min(joins, key=lambda b: joins[b]["p50_ms_10k"])
         figures.update(apply_figures(ns))  # leaves the flat table: another owner's, from here
+        nft_file(ns, blocklist(BLOCKLIST))
         foreign_apply = apply_with_foreign_s(ns)
         foreign_join = join_p50_ms(ns, PEERS, best)
         nft_file(ns, "add table inet flat\ndelete table inet flat\n")
+        nft_file(ns, "add table inet blocklist\ndelete table inet blocklist\n")
     alone_apply = float(figures["policy_apply_10k_s"])  # type: ignore[arg-type]
     figures.update(
         {
