@@ -48,6 +48,8 @@ BASELINES: dict[str, dict[str, str]] = {
     "policy": {
         "policy_apply_10k_s": "flat_apply_10k_s",
         "peer_join_p50_ms": "peer_join_p50_ms_100",
+        "policy_apply_10k_with_foreign_s": "policy_apply_10k_s",
+        "peer_join_p50_ms_with_foreign": "peer_join_p50_ms",
     },
     "ui": {
         "peers_page_10k_p50_ms": "peers_json_p50_ms",

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from dataplane.uapi_protocol import transact, unix_address
 from elysium.errors import DataplaneError
+from elysium.netns import netns_exec
 
 HOST_MOUNT_POINT = Path("/run/wireguard")
 # $0: our socket directory, $1: interface name, $2: the wireguard-go binary.
@@ -100,7 +101,7 @@ class WireguardGo:
         if self.netns is None:
             prefix = ["unshare", "--mount", "--propagation", "private"]
         else:
-            prefix = ["ip", "netns", "exec", self.netns]
+            prefix = netns_exec(self.netns)
         env = dict(
             os.environ,
             WG_UAPI_FD=str(fd),

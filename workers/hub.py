@@ -145,7 +145,7 @@ class HubWorker:
     def converge_interface(self, conn: Connection[DictRow], iface: InterfaceRow) -> ChangeSet:
         """Create or repair the device and give it exactly the desired peers (one batch)."""
         public_key, changes = self.dataplane.ensure_interface(interface_spec(self.state_dir, iface))
-        forwarding = self.policy.ensure_forwarding()
+        forwarding = self.policy.ensure_forwarding([iface["name"]])
         desired = peers_db.desired_peers(conn, iface["id"])
         with dataplane_transaction("converge"):
             peer_changes = self.dataplane.converge(iface["name"], [peer_spec(p) for p in desired])

@@ -107,8 +107,10 @@ class HubPolicy:
         if add or remove:
             self.firewall.update_members(_as_members(add), _as_members(remove))
 
-    def ensure_forwarding(self) -> list[str]:
-        return self.forwarding.ensure()
+    def ensure_forwarding(self, interfaces: Iterable[str] = ()) -> list[str]:
+        """The gateway switches in place (forwarding on, no redirects) for the namespace and
+        ``interfaces``; the switches that were off."""
+        return self.forwarding.ensure(interfaces)
 
     def teardown(self) -> None:
         """Elysium's table gone, forwarding as Elysium found it."""

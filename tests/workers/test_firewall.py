@@ -232,3 +232,69 @@ def test_remove_deletes_only_elysiums_table(net: Net, firewall: Firewall) -> Non
         firewall.remove()  # twice is fine
     finally:
         in_ns(net.hub, "nft", "delete", "table", "inet", "someone_else", check=False)
+
+
+def foreign_table(rules: int) -> str:
+    """Another owner's table (as Docker or firewalld keep theirs): a hooked chain of many rules
+    with counters, a set, an interval set (nft reads those for any element change unless told
+    otherwise) and a named counter. Nothing in it matches the test's packets."""
+    ranges = ", ".join(f"100.{i // 256}.{i % 256}.0/25" for i in range(rules // 4))
+    lines = [
+        "table inet foreign {",
+        "counter seen {\n}",
+        "set blocked { type ipv4_addr; elements = { 192.0.2.1, 192.0.2.2 }\n}",
+        f"set ranges {{ type ipv4_addr; flags interval; elements = {{ {ranges} }}\n}}",
+        "chain forward_rules {",
+        "type filter hook forward priority 10; policy accept;",
+        "ip saddr @blocked counter name seen drop",
+        "ip daddr @ranges drop",
+    ]
+    lines += [
+        f"ip saddr 10.200.{(i // 256) % 256}.{i % 256} tcp dport {1 + i % 60000} counter accept"
+        for i in range(rules)
+    ]
+    lines += ["}", "}"]
+    return "\n".join(lines) + "\n"
+
+
+def test_a_foreign_table_is_left_byte_for_byte_as_it_was(net: Net, firewall: Firewall) -> None:
+    subprocess.run(
+        ["ip", "netns", "exec", net.hub, "nft", "-f", "-"],
+        input=foreign_table(20_000),
+        text=True,
+        check=True,
+        capture_output=True,
+    )
+    try:
+        before = in_ns(net.hub, "nft", "list", "table", "inet", "foreign").stdout
+        assert before.count("counter packets 0 bytes 0 accept") == 20_000
+
+        assert firewall.apply([interface(OPS_TO_B)]) is True  # load
+        assert net.pings(net.a, B)
+        assert not net.pings(net.b, A)
+        firewall.update_members(add={}, remove={"wg0_t_ops_4": [A]})  # update
+        assert not net.pings(net.a, B)
+        firewall.update_members(
+            add={"wg0_t_ops_4": [A], "wg0_t_ops_4n": ["10.97.0.0/24"]}, remove={}
+        )
+        ranges = in_ns(net.hub, "nft", "list", "set", "inet", "elysium", "wg0_t_ops_4n").stdout
+        assert "10.97.0.0/24" in ranges
+        firewall.update_members(add={}, remove={"wg0_t_ops_4n": ["10.97.0.0/24"]})
+        assert firewall.apply([interface(OPS_TO_B)]) is False  # reconcile: the same again
+        assert net.pings(net.a, B)
+        assert firewall.counters()["wg0"][0] >= 2
+        assert "elysium" not in in_ns(net.hub, "nft", "list", "table", "inet", "foreign").stdout
+
+        assert in_ns(net.hub, "nft", "list", "table", "inet", "foreign").stdout == before
+        firewall.remove()
+        assert in_ns(net.hub, "nft", "list", "table", "inet", "foreign").stdout == before
+    finally:
+        in_ns(net.hub, "nft", "delete", "table", "inet", "foreign", check=False)
+
+
+def test_forwarded_tcp_syns_are_clamped_to_the_route_mtu(net: Net, firewall: Firewall) -> None:
+    firewall.apply([interface(OPS_TO_B)])
+    chain = in_ns(net.hub, "nft", "list", "chain", "inet", "elysium", "mss_clamp").stdout
+    assert "hook forward priority mangle" in chain
+    assert 'iifname "wg0" tcp flags syn / syn,rst tcp option maxseg size set rt mtu' in chain
+    assert 'oifname "wg0" tcp flags syn / syn,rst tcp option maxseg size set rt mtu' in chain

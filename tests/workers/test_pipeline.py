@@ -24,10 +24,11 @@ from elysium.keys import generate_private_key, public_key
 from elysium.queue import JobQueue
 from elysium.settings import Settings
 from services.hubs import declare_hub
-from services.interfaces import create_interface
+from services.interfaces import create_interface, delete_interface
 from services.peers import add_peer, change_peer, remove_peer
 from tests.netns import Topology, ping
 from tests.stack import Process, elysium_command, settings_env, wait_for
+from workers.forwarding import SYSCTLS
 
 HUB = "hub-e2e"
 NETWORK = "10.50.0.0/22"
@@ -360,3 +361,48 @@ def test_a_peers_routed_subnets_follow_its_record_on_the_hub(
     enabled = change_peer(conn, queue, "op", peer_id, {"enabled": True})
     assert wait_job(conn, enabled.job["id"])["status"] == "succeeded"
     assert hub_routes(stack) == {"192.168.71.0/24"}
+
+
+def gateway_switches(stack: Stack) -> dict[str, str]:
+    keys = [*SYSCTLS, "net/ipv4/conf/wg0/send_redirects"]
+    script = "; ".join(f"cat /proc/sys/{k} 2>/dev/null || echo gone" for k in keys)
+    out = subprocess.run(
+        ["ip", "netns", "exec", stack.topo.hub, "sh", "-c", script],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return dict(zip(keys, out.split(), strict=True))
+
+
+def test_the_hub_owns_its_gateway_switches_while_it_has_interfaces(
+    conn: Connection[DictRow], queue: JobQueue, stack: Stack
+) -> None:
+    found = gateway_switches(stack)
+    iface_id = make_interface(conn, queue, stack)["interface_id"]
+
+    now = gateway_switches(stack)
+    assert now == {**SYSCTLS, "net/ipv4/conf/wg0/send_redirects": "0"}
+    chain = subprocess.run(
+        [
+            "ip",
+            "netns",
+            "exec",
+            stack.topo.hub,
+            "nft",
+            "list",
+            "chain",
+            "inet",
+            "elysium",
+            "mss_clamp",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "maxseg size set rt mtu" in chain
+
+    job = wait_job(conn, delete_interface(conn, queue, "admin", iface_id).job["id"])
+    assert job["status"] == "succeeded", job
+    restored = gateway_switches(stack)
+    assert restored == {**found, "net/ipv4/conf/wg0/send_redirects": "gone"}
