@@ -20,7 +20,7 @@ bind = [_settings.api_bind]
 workers = _settings.api_workers
 worker_class = "api.gunicorn_worker.ClientCertWorker"
 # Threads, not greenlets: a request waiting on ?wait blocks its thread on an Event (no CPU,
-# no GIL, no database connection: db/config_notify.py), and TLS, client certificates, psycopg
+# no GIL, no database connection: db/notify.py), and TLS, client certificates, psycopg
 # and Celery run unpatched. /healthz always finds a free thread: waits are capped below this.
 threads = _settings.api_threads
 # gthread keeps alive at most worker_connections - threads idle connections: one per follower.
