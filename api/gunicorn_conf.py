@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import ssl
+import sys
 from typing import Any
 
 from elysium.settings import Settings
@@ -64,3 +65,14 @@ def child_exit(server: Any, worker: Any) -> None:
     from api.metrics import mark_worker_dead
 
     mark_worker_dead(worker.pid)
+
+
+# A thread whose answer from PostgreSQL has come while it holds a hot row lock (an interface's
+# address pool, an enrollment token: held until its commit) must get the GIL back soon: at
+# CPython's default 5 ms switch interval the worker's busy threads keep it that long, and every
+# enrollment of the interface waits behind (bench/api.py: about 1.5 times the enrollments/s).
+SWITCH_INTERVAL_S = 0.0005
+
+
+def post_worker_init(worker: Any) -> None:
+    sys.setswitchinterval(SWITCH_INTERVAL_S)

@@ -13,6 +13,7 @@ from psycopg.rows import DictRow
 
 from db.interfaces import get_interface
 from db.peers import (
+    TokenUse,
     claim_subnets,
     create_peer,
     expire_due_peers,
@@ -73,12 +74,14 @@ def record_new_peer(
     enrollment_token_id: int | None = None,
     payload: dict[str, Any] | None = None,
     tags: Sequence[str] = (),
+    redeem: TokenUse | None = None,
 ) -> Record:
     """Validate against the interface and record the pending peer.
 
     Its addresses are allocated last, just before the commit (``Record.last``): the
     interface's address pool is locked only from there to the commit, not while the job and
-    audit rows are written.
+    audit rows are written. ``redeem``: an enrollment token use to take in the
+    same statement (its row is the other lock every enrollment waits on).
     """
     if iface["status"] == InterfaceStatus.DELETING:
         raise Conflict("the interface is being deleted", code="interface_deleting")
@@ -108,6 +111,7 @@ def record_new_peer(
             peer_id=rec.peer_id,
             tags=tags,
             network=iface["network"],
+            redeem=redeem,
         )
     )
     return rec
