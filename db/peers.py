@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from psycopg import Connection, errors
+from psycopg import Connection, Cursor, errors
+from psycopg.pq import TransactionStatus
 from psycopg.rows import DictRow
 
 from db.addresses import allocate_address, release_address
@@ -84,7 +85,7 @@ def create_peer(
                 redeem,
                 [peer_id, interface_id, name, public_key],
                 [address6, *values],
-            )
+            ).fetchone()
         if row is None:  # addresses were released (reuse the lowest), or the network is full
             address = allocate_address(conn, interface_id, 4)
             row = conn.execute(
@@ -107,27 +108,37 @@ def _insert_at_next_offset(
     redeem: TokenUse | None,
     head: list[Any],
     tail: list[Any],
-) -> dict[str, Any] | None:
-    """The peer inserted at the pool's next IPv4 offset (and the token's use taken), in one
-    statement; None when an address was released or the network is full, or the token cannot
-    be redeemed: nothing is then taken (the caller's slow path decides which)."""
-    take, also, token_params = "", "", ()
+    *,
+    strict: bool = False,
+) -> Cursor[DictRow]:
+    """Insert the peer at the pool's next IPv4 offset (and take the token's use), in one
+    statement. When an address was released, the network is full or the token cannot be
+    redeemed, nothing is taken and the statement returns no row, or (``strict``) fails on the
+    peers' address check (``peers_check``): a statement that must not pass unnoticed, as one
+    sent with its COMMIT."""
+    take, token_params = "", ()
+    address = "host(network(%s::inet) + a.off)::inet"
+    source = "FROM (VALUES (1)) AS one (x) LEFT JOIN a ON true" if strict else "FROM a"
     if redeem is not None:
         # Only once the address is taken: if the pool gave none, the token is left alone.
         take = (
             ", t AS (UPDATE enrollment_tokens SET uses_left = uses_left - 1"
             f" WHERE {redeem.where} AND EXISTS (SELECT 1 FROM a) RETURNING id)"
         )
-        also, token_params = ", t", redeem.params
-    row = conn.execute(
+        token_params = redeem.params
+        if strict:
+            address = f"CASE WHEN EXISTS (SELECT 1 FROM t) THEN {address} END"
+        else:
+            source += ", t"
+    return conn.execute(
         "WITH a AS (UPDATE address_pools q SET next_offset = q.next_offset + 1"
         " WHERE q.interface_id = %s AND q.family = 4 AND q.next_offset <= %s"
         " AND NOT EXISTS (SELECT 1 FROM released_addresses r"
         "  WHERE r.interface_id = q.interface_id AND r.family = 4)"
         f" RETURNING q.next_offset - 1 AS off){take}"
         f" {_INSERT_PEER} SELECT coalesce(%s, {_NEXT_ID}), %s, %s, %s,"
-        " host(network(%s::inet) + a.off)::inet, %s, %s::cidr[], %s, %s, %s, %s"
-        f" FROM a{also} RETURNING {PEER_COLUMNS}",
+        f" {address}, %s, %s::cidr[], %s, %s, %s, %s"
+        f" {source} RETURNING {PEER_COLUMNS}",
         (
             interface_id,
             last_offset(ipaddress.ip_network(network)),
@@ -136,8 +147,57 @@ def _insert_at_next_offset(
             network,
             *tail,
         ),
-    ).fetchone()
-    return row
+    )
+
+
+class NextAddressNotTaken(Exception):
+    """``insert_peer_and_commit`` could not take the next address (or the token's use):
+    nothing was committed; run the transaction again the usual way (``create_peer``)."""
+
+
+def insert_peer_and_commit(
+    conn: Connection[DictRow],
+    interface_id: int,
+    name: str,
+    public_key: str,
+    subnets: Sequence[str],
+    created_by: str,
+    *,
+    network: str,
+    peer_id: int,
+    redeem: TokenUse | None = None,
+    tags: Sequence[str] = (),
+    enrollment_token_id: int | None = None,
+) -> None:
+    """``create_peer``'s common case (nothing released, no IPv6, no expiry) as the last
+    statement of an explicit transaction (``BEGIN``), sent with its ``COMMIT`` in one round
+    trip: the hot rows it locks (the interface's address pool, the token) are held only while
+    the server runs it and commits, never while this process waits for its GIL.
+
+    Raises NextAddressNotTaken (rolled back: an address was released, the network is full,
+    or the token cannot be redeemed) and Conflict as ``create_peer`` does.
+    """
+    try:
+        with conn.pipeline():
+            _insert_at_next_offset(
+                conn,
+                interface_id,
+                network,
+                redeem,
+                [peer_id, interface_id, name, public_key],
+                [None, list(subnets), list(tags), None, created_by, enrollment_token_id],
+                strict=True,
+            )
+            conn.execute("COMMIT")
+    except errors.CheckViolation as exc:
+        if exc.diag.constraint_name != "peers_check":
+            raise
+        raise NextAddressNotTaken() from None
+    except errors.UniqueViolation as exc:
+        raise _conflict(exc) from None
+    finally:
+        if conn.info.transaction_status != TransactionStatus.IDLE:
+            conn.execute("ROLLBACK")
 
 
 _INSERT_PEER = (

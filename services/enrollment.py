@@ -84,6 +84,7 @@ def enroll_peer(
         idempotency_key=idempotency_key,
         write=write,
         request=request,
+        final_commit=True,
     )
 
 

@@ -18,6 +18,7 @@ from db.peers import (
     create_peer,
     expire_due_peers,
     get_peer,
+    insert_peer_and_commit,
     update_peer,
 )
 from db.rows import InterfaceRow, PeerRow
@@ -97,6 +98,21 @@ def record_new_peer(
         new_peer=True,
         meshed=iface["hub_meshed"],
     )
+    if expires_at is None and iface["network6"] is None and iface["hub_meshed"] is False:
+        # The common case, for ``submit_hub_job(final_commit=True)``: sent with the COMMIT.
+        rec.final = lambda c2: insert_peer_and_commit(
+            c2,
+            interface_id,
+            name,
+            public_key,
+            [str(n) for n in nets],
+            actor,
+            network=iface["network"],
+            peer_id=_drawn(rec),
+            redeem=redeem,
+            tags=tags,
+            enrollment_token_id=enrollment_token_id,
+        )
     rec.last.append(
         lambda c2: create_peer(
             c2,
@@ -115,6 +131,12 @@ def record_new_peer(
         )
     )
     return rec
+
+
+def _drawn(rec: Record) -> int:
+    """The peer id the job drew (``record_hub_job`` sets it before any final write)."""
+    assert rec.peer_id is not None
+    return rec.peer_id
 
 
 def add_peer(
