@@ -172,11 +172,17 @@ def main() -> None:
             "tls": True,
         },
         "client_threads": CLIENT_PROCESSES * THREADS_PER_PROCESS,
-        "client": {
-            "processes": CLIENT_PROCESSES,
+        "goals": {"enroll_to_healthz_ratio": GOAL_RATIO},
+        "setup": {
+            "client_processes": CLIENT_PROCESSES,
             "threads_per_process": THREADS_PER_PROCESS,
             "connections": CLIENT_PROCESSES * THREADS_PER_PROCESS,
             "keep_alive": True,
+            "sends": {
+                "healthz": "GET /healthz",
+                "enroll": "POST /v1/enroll {token, name, public_key}, one token",
+                "enroll_csr": "POST /v1/enroll {token, name, public_key, csr}, one token",
+            },
         },
     }
     write_result("api", figures)
