@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import ssl
+import sys
 from typing import Any
 
 from elysium.settings import Settings
@@ -20,7 +21,7 @@ bind = [_settings.api_bind]
 workers = _settings.api_workers
 worker_class = "api.gunicorn_worker.ClientCertWorker"
 # Threads, not greenlets: a request waiting on ?wait blocks its thread on an Event (no CPU,
-# no GIL, no database connection: db/config_notify.py), and TLS, client certificates, psycopg
+# no GIL, no database connection: db/notify.py), and TLS, client certificates, psycopg
 # and Celery run unpatched. /healthz always finds a free thread: waits are capped below this.
 threads = _settings.api_threads
 # gthread keeps alive at most worker_connections - threads idle connections: one per follower.
@@ -64,3 +65,14 @@ def child_exit(server: Any, worker: Any) -> None:
     from api.metrics import mark_worker_dead
 
     mark_worker_dead(worker.pid)
+
+
+# A thread whose answer from PostgreSQL has come while it holds a hot row lock (an interface's
+# address pool, an enrollment token: held until its commit) must get the GIL back soon: at
+# CPython's default 5 ms switch interval the worker's busy threads keep it that long, and every
+# enrollment of the interface waits behind (bench/api.py: about 1.5 times the enrollments/s).
+SWITCH_INTERVAL_S = 0.0005
+
+
+def post_worker_init(worker: Any) -> None:
+    sys.setswitchinterval(SWITCH_INTERVAL_S)

@@ -17,7 +17,8 @@ from psycopg import Connection
 from psycopg.rows import DictRow
 from psycopg_pool import ConnectionPool
 
-from db.config_notify import ConfigNotifications
+from db import config_notify, job_notify
+from db.notify import Notifications
 from db.pool import open_pool
 from elysium import pki
 from elysium.errors import Unavailable
@@ -34,7 +35,7 @@ class ApiState:
     _pid: int = 0
     _pool: ConnectionPool[Connection[DictRow]] | None = None
     _queue: JobQueue | None = None
-    _notifications: ConfigNotifications | None = None
+    _notifications: Notifications | None = None
     # Only the CA certificate, to check client certificates: the API never reads the CA key
     # (the control worker signs enrollment CSRs).
     _ca_cert: x509.Certificate | None = None
@@ -62,14 +63,16 @@ class ApiState:
             return self._queue
 
     @property
-    def notifications(self) -> ConfigNotifications:
-        """This process's one listener for peer config changes (``?wait`` on the config)."""
+    def notifications(self) -> Notifications:
+        """This process's one listener: peer config changes and job ends (every ``?wait``)."""
         with self._lock:
             self._fresh()
             if self._notifications is None:
                 # Waits leave a few threads of the worker free for every other request.
-                self._notifications = ConfigNotifications(
-                    self.settings.database_url, max(1, self.settings.api_threads - 32)
+                self._notifications = Notifications(
+                    self.settings.database_url,
+                    (config_notify.CHANNEL, job_notify.CHANNEL),
+                    max(1, self.settings.api_threads - 32),
                 )
             return self._notifications
 
@@ -107,7 +110,7 @@ def queue() -> JobQueue:
     return state().queue
 
 
-def notifications() -> ConfigNotifications:
+def notifications() -> Notifications:
     return state().notifications
 
 

@@ -1,10 +1,18 @@
 """The API under load: requests/s and p99 of ``POST /v1/enroll`` and of ``GET /healthz`` on the
-same gunicorn server (TLS, 2 workers) in the same run, with keep-alive sessions in a pool of
-client threads. Enrollment does the real work (token redeem, address allocation, peer, job and
-audit rows, one Celery message to Redis); no hub worker runs, so the jobs just queue.
+same gunicorn server (TLS, 2 workers) in the same run. Enrollment does the real work (token
+redeem, address allocation, peer, job and audit rows, one Celery message to Redis); no hub
+worker runs, so the jobs just queue.
 
-Goal: ``enroll_to_healthz_ratio`` ≥ 0.4. ``enroll_csr`` is the same enrollment with a CSR, as
-``elysium-client`` sends it (the API checks it; the control worker signs it later).
+The client (``bench/http_load.py``) is 4 processes of 4 threads, each thread on one keep-alive
+TLS connection opened before the clock starts (16 connections). ``healthz`` sends
+``GET /healthz``; ``enroll`` sends ``POST /v1/enroll {token, name, public_key}`` with a fresh
+key and name each time, all on one token of one interface; ``enroll_csr`` adds a CSR, as
+``elysium-client`` sends it (the API checks it; the control worker signs it later). Each
+figure says ``client_busiest_process_cpu``: the busiest client process's share of a core, well
+below 1 when the client is not what limits the rate (the machine's cores are shared with the
+server, so the server's own workers are the ceiling).
+
+Goal: ``enroll_to_healthz_ratio`` ≥ 0.5.
 Run: ``.venv/bin/python -m bench.api`` (writes bench/results/api.json).
 """
 
@@ -16,10 +24,8 @@ import secrets
 import socket
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,14 +34,8 @@ import redis
 import requests
 from psycopg.rows import dict_row
 
-from bench.scaffold import (
-    REDIS_URL,
-    percentile,
-    random_key,
-    size,
-    throwaway_database,
-    write_result,
-)
+from bench.http_load import CLIENT_PROCESSES, THREADS_PER_PROCESS, run_load
+from bench.scaffold import REDIS_URL, random_key, size, throwaway_database, write_result
 from db.interfaces import create_interface
 from db.tokens import create_enrollment_token
 from elysium import pki
@@ -43,7 +43,7 @@ from elysium.settings import Settings
 from services.hubs import declare_hub
 
 REQUESTS = size(2000, 40)
-CLIENT_THREADS = 16
+GOAL_RATIO = 0.5
 
 
 def _free_port() -> int:
@@ -117,42 +117,6 @@ def api_server(settings: Settings, d: Path, pids: list[int] | None = None) -> It
                 proc.wait()
 
 
-def run_load(
-    url: str, ca: str, count: int, make: Callable[[requests.Session, int], requests.Response]
-) -> dict[str, float]:
-    """``count`` requests from CLIENT_THREADS keep-alive sessions; requests/s and latencies."""
-    local = threading.local()
-    latencies: list[float] = []
-    failures = 0
-    lock = threading.Lock()
-
-    def one(i: int) -> None:
-        nonlocal failures
-        session = getattr(local, "session", None)
-        if session is None:
-            session = local.session = requests.Session()
-            session.verify = ca
-        started = time.perf_counter()
-        r = make(session, i)
-        took = time.perf_counter() - started
-        with lock:
-            latencies.append(took)
-            if r.status_code >= 300:
-                failures += 1
-
-    started = time.perf_counter()
-    with ThreadPoolExecutor(CLIENT_THREADS) as pool:
-        list(pool.map(one, range(count)))
-    elapsed = time.perf_counter() - started
-    return {
-        "requests": count,
-        "failures": failures,
-        "requests_per_s": round(count / elapsed, 1),
-        "p50_ms": round(percentile(latencies, 0.5) * 1000, 2),
-        "p99_ms": round(percentile(latencies, 0.99) * 1000, 2),
-    }
-
-
 def main() -> None:
     prefix = f"elybench{secrets.token_hex(3)}:"
     with throwaway_database() as url, tempfile.TemporaryDirectory() as tmp:
@@ -167,23 +131,23 @@ def main() -> None:
             )
         ca = str(d / "ca.pem")
 
-        def healthz(session: requests.Session, i: int) -> requests.Response:
-            return session.get(f"{base}/healthz", verify=ca, timeout=30)
+        def healthz(session: requests.Session, base: str, i: int) -> requests.Response:
+            return session.get(f"{base}/healthz", timeout=30)
 
-        def enroll(session: requests.Session, i: int) -> requests.Response:
+        def enroll(session: requests.Session, base: str, i: int) -> requests.Response:
             body = {"token": token, "name": f"bench-{i}", "public_key": random_key()}
-            return session.post(f"{base}/v1/enroll", json=body, verify=ca, timeout=30)
+            return session.post(f"{base}/v1/enroll", json=body, timeout=30)
 
         csr = pki.make_csr(pki.new_private_key()).decode()
 
-        def enroll_csr(session: requests.Session, i: int) -> requests.Response:
+        def enroll_csr(session: requests.Session, base: str, i: int) -> requests.Response:
             # As elysium-client enrolls: with a CSR (checked in the request, signed later by
             # the control worker; no control worker runs here, so those jobs just queue).
             body = {"token": token, "name": f"csr-{i}", "public_key": random_key(), "csr": csr}
-            return session.post(f"{base}/v1/enroll", json=body, verify=ca, timeout=30)
+            return session.post(f"{base}/v1/enroll", json=body, timeout=30)
 
         with api_server(settings, d) as base:
-            run_load(base, ca, CLIENT_THREADS * 4, healthz)  # warm-up
+            run_load(base, ca, CLIENT_PROCESSES * THREADS_PER_PROCESS * 4, healthz)  # warm-up
             health = run_load(base, ca, REQUESTS, healthz)
             enrolled = run_load(base, ca, REQUESTS, enroll)
             enrolled_csr = run_load(base, ca, REQUESTS, enroll_csr)
@@ -200,14 +164,26 @@ def main() -> None:
         "enroll_csr_to_healthz_ratio": round(
             enrolled_csr["requests_per_s"] / health["requests_per_s"], 3
         ),
-        "goal_ratio": 0.4,
+        "goal_ratio": GOAL_RATIO,
         "server": {
             "workers": 2,
             "worker_class": "gthread",
             "threads": settings.api_threads,
             "tls": True,
         },
-        "client_threads": CLIENT_THREADS,
+        "client_threads": CLIENT_PROCESSES * THREADS_PER_PROCESS,
+        "goals": {"enroll_to_healthz_ratio": GOAL_RATIO},
+        "setup": {
+            "client_processes": CLIENT_PROCESSES,
+            "threads_per_process": THREADS_PER_PROCESS,
+            "connections": CLIENT_PROCESSES * THREADS_PER_PROCESS,
+            "keep_alive": True,
+            "sends": {
+                "healthz": "GET /healthz",
+                "enroll": "POST /v1/enroll {token, name, public_key}, one token",
+                "enroll_csr": "POST /v1/enroll {token, name, public_key, csr}, one token",
+            },
+        },
     }
     write_result("api", figures)
 

@@ -1,129 +1,21 @@
-"""Waiting for a peer's config to move without polling: ONE ``LISTEN peer_config`` per process.
-
-Migration 0007 makes PostgreSQL send ``pg_notify('peer_config', 'i<interface id>')`` when
-something every peer of an interface sees moves (the interface, its hub's endpoint, a peer's
-routed subnets) and ``'p<peer id>'`` when one peer's own row moves. A thousand waiting
-requests share one listening connection: its thread wakes the waiters a payload names, so a
-waiter costs an ``Event``, not a database connection.
+"""What wakes a peer's config follow: migration 0007 makes PostgreSQL send
+``pg_notify('peer_config', 'i<interface id>')`` when something every peer of an interface sees
+moves (the interface, its hub's endpoint, a peer's routed subnets) and ``'p<peer id>'`` when
+one peer's own row moves. The process's one listener (``db/notify.py``) fans them out.
 """
 
 from __future__ import annotations
 
-import logging
-import threading
-import time
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
-
-import psycopg
-
-from elysium.errors import Unavailable
+from db.notify import key
 
 CHANNEL = "peer_config"
-READY_TIMEOUT_S = 5.0
-RETRY_MAX_S = 5.0
-POLL_S = 5.0  # how often the listening thread looks up from its socket to see if it must stop
-
-log = logging.getLogger(__name__)
 
 
 def interface_key(interface_id: int) -> str:
-    return f"i{interface_id}"
+    """The key a change every peer of the interface sees is sent under."""
+    return key(CHANNEL, f"i{interface_id}")
 
 
 def peer_key(peer_id: int) -> str:
-    return f"p{peer_id}"
-
-
-class ConfigNotifications:
-    """The process's one listener for ``peer_config``, fanned out to waiting threads."""
-
-    def __init__(self, database_url: str, max_waiters: int = 1000) -> None:
-        self.database_url = database_url
-        self.max_waiters = max_waiters
-        self._lock = threading.Lock()
-        self._waiters: dict[str, set[threading.Event]] = {}
-        self._ready = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._stopping = False
-        self._count = 0
-
-    @contextmanager
-    def subscribe(self, keys: Iterable[str]) -> Iterator[threading.Event]:
-        """An event set when a notification names one of ``keys`` (or when notifications may
-        have been missed). Read the state only after subscribing: nothing falls between."""
-        self._start()
-        if not self._ready.wait(READY_TIMEOUT_S):
-            raise Unavailable("the database is not reachable", code="database_unavailable")
-        event = threading.Event()
-        keys = list(keys)
-        with self._lock:
-            if self._count >= self.max_waiters:
-                raise Unavailable(
-                    "too many requests are waiting here; try again", code="too_many_waiting"
-                )
-            self._count += 1
-            for key in keys:
-                self._waiters.setdefault(key, set()).add(event)
-        try:
-            yield event
-        finally:
-            with self._lock:
-                self._count -= 1
-                for key in keys:
-                    waiting = self._waiters.get(key)
-                    if waiting is not None:
-                        waiting.discard(event)
-                        if not waiting:
-                            del self._waiters[key]
-
-    def waiting(self) -> int:
-        """How many requests wait now."""
-        with self._lock:
-            return self._count
-
-    def close(self) -> None:
-        """Stop listening (within ``POLL_S``); waiters still waiting are woken."""
-        self._stopping = True
-
-    def _start(self) -> None:
-        with self._lock:
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(
-                    target=self._run, name="peer-config-listener", daemon=True
-                )
-                self._thread.start()
-
-    def _run(self) -> None:
-        delay = 0.2
-        while not self._stopping:
-            try:
-                with psycopg.connect(self.database_url, autocommit=True, connect_timeout=5) as conn:
-                    conn.execute(f"LISTEN {CHANNEL}")
-                    self._ready.set()
-                    self._wake_all()  # anything sent while we were not listening
-                    delay = 0.2
-                    while not self._stopping:
-                        for note in conn.notifies(timeout=POLL_S):
-                            self._wake(note.payload)
-            except psycopg.Error as exc:
-                if self._stopping:
-                    break
-                log.warning("peer_config listener: %s; reconnecting in %.1fs", exc, delay)
-            finally:
-                self._ready.clear()
-                self._wake_all()  # waiters re-read (and see the database is down) now
-            time.sleep(delay)
-            delay = min(delay * 2, RETRY_MAX_S)
-
-    def _wake(self, key: str) -> None:
-        with self._lock:
-            events = list(self._waiters.get(key, ()))
-        for event in events:
-            event.set()
-
-    def _wake_all(self) -> None:
-        with self._lock:
-            events = set().union(*self._waiters.values()) if self._waiters else set()
-        for event in events:
-            event.set()
+    """The key a change of one peer's own row is sent under."""
+    return key(CHANNEL, f"p{peer_id}")

@@ -1,8 +1,8 @@
-"""Waiting for a job to end without polling: LISTEN for the ``job_done`` notification.
+"""Waiting for a job to end without polling and without a connection of its own.
 
 Migration 0002 makes PostgreSQL send ``pg_notify('job_done', <job id>)`` when a job's status
-becomes succeeded or failed. The wait uses a connection of its own (a listening connection
-must not go back to a pool).
+becomes succeeded or failed. The process's one listener (``db/notify.py``) wakes the waiters
+of that job; a waiter holds a pooled connection only for its reads.
 """
 
 from __future__ import annotations
@@ -10,29 +10,31 @@ from __future__ import annotations
 import time
 import uuid
 
-import psycopg
-from psycopg.rows import dict_row
-
 from db.jobs import FINAL, get_job
+from db.notify import Connect, Notifications, key
 from db.rows import JobRow
 
 CHANNEL = "job_done"
 
 
-def wait_for_job_end(database_url: str, job_id: uuid.UUID | str, timeout_s: float) -> JobRow:
+def job_key(job_id: uuid.UUID | str) -> str:
+    """The key a job's end is sent under."""
+    return key(CHANNEL, str(job_id))
+
+
+def wait_for_job_end(
+    connect: Connect, notifications: Notifications, job_id: uuid.UUID | str, timeout_s: float
+) -> JobRow:
     """The job once it has ended, or as it is when ``timeout_s`` has passed."""
     deadline = time.monotonic() + timeout_s
-    with psycopg.connect(
-        database_url, autocommit=True, row_factory=dict_row, connect_timeout=5
-    ) as conn:
-        conn.execute(f"LISTEN {CHANNEL}")
-        job = get_job(conn, job_id)  # after LISTEN: an end between the two is not missed
+    with notifications.subscribe([job_key(job_id)]) as ended:
+        with connect() as conn:  # after subscribing: an end between the two is not missed
+            job = get_job(conn, job_id)
         while job["status"] not in FINAL:
             left = deadline - time.monotonic()
-            if left <= 0:
+            if left <= 0 or not ended.wait(left):
                 break
-            for note in conn.notifies(timeout=left):
-                if note.payload == str(job["id"]):
-                    break
-            job = get_job(conn, job_id)
+            ended.clear()
+            with connect() as conn:
+                job = get_job(conn, job_id)
     return job

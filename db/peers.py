@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from psycopg import Connection, errors
+from psycopg import Connection, Cursor, errors
+from psycopg.pq import TransactionStatus
 from psycopg.rows import DictRow
 
 from db.addresses import allocate_address, release_address
@@ -30,6 +32,15 @@ PEER_COLUMNS = (
 )
 
 
+@dataclass(frozen=True)
+class TokenUse:
+    """One use of an enrollment token, taken with the peer's address (``create_peer``)."""
+
+    where: str  # an SQL condition on ``enrollment_tokens``: the row a use can be taken from
+    params: tuple[Any, ...]
+    take: Callable[[Connection[DictRow]], object]  # the same on its own; raises if it cannot
+
+
 def create_peer(
     conn: Connection[DictRow],
     interface_id: int,
@@ -44,6 +55,7 @@ def create_peer(
     peer_id: int | None = None,
     tags: Sequence[str] = (),
     network: str | None = None,
+    redeem: TokenUse | None = None,
 ) -> PeerRow:
     """Allocate addresses and record a pending peer, inside the caller's transaction.
 
@@ -53,32 +65,26 @@ def create_peer(
     ``peer_id`` is one its job drew (``create_job(new_peer=True)``; default: the next).
     ``network`` (the interface's IPv4 network) lets the insert take the next IPv4 address
     itself when none was released: one statement instead of two.
+
+    ``redeem``: take one use of an enrollment token in that same statement.
+    The pool row and the token row are the two locks every enrollment of an interface waits
+    on, each held until the commit; taken by the last statement before it, they are held
+    for one round trip and the commit, not for three. Locks are always taken in the order
+    IPv6 pool, IPv4 pool, token (no deadlock between enrollments). A token that cannot be
+    redeemed raises what ``redeem.take`` raises.
     """
     address6 = allocate_address(conn, interface_id, 6) if has_ipv6 else None
     values = [list(subnets), list(tags), expires_at, created_by, enrollment_token_id]
     try:
-        row = None
+        row: dict[str, Any] | None = None
         if network is not None:
-            row = conn.execute(
-                "WITH a AS (UPDATE address_pools q SET next_offset = q.next_offset + 1"
-                " WHERE q.interface_id = %s AND q.family = 4 AND q.next_offset <= %s"
-                " AND NOT EXISTS (SELECT 1 FROM released_addresses r"
-                "  WHERE r.interface_id = q.interface_id AND r.family = 4)"
-                " RETURNING q.next_offset - 1 AS off)"
-                f" {_INSERT_PEER} SELECT coalesce(%s, {_NEXT_ID}), %s, %s, %s,"
-                " host(network(%s::inet) + a.off)::inet, %s, %s::cidr[], %s, %s, %s, %s"
-                f" FROM a RETURNING {PEER_COLUMNS}",
-                (
-                    interface_id,
-                    last_offset(ipaddress.ip_network(network)),
-                    peer_id,
-                    interface_id,
-                    name,
-                    public_key,
-                    network,
-                    address6,
-                    *values,
-                ),
+            row = _insert_at_next_offset(
+                conn,
+                interface_id,
+                network,
+                redeem,
+                [peer_id, interface_id, name, public_key],
+                [address6, *values],
             ).fetchone()
         if row is None:  # addresses were released (reuse the lowest), or the network is full
             address = allocate_address(conn, interface_id, 4)
@@ -87,10 +93,111 @@ def create_peer(
                 f" %s, %s, %s, %s, %s, %s::cidr[], %s, %s, %s, %s) RETURNING {PEER_COLUMNS}",
                 (peer_id, interface_id, name, public_key, address, address6, *values),
             ).fetchone()
+            if redeem is not None:  # after the pool: the same lock order as above
+                redeem.take(conn)
     except errors.UniqueViolation as exc:  # the caller's transaction is rolled back
         raise _conflict(exc) from None
     assert row is not None
     return cast(PeerRow, row)
+
+
+def _insert_at_next_offset(
+    conn: Connection[DictRow],
+    interface_id: int,
+    network: str,
+    redeem: TokenUse | None,
+    head: list[Any],
+    tail: list[Any],
+    *,
+    strict: bool = False,
+) -> Cursor[DictRow]:
+    """Insert the peer at the pool's next IPv4 offset (and take the token's use), in one
+    statement. When an address was released, the network is full or the token cannot be
+    redeemed, nothing is taken and the statement returns no row, or (``strict``) fails on the
+    peers' address check (``peers_check``): a statement that must not pass unnoticed, as one
+    sent with its COMMIT."""
+    take, token_params = "", ()
+    address = "host(network(%s::inet) + a.off)::inet"
+    source = "FROM (VALUES (1)) AS one (x) LEFT JOIN a ON true" if strict else "FROM a"
+    if redeem is not None:
+        # Only once the address is taken: if the pool gave none, the token is left alone.
+        take = (
+            ", t AS (UPDATE enrollment_tokens SET uses_left = uses_left - 1"
+            f" WHERE {redeem.where} AND EXISTS (SELECT 1 FROM a) RETURNING id)"
+        )
+        token_params = redeem.params
+        if strict:
+            address = f"CASE WHEN EXISTS (SELECT 1 FROM t) THEN {address} END"
+        else:
+            source += ", t"
+    return conn.execute(
+        "WITH a AS (UPDATE address_pools q SET next_offset = q.next_offset + 1"
+        " WHERE q.interface_id = %s AND q.family = 4 AND q.next_offset <= %s"
+        " AND NOT EXISTS (SELECT 1 FROM released_addresses r"
+        "  WHERE r.interface_id = q.interface_id AND r.family = 4)"
+        f" RETURNING q.next_offset - 1 AS off){take}"
+        f" {_INSERT_PEER} SELECT coalesce(%s, {_NEXT_ID}), %s, %s, %s,"
+        f" {address}, %s, %s::cidr[], %s, %s, %s, %s"
+        f" {source} RETURNING {PEER_COLUMNS}",
+        (
+            interface_id,
+            last_offset(ipaddress.ip_network(network)),
+            *token_params,
+            *head,
+            network,
+            *tail,
+        ),
+    )
+
+
+class NextAddressNotTaken(Exception):
+    """``insert_peer_and_commit`` could not take the next address (or the token's use):
+    nothing was committed; run the transaction again the usual way (``create_peer``)."""
+
+
+def insert_peer_and_commit(
+    conn: Connection[DictRow],
+    interface_id: int,
+    name: str,
+    public_key: str,
+    subnets: Sequence[str],
+    created_by: str,
+    *,
+    network: str,
+    peer_id: int,
+    redeem: TokenUse | None = None,
+    tags: Sequence[str] = (),
+    enrollment_token_id: int | None = None,
+) -> None:
+    """``create_peer``'s common case (nothing released, no IPv6, no expiry) as the last
+    statement of an explicit transaction (``BEGIN``), sent with its ``COMMIT`` in one round
+    trip: the hot rows it locks (the interface's address pool, the token) are held only while
+    the server runs it and commits, never while this process waits for its GIL.
+
+    Raises NextAddressNotTaken (rolled back: an address was released, the network is full,
+    or the token cannot be redeemed) and Conflict as ``create_peer`` does.
+    """
+    try:
+        with conn.pipeline():
+            _insert_at_next_offset(
+                conn,
+                interface_id,
+                network,
+                redeem,
+                [peer_id, interface_id, name, public_key],
+                [None, list(subnets), list(tags), None, created_by, enrollment_token_id],
+                strict=True,
+            )
+            conn.execute("COMMIT")
+    except errors.CheckViolation as exc:
+        if exc.diag.constraint_name != "peers_check":
+            raise
+        raise NextAddressNotTaken() from None
+    except errors.UniqueViolation as exc:
+        raise _conflict(exc) from None
+    finally:
+        if conn.info.transaction_status != TransactionStatus.IDLE:
+            conn.execute("ROLLBACK")
 
 
 _INSERT_PEER = (

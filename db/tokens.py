@@ -15,6 +15,7 @@ from psycopg.rows import DictRow
 
 from db.hubs import own_addresses
 from db.interfaces import FROM_INTERFACES, INTERFACE_COLUMNS
+from db.peers import TokenUse
 from db.rows import InterfaceRow
 from elysium.errors import Gone, NotFound, Unauthorized, ValidationError
 from elysium.networks import check_subnets_clear_of, parse_subnets
@@ -30,6 +31,11 @@ TOUCH_INTERVAL_S = 60
 MAX_TOKEN_LEN = 128
 
 API_COLUMNS = "id, name, scope, created_by, created_at, expires_at, revoked_at, last_used_at"
+# The rows of ``enrollment_tokens`` a use can be taken from; its one parameter is the hash.
+REDEEMABLE = (
+    "token_hash = %s AND uses_left > 0 AND revoked_at IS NULL AND NOT expired"
+    " AND expires_at > now()"
+)
 ENROLLMENT_COLUMNS = (
     "id, interface_id, name, uses_total, uses_left, subnets::text[] AS subnets, tags, created_by,"
     " created_at, expires_at, revoked_at, expired"
@@ -186,14 +192,23 @@ def redeem_enrollment_token(conn: Connection[DictRow], token_text: str) -> dict[
     """
     digest = _digest(token_text, ENROLLMENT_PREFIX)
     row = conn.execute(
-        "UPDATE enrollment_tokens SET uses_left = uses_left - 1"
-        " WHERE token_hash = %s AND uses_left > 0 AND revoked_at IS NULL AND NOT expired"
-        f" AND expires_at > now() RETURNING {ENROLLMENT_COLUMNS}",
+        f"UPDATE enrollment_tokens SET uses_left = uses_left - 1 WHERE {REDEEMABLE}"
+        f" RETURNING {ENROLLMENT_COLUMNS}",
         (digest,),
     ).fetchone()
     if row is not None:
         return row
     raise _refusal(conn, digest)
+
+
+def enrollment_token_use(token_text: str) -> TokenUse:
+    """One use of an enrollment token, for ``create_peer`` to take with the peer's address
+    (one statement for both hot rows); Unauthorized (token_invalid) for malformed text."""
+    return TokenUse(
+        REDEEMABLE,
+        (_digest(token_text, ENROLLMENT_PREFIX),),
+        lambda conn: redeem_enrollment_token(conn, token_text),
+    )
 
 
 def check_enrollment_token(conn: Connection[DictRow], token_text: str) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from psycopg.rows import DictRow
 from db import jobs as jobs_db
 from db.peers import finish_removal, update_peer
 from db.rows import JobRow
-from db.tokens import enrollment_grant, redeem_enrollment_token
+from db.tokens import enrollment_grant, enrollment_token_use
 from elysium import pki
 from elysium.errors import ElysiumError
 from elysium.keys import normalize_key
@@ -52,8 +52,9 @@ def enroll_peer(
         pki.check_csr(csr)
 
     def write(c: Connection[DictRow]) -> Record:
-        # Checked now, redeemed last: the token's row lock is then held only until the commit,
-        # not through the whole enrollment (all peers of one token queue on that row).
+        # Checked now, redeemed last (with the address, in one statement): the token's row lock
+        # is then held only until the commit, not through the whole enrollment (all peers of
+        # one token queue on that row, as all of one interface on its address pool).
         grant, iface = enrollment_grant(c, token)
         check_subnets_allowed(nets, [ipaddress.ip_network(s) for s in grant["subnets"]])
         rec = record_new_peer(
@@ -66,12 +67,12 @@ def enroll_peer(
             actor=submitter,
             enrollment_token_id=grant["id"],
             tags=grant["tags"],
+            redeem=enrollment_token_use(token),
         )
         rec.payload["enrollment_token_id"] = grant["id"]
         if csr is not None:
             rec.payload |= {"csr": csr, "hub": rec.hub}
             rec.via_control = True
-        rec.last.append(lambda c2: redeem_enrollment_token(c2, token))
         return rec
 
     request = {"name": name, "public_key": key, "csr": csr, "subnets": [str(n) for n in nets]}
@@ -83,6 +84,7 @@ def enroll_peer(
         idempotency_key=idempotency_key,
         write=write,
         request=request,
+        final_commit=True,
     )
 
 

@@ -15,10 +15,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from psycopg import Connection
+from psycopg.pq import TransactionStatus
 from psycopg.rows import DictRow
 
 from db import audit
 from db import jobs as jobs_db
+from db.peers import NextAddressNotTaken
 from db.rows import JobRow
 from elysium.errors import ElysiumError
 from elysium.queue import CONTROL_QUEUE, HUB_QUEUE_PREFIX, JobQueue, hub_queue
@@ -57,6 +59,11 @@ class Record:
     new_peer: bool = False
     # Whether the hub is in the mesh (None: not known, looked up): other hubs may have to act.
     meshed: bool | None = None
+    # The last write, sent with the COMMIT in one round trip, instead of ``last`` (its row
+    # locks are then held only while the server runs it and commits). Only where no other hub
+    # has to act (``meshed`` False). It raises NextAddressNotTaken (rolled back) when it
+    # cannot be done that way; the transaction then runs again with ``last``.
+    final: Callable[[Connection[DictRow]], object] | None = None
 
 
 @dataclass
@@ -132,31 +139,41 @@ def submit_hub_job(
     idempotency_key: str | None,
     write: Callable[[Connection[DictRow]], Record],
     request: dict[str, Any] | None = None,
+    final_commit: bool = False,
 ) -> Submitted:
     """Run ``write`` and record a job for the hub it names in one transaction, then enqueue.
 
     ``write`` validates and records the desired state; any ElysiumError it raises rolls
     everything back. A replayed idempotency key returns the first job and writes nothing,
     unless ``request`` (what the caller asked for) differs from the first time: 422.
+    ``final_commit``: try first with ``Record.final`` sent with the COMMIT (hot rows).
     """
     fingerprint = request_hash(kind, request) if idempotency_key and request is not None else None
     existing = jobs_db.find_by_idempotency_key(conn, submitter, idempotency_key)
     if existing is not None:
         return _replay(existing, fingerprint)
+
+    def record(rec: Record) -> JobRow:
+        return record_hub_job(
+            conn,
+            rec,
+            kind=kind,
+            submitter=submitter,
+            idempotency_key=idempotency_key,
+            fingerprint=fingerprint,
+        )
+
     try:
-        with conn.transaction():
-            rec = write(conn)
-            job = record_hub_job(
-                conn,
-                rec,
-                kind=kind,
-                submitter=submitter,
-                idempotency_key=idempotency_key,
-                fingerprint=fingerprint,
-            )
-            for step in rec.last:
-                step(conn)
-            more = followups(conn, job, rec.hub, rec.meshed)  # other hubs that must act
+        done = _with_final_commit(conn, write, record) if final_commit else None
+        if done is None:
+            with conn.transaction():
+                rec = write(conn)
+                job = record(rec)
+                for step in rec.last:
+                    step(conn)
+                more = followups(conn, job, rec.hub, rec.meshed)  # other hubs that must act
+        else:
+            job, more = done
     except jobs_db.IdempotentReplay as replay:
         return _replay(replay.job, fingerprint)
     # Stamped enqueued_at on insert: if a send fails the janitor sends it later.
@@ -164,6 +181,34 @@ def submit_hub_job(
     for other in more:
         send(queue, other)
     return Submitted(job)
+
+
+def _with_final_commit(
+    conn: Connection[DictRow],
+    write: Callable[[Connection[DictRow]], Record],
+    record: Callable[[Record], JobRow],
+) -> tuple[JobRow, list[JobRow]] | None:
+    """The transaction of ``submit_hub_job`` as an explicit ``BEGIN`` … ``COMMIT``, whose
+    last write (``Record.final``) goes with the COMMIT; None when that could not be done
+    (rolled back: run it again the usual way). Without a final write, the usual steps."""
+    conn.execute("BEGIN")
+    try:
+        rec = write(conn)
+        job = record(rec)
+        if rec.final is None:
+            for step in rec.last:
+                step(conn)
+        more = followups(conn, job, rec.hub, rec.meshed)
+        if rec.final is None:
+            conn.execute("COMMIT")
+        else:
+            rec.final(conn)  # and commits
+        return job, more
+    except NextAddressNotTaken:
+        return None
+    finally:
+        if conn.info.transaction_status != TransactionStatus.IDLE:
+            conn.execute("ROLLBACK")  # an error above: nothing is written
 
 
 def requeue_stuck_jobs(

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from contextlib import AbstractContextManager
 from typing import Any
 
 from cryptography import x509
@@ -13,8 +12,9 @@ from psycopg import Connection
 from psycopg.rows import DictRow
 
 from db import jobs as jobs_db
-from db.config_notify import ConfigNotifications, interface_key, peer_key
+from db.config_notify import interface_key, peer_key
 from db.interfaces import get_interface
+from db.notify import Connect, Notifications
 from db.peer_config import peer_config
 from db.peers import get_peer, update_peer
 from elysium import pki
@@ -25,8 +25,6 @@ from services.jobs import Record, Submitted, submit_hub_job
 from services.peers import peer_record
 
 RENEW_CERTIFICATE = "renew_certificate"
-
-Connect = Callable[[], AbstractContextManager[Connection[DictRow]]]
 
 
 def current_config(conn: Connection[DictRow], peer_id: int) -> dict[str, Any]:
@@ -39,7 +37,7 @@ def current_config(conn: Connection[DictRow], peer_id: int) -> dict[str, Any]:
 
 def follow_config(
     connect: Connect,
-    notifications: ConfigNotifications,
+    notifications: Notifications,
     peer_id: int,
     version: str | None,
     wait_s: float,

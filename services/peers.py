@@ -13,10 +13,12 @@ from psycopg.rows import DictRow
 
 from db.interfaces import get_interface
 from db.peers import (
+    TokenUse,
     claim_subnets,
     create_peer,
     expire_due_peers,
     get_peer,
+    insert_peer_and_commit,
     update_peer,
 )
 from db.rows import InterfaceRow, PeerRow
@@ -73,12 +75,14 @@ def record_new_peer(
     enrollment_token_id: int | None = None,
     payload: dict[str, Any] | None = None,
     tags: Sequence[str] = (),
+    redeem: TokenUse | None = None,
 ) -> Record:
     """Validate against the interface and record the pending peer.
 
     Its addresses are allocated last, just before the commit (``Record.last``): the
     interface's address pool is locked only from there to the commit, not while the job and
-    audit rows are written.
+    audit rows are written. ``redeem``: an enrollment token use to take in the
+    same statement (its row is the other lock every enrollment waits on).
     """
     if iface["status"] == InterfaceStatus.DELETING:
         raise Conflict("the interface is being deleted", code="interface_deleting")
@@ -94,6 +98,21 @@ def record_new_peer(
         new_peer=True,
         meshed=iface["hub_meshed"],
     )
+    if expires_at is None and iface["network6"] is None and iface["hub_meshed"] is False:
+        # The common case, for ``submit_hub_job(final_commit=True)``: sent with the COMMIT.
+        rec.final = lambda c2: insert_peer_and_commit(
+            c2,
+            interface_id,
+            name,
+            public_key,
+            [str(n) for n in nets],
+            actor,
+            network=iface["network"],
+            peer_id=_drawn(rec),
+            redeem=redeem,
+            tags=tags,
+            enrollment_token_id=enrollment_token_id,
+        )
     rec.last.append(
         lambda c2: create_peer(
             c2,
@@ -108,9 +127,16 @@ def record_new_peer(
             peer_id=rec.peer_id,
             tags=tags,
             network=iface["network"],
+            redeem=redeem,
         )
     )
     return rec
+
+
+def _drawn(rec: Record) -> int:
+    """The peer id the job drew (``record_hub_job`` sets it before any final write)."""
+    assert rec.peer_id is not None
+    return rec.peer_id
 
 
 def add_peer(

@@ -53,5 +53,5 @@ def job(args: dict[str, Any], job_id: str) -> dict[str, Any]:
         raise NotFound(f"job {job_id} does not exist", code="job_not_found")
     wait = min(args["wait"], state.settings().job_wait_max_s)
     if wait > 0 and found["status"] not in FINAL:
-        found = wait_for_job_end(state.settings().database_url, jid, wait)
+        found = wait_for_job_end(state.connection, state.notifications(), jid, wait)
     return job_view(found)

@@ -8,6 +8,7 @@ from typing import Any
 import psycopg
 from cryptography import x509
 
+from db.peers import finish_removal
 from elysium import pki
 from tests.api.conftest import Api, enrollment_token, new_key
 from tests.stack import wait_for
@@ -143,3 +144,28 @@ def test_an_idempotent_retry_of_an_enrollment_redeems_once(
     again = anonymous.post("/v1/enroll", json=body, headers={"Idempotency-Key": "e1"})
     assert first.json()["job_id"] == again.json()["job_id"]
     assert db.execute("SELECT uses_left FROM enrollment_tokens").fetchone() == {"uses_left": 4}
+
+
+def test_concurrent_enrollments_get_distinct_lowest_addresses_and_released_ones_back(
+    api_url: str, anonymous: Api, interface_id: int, db: psycopg.Connection[Any]
+) -> None:
+    token = enrollment_token(db, interface_id, uses=40)
+
+    def attempt(_: int) -> Any:
+        return enroll(Api(api_url, anonymous.ca), token)
+
+    with ThreadPoolExecutor(30) as pool:
+        assert {r.status_code for r in pool.map(attempt, range(30))} == {202}
+    rows = db.execute("SELECT id, host(address) AS a FROM peers ORDER BY address").fetchall()
+    assert [r["a"] for r in rows] == [f"10.30.0.{i}" for i in range(2, 32)]
+    gone = [r["id"] for r in rows if r["a"] in ("10.30.0.7", "10.30.0.9")]
+    db.execute("UPDATE peers SET status = 'removing' WHERE id = ANY(%s)", (gone,))
+    with db.transaction():
+        finish_removal(db, gone)
+    with ThreadPoolExecutor(3) as pool:
+        assert {r.status_code for r in pool.map(attempt, range(3))} == {202}
+    live = db.execute(
+        "SELECT host(address) AS a FROM peers WHERE address IS NOT NULL ORDER BY address"
+    ).fetchall()
+    assert [r["a"] for r in live] == [f"10.30.0.{i}" for i in range(2, 33)]
+    assert db.execute("SELECT uses_left FROM enrollment_tokens").fetchone() == {"uses_left": 7}

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import psycopg
 
 from db.jobs import start_job, succeed_job
+from elysium.settings import Settings
 from tests.api.conftest import Api, enrollment_token, new_key
 
 
@@ -99,3 +102,74 @@ def test_an_enrolling_peer_reads_its_job_with_the_enrollment_token(
 def test_a_malformed_or_unknown_job_id_is_404(admin: Api) -> None:
     assert admin.get("/v1/jobs/not-a-uuid").status_code == 404
     assert admin.get("/v1/jobs/00000000-0000-4000-8000-000000000000").status_code == 404
+
+
+class ConnectionCount:
+    """The most connections to the test database seen while it runs (sampled in a thread)."""
+
+    def __init__(self, database_url: str) -> None:
+        self.database_url = database_url
+        self.most = self.listening = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample)
+
+    def __enter__(self) -> ConnectionCount:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _sample(self) -> None:
+        with psycopg.connect(self.database_url, autocommit=True) as c:
+            while not self._stop.wait(0.02):
+                total, listening = c.execute(
+                    "SELECT count(*), count(*) FILTER (WHERE query LIKE 'LISTEN %%')"
+                    " FROM pg_stat_activity WHERE datname = current_database()"
+                ).fetchone()  # type: ignore[misc]
+                self.most = max(self.most, total)
+                self.listening = max(self.listening, listening)
+
+
+def test_many_waits_share_one_listener_per_worker_and_each_wakes_on_its_own_job(
+    operator: Api, interface_id: int, clean_db: str, settings: Settings
+) -> None:
+    waiters = 60
+    jobs = [
+        operator.post(
+            f"/v1/interfaces/{interface_id}/peers", json={"name": f"w{i}", "public_key": new_key()}
+        ).json()["job_id"]
+        for i in range(waiters)
+    ]
+    sessions = [Api(operator.base, Path(operator.ca)) for _ in jobs]
+    for s in sessions:
+        s.session.headers.update(operator.session.headers)
+    sent = threading.Semaphore(0)
+
+    def wait(i: int) -> dict[str, Any]:
+        sent.release()
+        return sessions[i].get(f"/v1/jobs/{jobs[i]}", params={"wait": 10}).json()
+
+    def finish(ids: list[str]) -> None:
+        with psycopg.connect(clean_db, autocommit=True) as c:
+            for job_id in ids:
+                start_job(c, job_id)  # type: ignore[arg-type]
+                succeed_job(c, job_id, {"n": job_id})  # type: ignore[arg-type]
+
+    # The API's own connections: each worker's pool and its one listener; this test holds
+    # three (the fixtures', the sampler's, the finisher's). A connection per wait is 60 more.
+    bound = 2 * settings.db_pool_max + 2 + 3
+    with ConnectionCount(clean_db) as count, ThreadPoolExecutor(waiters) as pool:
+        answers = [pool.submit(wait, i) for i in range(waiters)]
+        for _ in jobs:
+            assert sent.acquire(timeout=10)
+        finish(jobs[::2])
+        evens = [answers[i].result(timeout=15) for i in range(0, waiters, 2)]
+        assert all(a["status"] == "succeeded" and a["result"] == {"n": a["id"]} for a in evens)
+        assert not any(answers[i].done() for i in range(1, waiters, 2))  # not their job's end
+        finish(jobs[1::2])
+        odds = [answers[i].result(timeout=15) for i in range(1, waiters, 2)]
+        assert all(a["status"] == "succeeded" and a["result"] == {"n": a["id"]} for a in odds)
+    assert count.listening <= 2  # one per API worker, whatever the number of waits
+    assert count.most <= bound

@@ -6,15 +6,16 @@ import ipaddress
 import threading
 from typing import Any
 
+import psycopg
 import pytest
 from psycopg import Connection
-from psycopg.rows import DictRow
+from psycopg.rows import DictRow, dict_row
 from psycopg_pool import ConnectionPool
 
 from db.addresses import allocate_address, release_address
 from db.hubs import create_hub
 from db.interfaces import create_interface
-from elysium.errors import NetworkFull, NotFound
+from elysium.errors import Gone, NetworkFull, NotFound
 from elysium.keys import generate_private_key, public_key
 
 
@@ -153,3 +154,104 @@ def test_a_peer_insert_takes_its_address_in_the_same_statement_reuses_and_fills(
         update_peer(conn, peers[1]["id"], {"status": "removing"})
         finish_removal(conn, [peers[1]["id"]])
     assert new("again")["address"] == "10.12.0.3"  # the released one, not past the end
+
+
+def test_a_token_use_taken_with_the_address_is_taken_once_on_both_paths_and_refused_cleanly(
+    conn: Connection[DictRow],
+) -> None:
+    from db.peers import create_peer, finish_removal, update_peer
+    from db.tokens import create_enrollment_token, enrollment_token_use
+
+    iface = make_interface(conn, "10.13.0.0/29")
+    _, token = create_enrollment_token(conn, iface["id"], "t", 3600, 3, [], "test")
+
+    def enroll(name: str) -> Any:
+        with conn.transaction():
+            return create_peer(
+                conn,
+                iface["id"],
+                name,
+                public_key(generate_private_key()),
+                [],
+                None,
+                "test",
+                has_ipv6=False,
+                network="10.13.0.0/29",
+                redeem=enrollment_token_use(token),
+            )
+
+    def uses_left() -> int:
+        row = conn.execute("SELECT uses_left FROM enrollment_tokens").fetchone()
+        assert row is not None
+        return int(row["uses_left"])
+
+    def next_offset() -> int:
+        row = conn.execute("SELECT next_offset FROM address_pools WHERE family = 4").fetchone()
+        assert row is not None
+        return int(row["next_offset"])
+
+    first = enroll("a")  # the one-statement path
+    assert first["address"] == "10.13.0.2" and uses_left() == 2
+    assert enroll("b")["address"] == "10.13.0.3" and uses_left() == 1
+    with conn.transaction():
+        update_peer(conn, first["id"], {"status": "removing"})
+        finish_removal(conn, [first["id"]])
+    assert enroll("c")["address"] == "10.13.0.2" and uses_left() == 0  # the released path
+    offset = next_offset()
+    with pytest.raises(Gone) as used_up:
+        enroll("d")
+    assert used_up.value.code == "token_used_up"
+    assert next_offset() == offset and uses_left() == 0  # nothing taken, nothing written
+    assert conn.execute("SELECT count(*) AS n FROM peers").fetchone() == {"n": 3}
+
+
+def test_the_insert_sent_with_its_commit_takes_the_next_address_or_nothing(
+    conn: Connection[DictRow], clean_db: str
+) -> None:
+    from psycopg.pq import TransactionStatus
+
+    from db.peers import NextAddressNotTaken, finish_removal, insert_peer_and_commit, update_peer
+    from db.tokens import create_enrollment_token, enrollment_token_use
+
+    iface = make_interface(conn, "10.14.0.0/29")
+    _, token = create_enrollment_token(conn, iface["id"], "t", 3600, 2, [], "test")
+
+    def enroll(name: str, peer_id: int) -> None:
+        conn.execute("BEGIN")
+        insert_peer_and_commit(
+            conn,
+            iface["id"],
+            name,
+            public_key(generate_private_key()),
+            [],
+            "test",
+            network="10.14.0.0/29",
+            peer_id=peer_id,
+            redeem=enrollment_token_use(token),
+        )
+
+    def state() -> dict[str, Any]:
+        with psycopg.connect(clean_db, autocommit=True, row_factory=dict_row) as other:
+            row = other.execute(
+                "SELECT (SELECT next_offset FROM address_pools WHERE family = 4) AS offset,"
+                " (SELECT uses_left FROM enrollment_tokens) AS uses,"
+                " (SELECT array_agg(host(address) ORDER BY id) FROM peers) AS addresses"
+            ).fetchone()
+        assert row is not None
+        return row
+
+    enroll("a", 9001)  # committed: another connection sees it
+    assert conn.info.transaction_status == TransactionStatus.IDLE
+    assert state() == {"offset": 3, "uses": 1, "addresses": ["10.14.0.2"]}
+    with conn.transaction():
+        update_peer(conn, 9001, {"status": "removing"})
+        finish_removal(conn, [9001])
+    with pytest.raises(NextAddressNotTaken):  # .2 was released: the usual way takes it
+        enroll("b", 9002)
+    assert conn.info.transaction_status == TransactionStatus.IDLE
+    assert state() == {"offset": 3, "uses": 1, "addresses": [None]}
+    conn.execute("DELETE FROM released_addresses")
+    conn.execute("UPDATE enrollment_tokens SET uses_left = 0")
+    with pytest.raises(NextAddressNotTaken):  # the token is used up: nothing taken
+        enroll("c", 9003)
+    assert state() == {"offset": 3, "uses": 0, "addresses": [None]}

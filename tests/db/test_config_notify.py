@@ -11,7 +11,8 @@ import pytest
 from psycopg import Connection
 from psycopg.rows import DictRow
 
-from db.config_notify import ConfigNotifications, interface_key, peer_key
+from db.config_notify import CHANNEL, interface_key, peer_key
+from db.notify import Notifications
 from db.peers import record_liveness
 from elysium.errors import Unavailable
 from tests.db.test_peer_liveness import iface, peer
@@ -61,7 +62,7 @@ def test_one_listener_wakes_only_the_waiters_a_change_names(
     conn: Connection[DictRow], clean_db: str, iface: dict[str, Any]
 ) -> None:
     p, other = peer(conn, iface), peer(conn, iface)
-    listener = ConfigNotifications(clean_db)
+    listener = Notifications(clean_db, [CHANNEL])
     try:
         with (
             listener.subscribe([interface_key(iface["id"]), peer_key(p["id"])]) as mine,
@@ -80,7 +81,7 @@ def test_one_listener_wakes_only_the_waiters_a_change_names(
 
 
 def test_a_full_listener_refuses_more_waiters(clean_db: str) -> None:
-    listener = ConfigNotifications(clean_db, max_waiters=1)
+    listener = Notifications(clean_db, [CHANNEL], max_waiters=1)
     try:
         with listener.subscribe(["i1"]):
             with pytest.raises(Unavailable) as refused, listener.subscribe(["i2"]):
@@ -91,7 +92,7 @@ def test_a_full_listener_refuses_more_waiters(clean_db: str) -> None:
 
 
 def test_waiters_are_woken_when_the_listening_connection_is_lost(clean_db: str) -> None:
-    listener = ConfigNotifications(clean_db)
+    listener = Notifications(clean_db, [CHANNEL])
     try:
         with listener.subscribe(["i1"]) as event:
             with psycopg.connect(clean_db, autocommit=True) as admin:

@@ -1,0 +1,132 @@
+"""Waiting on PostgreSQL notifications without a connection per waiter: ONE listening
+connection per process, on every channel the process waits on (the API: ``peer_config`` for
+config follow, ``job_done`` for ``GET /v1/jobs/{id}?wait``).
+
+A thousand waiting requests share it: its thread wakes the waiters a notification names (its
+channel and payload, see ``key``), so a waiter costs an ``Event``, not a database connection.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
+
+import psycopg
+from psycopg import Connection
+from psycopg.rows import DictRow
+
+from elysium.errors import Unavailable
+
+READY_TIMEOUT_S = 5.0
+RETRY_MAX_S = 5.0
+POLL_S = 5.0  # how often the listening thread looks up from its socket to see if it must stop
+
+log = logging.getLogger(__name__)
+
+
+# A pooled connection for a waiter's reads (the listening one never serves a query).
+Connect = Callable[[], AbstractContextManager[Connection[DictRow]]]
+
+
+def key(channel: str, payload: str) -> str:
+    """What a waiter subscribes to: one channel's one payload."""
+    return f"{channel}:{payload}"
+
+
+class Notifications:
+    """The process's one listener on ``channels``, fanned out to waiting threads."""
+
+    def __init__(self, database_url: str, channels: Sequence[str], max_waiters: int = 1000) -> None:
+        self.database_url = database_url
+        self.channels = tuple(channels)
+        self.max_waiters = max_waiters
+        self._lock = threading.Lock()
+        self._waiters: dict[str, set[threading.Event]] = {}
+        self._ready = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+        self._count = 0
+
+    @contextmanager
+    def subscribe(self, keys: Iterable[str]) -> Iterator[threading.Event]:
+        """An event set when a notification names one of ``keys`` (or when notifications may
+        have been missed). Read the state only after subscribing: nothing falls between."""
+        self._start()
+        if not self._ready.wait(READY_TIMEOUT_S):
+            raise Unavailable("the database is not reachable", code="database_unavailable")
+        event = threading.Event()
+        keys = list(keys)
+        with self._lock:
+            if self._count >= self.max_waiters:
+                raise Unavailable(
+                    "too many requests are waiting here; try again", code="too_many_waiting"
+                )
+            self._count += 1
+            for key in keys:
+                self._waiters.setdefault(key, set()).add(event)
+        try:
+            yield event
+        finally:
+            with self._lock:
+                self._count -= 1
+                for key in keys:
+                    waiting = self._waiters.get(key)
+                    if waiting is not None:
+                        waiting.discard(event)
+                        if not waiting:
+                            del self._waiters[key]
+
+    def waiting(self) -> int:
+        """How many requests wait now."""
+        with self._lock:
+            return self._count
+
+    def close(self) -> None:
+        """Stop listening (within ``POLL_S``); waiters still waiting are woken."""
+        self._stopping = True
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._run, name="notification-listener", daemon=True
+                )
+                self._thread.start()
+
+    def _run(self) -> None:
+        delay = 0.2
+        while not self._stopping:
+            try:
+                with psycopg.connect(self.database_url, autocommit=True, connect_timeout=5) as conn:
+                    for channel in self.channels:
+                        conn.execute(f"LISTEN {channel}")
+                    self._ready.set()
+                    self._wake_all()  # anything sent while we were not listening
+                    delay = 0.2
+                    while not self._stopping:
+                        for note in conn.notifies(timeout=POLL_S):
+                            self._wake(key(note.channel, note.payload))
+            except psycopg.Error as exc:
+                if self._stopping:
+                    break
+                log.warning("notification listener: %s; reconnecting in %.1fs", exc, delay)
+            finally:
+                self._ready.clear()
+                self._wake_all()  # waiters re-read (and see the database is down) now
+            time.sleep(delay)
+            delay = min(delay * 2, RETRY_MAX_S)
+
+    def _wake(self, key: str) -> None:
+        with self._lock:
+            events = list(self._waiters.get(key, ()))
+        for event in events:
+            event.set()
+
+    def _wake_all(self) -> None:
+        with self._lock:
+            events = set().union(*self._waiters.values()) if self._waiters else set()
+        for event in events:
+            event.set()
