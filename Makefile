@@ -48,6 +48,7 @@ bench: deps
 	$(PY) -m bench.api
 	$(PY) -m bench.policy
 	$(PY) -m bench.follow
+	$(PY) -m bench.client
 	$(PY) -m bench.hubs
 	$(PY) -m bench.ui
 	$(PY) -m bench.summary
