@@ -24,7 +24,7 @@ from elysium.errors import ElysiumError
 from elysium.keys import normalize_key
 from elysium.networks import check_subnets_allowed, parse_subnets
 from elysium.queue import CONTROL_QUEUE, JobQueue, hub_queue
-from elysium.states import JobStatus, PeerStatus
+from elysium.states import JobKind, JobStatus, PeerStatus
 from services.jobs import Record, Submitted, send, submit_hub_job
 from services.peers import record_new_peer
 
@@ -78,7 +78,7 @@ def enroll_peer(
     return submit_hub_job(
         conn,
         queue,
-        kind="enroll_peer",
+        kind=JobKind.ENROLL_PEER,
         submitter=submitter,
         idempotency_key=idempotency_key,
         write=write,

@@ -34,6 +34,7 @@ from db.audit import list_audit
 from elysium.keys import generate_private_key, public_key
 from elysium.queue import CONTROL_QUEUE, JobQueue, hub_queue
 from elysium.settings import Settings
+from elysium.states import JobKind
 from services.hubs import declare_hub
 from services.interfaces import create_interface
 from services.peers import add_peer
@@ -215,7 +216,7 @@ def test_a_job_running_past_its_time_limit_fails_with_timeout(
 ) -> None:
     with stack.conn.transaction():
         job = jobs_db.create_job(
-            stack.conn, kind="add_peer", queue=hub_queue("nowhere"), submitter="tests"
+            stack.conn, kind=JobKind.ADD_PEER, queue=hub_queue("nowhere"), submitter="tests"
         )
         jobs_db.start_job(stack.conn, job["id"])  # a worker took it, then vanished
     start_control(job_time_limit_s=2.0)
