@@ -35,8 +35,8 @@ from bench.scaffold import (
     throwaway_database,
     write_result,
 )
+from db.enrollment_tokens import create_enrollment_token
 from db.interfaces import create_interface
-from db.tokens import create_enrollment_token
 from elysium import pki
 from elysium.settings import Settings
 from services.hubs import declare_hub

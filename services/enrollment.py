@@ -16,9 +16,9 @@ from psycopg import Connection
 from psycopg.rows import DictRow
 
 from db import jobs as jobs_db
+from db.enrollment_tokens import enrollment_grant, redeem_enrollment_token
 from db.peers import finish_removal, update_peer
 from db.rows import JobRow
-from db.tokens import enrollment_grant, redeem_enrollment_token
 from elysium import pki
 from elysium.errors import ElysiumError
 from elysium.keys import normalize_key

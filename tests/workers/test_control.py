@@ -27,9 +27,9 @@ from dataplane import InterfaceSpec, PeerSpec
 from dataplane.uapi import UapiDriver
 from dataplane.uapi_protocol import b64_to_hex, transact
 from dataplane.wireguard_go import WireguardGo
+from db import enrollment_tokens as enrollment_tokens_db
 from db import jobs as jobs_db
 from db import peers as peers_db
-from db import tokens as tokens_db
 from db.audit import list_audit
 from elysium.keys import generate_private_key, public_key
 from elysium.queue import CONTROL_QUEUE, JobQueue, hub_queue
@@ -260,10 +260,10 @@ def test_an_expired_peer_is_removed_from_the_hub_and_marked_expired(
 def test_expired_enrollment_tokens_are_marked(
     stack: Stack, start_control: Callable[..., Settings]
 ) -> None:
-    row, _ = tokens_db.create_enrollment_token(
+    row, _ = enrollment_tokens_db.create_enrollment_token(
         stack.conn, stack.interface_id, "short", 1, 1, [], "tests"
     )
-    lasting, _ = tokens_db.create_enrollment_token(
+    lasting, _ = enrollment_tokens_db.create_enrollment_token(
         stack.conn, stack.interface_id, "long", 600, 1, [], "tests"
     )
     start_control()
