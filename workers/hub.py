@@ -27,6 +27,7 @@ from dataplane.links import underlay_addresses
 from db import hubs as hubs_db
 from db import interfaces as interfaces_db
 from db import jobs as jobs_db
+from db import peer_liveness
 from db import peers as peers_db
 from db.rows import InterfaceRow, JobRow
 from elysium.errors import DataplaneError, ElysiumError
@@ -219,7 +220,7 @@ class HubWorker:
         dumps = self.dump_all()
         with self.pool.connection() as conn:
             for interface_id, stats in dumps.items():
-                peers_db.record_liveness(
+                peer_liveness.record_liveness(
                     conn,
                     interface_id,
                     [s.public_key for s in stats],
