@@ -36,8 +36,8 @@ from psycopg.rows import dict_row
 
 from bench.http_load import CLIENT_PROCESSES, THREADS_PER_PROCESS, run_load
 from bench.scaffold import REDIS_URL, random_key, size, throwaway_database, write_result
+from db.enrollment_tokens import create_enrollment_token
 from db.interfaces import create_interface
-from db.tokens import create_enrollment_token
 from elysium import pki
 from elysium.settings import Settings
 from services.hubs import declare_hub

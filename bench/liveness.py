@@ -31,7 +31,8 @@ from dataplane import InterfaceSpec, PeerSpec, PeerStats
 from dataplane.uapi import UapiDriver
 from db.hubs import create_hub
 from db.interfaces import create_interface
-from db.peers import create_peer, record_liveness
+from db.peer_liveness import record_liveness
+from db.peers import create_peer
 from elysium.keys import generate_private_key
 
 PEERS = size(10_000, 50)

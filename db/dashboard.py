@@ -18,6 +18,7 @@ from db.peers import NOT_ENDED, PEER_COLUMNS
 from db.rows import JobRow, PeerRow
 from db.tokens import API_COLUMNS
 from elysium.errors import Unauthorized
+from elysium.states import JobStatus
 
 
 def session_key(conn: Connection[DictRow]) -> bytes:
@@ -74,7 +75,7 @@ def job_counts(conn: Connection[DictRow]) -> dict[str, int]:
     """Jobs in flight (queued, running, retrying) and jobs failed in the last hour."""
     row = conn.execute(
         "SELECT (SELECT count(*) FROM jobs WHERE status = ANY(%s)) AS in_flight,"
-        " (SELECT count(*) FROM jobs WHERE status = 'failed'"
+        f" (SELECT count(*) FROM jobs WHERE status = '{JobStatus.FAILED}'"
         "  AND finished_at > now() - interval '1 hour') AS failed_last_hour",
         (OPEN,),
     ).fetchone()

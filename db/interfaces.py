@@ -12,6 +12,7 @@ from db.addresses import create_pools
 from db.peers import LIVE
 from db.rows import InterfaceRow
 from elysium.errors import Conflict, NotFound
+from elysium.states import InterfaceStatus
 
 INTERFACE_COLUMNS = (
     "i.id, i.hub_id, h.name AS hub, h.endpoint AS hub_endpoint, i.name,"
@@ -80,8 +81,8 @@ def list_hub_interfaces(conn: Connection[DictRow], hub_name: str) -> list[Interf
 
 def set_interface_ready(conn: Connection[DictRow], interface_id: int, public_key: str) -> None:
     conn.execute(
-        "UPDATE interfaces SET public_key = %s, status = 'ready', updated_at = now()"
-        " WHERE id = %s AND status <> 'deleting'",
+        f"UPDATE interfaces SET public_key = %s, status = '{InterfaceStatus.READY}',"
+        f" updated_at = now() WHERE id = %s AND status <> '{InterfaceStatus.DELETING}'",
         (public_key, interface_id),
     )
 

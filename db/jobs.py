@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable
 from typing import Any, cast
 
 from psycopg import Connection
@@ -12,7 +12,7 @@ from psycopg.types.json import Jsonb
 
 from db.rows import JobRow
 from elysium.errors import NotFound
-from elysium.states import FINAL_JOB, OPEN_JOB, sql_list
+from elysium.states import FINAL_JOB, OPEN_JOB, JobKind, JobStatus, sql_list
 
 JOB_COLUMNS = (
     "id, kind, status, queue, payload, result, error_code, error_message, attempts,"
@@ -49,7 +49,7 @@ def find_by_idempotency_key(
 def create_job(
     conn: Connection[DictRow],
     *,
-    kind: str,
+    kind: JobKind,
     queue: str,
     submitter: str,
     payload: dict[str, Any] | None = None,
@@ -121,7 +121,8 @@ def hand_on(
         JobRow | None,
         conn.execute(
             f"UPDATE jobs SET queue = %s, payload = payload || %s, enqueued_at = now(),"
-            f" updated_at = now() WHERE id = %s AND status = 'queued' RETURNING {JOB_COLUMNS}",
+            f" updated_at = now() WHERE id = %s AND status = '{JobStatus.QUEUED}'"
+            f" RETURNING {JOB_COLUMNS}",
             (queue, Jsonb(payload), str(job_id)),
         ).fetchone(),
     )
@@ -132,7 +133,8 @@ def start_job(conn: Connection[DictRow], job_id: uuid.UUID | str) -> JobRow | No
     return cast(
         JobRow | None,
         conn.execute(
-            f"UPDATE jobs SET status = 'running', started_at = coalesce(started_at, now()),"
+            f"UPDATE jobs SET status = '{JobStatus.RUNNING}',"
+            f" started_at = coalesce(started_at, now()),"
             f" attempts = attempts + 1, updated_at = now() WHERE id = %s AND status = ANY(%s)"
             f" RETURNING {JOB_COLUMNS}",
             (str(job_id), list(OPEN)),
@@ -144,7 +146,7 @@ def claim_interface_jobs(
     conn: Connection[DictRow],
     queue: str,
     interface_id: int,
-    kinds: Sequence[str],
+    kinds: Iterable[JobKind],
     trigger_id: uuid.UUID | str,
     limit: int = 2000,
 ) -> list[JobRow]:
@@ -159,7 +161,7 @@ def claim_interface_jobs(
 def claim_queue_jobs(
     conn: Connection[DictRow],
     queue: str,
-    kinds: Sequence[str],
+    kinds: Iterable[JobKind],
     trigger_id: uuid.UUID | str,
     limit: int = 2000,
 ) -> list[JobRow]:
@@ -171,7 +173,7 @@ def claim_queue_jobs(
 def _claim(
     conn: Connection[DictRow],
     queue: str,
-    kinds: Sequence[str],
+    kinds: Iterable[JobKind],
     trigger_id: uuid.UUID | str,
     limit: int,
     interface_id: int | None,
@@ -179,7 +181,7 @@ def _claim(
     same = "interface_id = %s" if interface_id is not None else "interface_id IS NULL"
     params: list[Any] = [str(trigger_id), list(OPEN), queue]
     params += [interface_id] if interface_id is not None else []
-    params += [list(kinds), list(OPEN), limit]
+    params += [sql_list(kinds), list(OPEN), limit]
     return cast(
         list[JobRow],
         conn.execute(
@@ -187,7 +189,8 @@ def _claim(
             f" waiting AS (SELECT id FROM jobs WHERE queue = %s AND {same}"
             f"  AND kind = ANY(%s) AND status = ANY(%s) ORDER BY created_at LIMIT %s"
             f"  FOR UPDATE SKIP LOCKED)"
-            f" UPDATE jobs SET status = 'running', started_at = coalesce(started_at, now()),"
+            f" UPDATE jobs SET status = '{JobStatus.RUNNING}',"
+            f" started_at = coalesce(started_at, now()),"
             f" attempts = attempts + 1, updated_at = now()"
             f" WHERE id IN (SELECT id FROM named UNION SELECT id FROM waiting)"
             f" RETURNING {JOB_COLUMNS}",
@@ -227,7 +230,8 @@ def succeed_job(
     """End an open job as succeeded with its result, and audit it; False if it had ended."""
     cur = conn.execute(
         _END_AND_AUDIT.format(
-            update="UPDATE jobs SET status = 'succeeded', result = %s, error_code = NULL,"
+            update=f"UPDATE jobs SET status = '{JobStatus.SUCCEEDED}', result = %s,"
+            " error_code = NULL,"
             " error_message = NULL, finished_at = now(), updated_at = now()"
             " WHERE id = %s AND status <> ALL(%s)"
         ),
@@ -246,7 +250,8 @@ def fail_job(
     """End an open job as failed with a code and message, and audit it."""
     cur = conn.execute(
         _END_AND_AUDIT.format(
-            update="UPDATE jobs SET status = 'failed', error_code = %s, error_message = %s,"
+            update=f"UPDATE jobs SET status = '{JobStatus.FAILED}', error_code = %s,"
+            " error_message = %s,"
             " finished_at = now(), updated_at = now() WHERE id = %s AND status <> ALL(%s)"
         ),
         (code, message[:1000], str(job_id), list(FINAL), actor),
@@ -256,7 +261,7 @@ def fail_job(
 
 def retry_job(conn: Connection[DictRow], job_id: uuid.UUID | str, code: str, message: str) -> None:
     conn.execute(
-        "UPDATE jobs SET status = 'retrying', error_code = %s, error_message = %s,"
+        f"UPDATE jobs SET status = '{JobStatus.RETRYING}', error_code = %s, error_message = %s,"
         " updated_at = now() WHERE id = %s AND status <> ALL(%s)",
         (code, message[:1000], str(job_id), list(FINAL)),
     )
@@ -269,7 +274,8 @@ def stuck_queued_jobs(
     return cast(
         list[JobRow],
         conn.execute(
-            f"SELECT {JOB_COLUMNS} FROM jobs WHERE status IN ('queued', 'retrying')"
+            f"SELECT {JOB_COLUMNS} FROM jobs"
+            f" WHERE status IN ('{JobStatus.QUEUED}', '{JobStatus.RETRYING}')"
             f" AND coalesce(enqueued_at, created_at) < now() - make_interval(secs => %s)"
             f" ORDER BY created_at LIMIT %s",
             (older_than_s, limit),
@@ -282,9 +288,9 @@ def time_out_running_jobs(conn: Connection[DictRow], limit_s: float) -> list[Job
     return cast(
         list[JobRow],
         conn.execute(
-            f"UPDATE jobs SET status = 'failed', error_code = 'timeout',"
+            f"UPDATE jobs SET status = '{JobStatus.FAILED}', error_code = 'timeout',"
             f" error_message = 'the job ran past its time limit', finished_at = now(),"
-            f" updated_at = now() WHERE status = 'running'"
+            f" updated_at = now() WHERE status = '{JobStatus.RUNNING}'"
             f" AND started_at < now() - make_interval(secs => %s) RETURNING {JOB_COLUMNS}",
             (limit_s,),
         ).fetchall(),

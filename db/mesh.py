@@ -12,6 +12,7 @@ from psycopg.rows import DictRow
 
 from db.peer_states import LIVE
 from elysium.mesh import MeshMember, links_of
+from elysium.states import InterfaceStatus
 
 MESH_COLUMNS = (
     "id, name, endpoint, stale, mesh_port, mesh_endpoint, mesh_peers, mesh_public_key,"
@@ -89,7 +90,7 @@ def interface_networks(
     rows = conn.execute(
         "SELECT hub_id, name, network::text AS network, network6::text AS network6,"
         " routes::text[] AS routes FROM interfaces WHERE hub_id = ANY(%s)"
-        " AND status <> 'deleting' ORDER BY id",
+        f" AND status <> '{InterfaceStatus.DELETING}' ORDER BY id",
         (list(hub_ids),),
     ).fetchall()
     out: dict[int, list[tuple[str, str]]] = {h: [] for h in hub_ids}
@@ -105,10 +106,10 @@ def networks_behind(conn: Connection[DictRow], hub_ids: Sequence[int]) -> dict[i
     rows = conn.execute(
         "SELECT i.hub_id, n::text AS net FROM interfaces i,"
         " unnest(ARRAY[i.network, i.network6] || i.routes) AS n"
-        " WHERE i.hub_id = ANY(%s) AND i.status <> 'deleting' AND n IS NOT NULL"
+        f" WHERE i.hub_id = ANY(%s) AND i.status <> '{InterfaceStatus.DELETING}' AND n IS NOT NULL"
         " UNION SELECT i.hub_id, s::text FROM peers p JOIN interfaces i ON i.id = p.interface_id,"
         f" unnest(p.subnets) AS s WHERE i.hub_id = ANY(%s) AND p.enabled AND {LIVE}"
-        " AND i.status <> 'deleting'",
+        f" AND i.status <> '{InterfaceStatus.DELETING}'",
         (list(hub_ids), list(hub_ids)),
     ).fetchall()
     out: dict[int, list[str]] = {h: [] for h in hub_ids}

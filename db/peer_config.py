@@ -17,7 +17,7 @@ from db.mesh import linked_hubs, networks_behind
 from db.peers import routed_subnets
 from elysium.errors import NotFound
 from elysium.mesh import may_reach
-from elysium.networks import client_allowed_ips, endpoint_with_port, hub_address
+from elysium.networks import client_allowed_ips, endpoint_with_port, hub_addresses
 from elysium.policy import policy_from_json
 
 
@@ -38,12 +38,9 @@ def peer_config(conn: Connection[DictRow], peer_id: int) -> dict[str, Any]:
         raise NotFound(f"peer {peer_id} does not exist", code="peer_not_found")
     net = ipaddress.ip_network(row["network"])
     addresses = [f"{row['address']}/{net.prefixlen}"] if row["address"] else []
-    hub_addresses = [str(hub_address(net))]
-    if row["network6"]:
+    if row["network6"] and row["address6"]:
         net6 = ipaddress.ip_network(row["network6"])
-        hub_addresses.append(str(hub_address(net6)))
-        if row["address6"]:
-            addresses.append(f"{row['address6']}/{net6.prefixlen}")
+        addresses.append(f"{row['address6']}/{net6.prefixlen}")
     across = mesh_routes(conn, row)
     config = {
         "peer_id": row["id"],
@@ -64,7 +61,7 @@ def peer_config(conn: Connection[DictRow], peer_id: int) -> dict[str, Any]:
         "exit": row["exit"],
         "tags": row["tags"],
         "hub_public_key": row["hub_public_key"],
-        "hub_addresses": hub_addresses,
+        "hub_addresses": hub_addresses(row["network"], row["network6"]),
         "endpoint": endpoint_with_port(row["endpoint"], row["listen_port"]),
         "keepalive": row["keepalive"],
         "dns": list(row["dns"] or []),

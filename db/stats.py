@@ -5,6 +5,8 @@ from __future__ import annotations
 from psycopg import Connection
 from psycopg.rows import DictRow
 
+from db.peer_states import NOT_ENDED
+
 
 def jobs_by_kind_and_status(conn: Connection[DictRow]) -> list[tuple[str, str, int]]:
     rows = conn.execute(
@@ -15,8 +17,7 @@ def jobs_by_kind_and_status(conn: Connection[DictRow]) -> list[tuple[str, str, i
 
 def peers_online(conn: Connection[DictRow]) -> int:
     row = conn.execute(
-        "SELECT count(*) AS n FROM peers WHERE online"
-        " AND status NOT IN ('removed', 'expired', 'failed')"
+        f"SELECT count(*) AS n FROM peers p WHERE p.online AND {NOT_ENDED}"
     ).fetchone()
     return int(row["n"]) if row else 0
 

@@ -141,6 +141,12 @@ def hub_address(net: IPNetwork) -> ipaddress.IPv4Interface | ipaddress.IPv6Inter
     return ipaddress.ip_interface(f"{net.network_address + 1}/{net.prefixlen}")
 
 
+def hub_addresses(network: str, network6: str | None) -> list[str]:
+    """The hub's own tunnel addresses on an interface, each with its network's prefix
+    (``10.0.0.1/24``): the IPv4 one, then the IPv6 one when the interface has that network."""
+    return [str(hub_address(ipaddress.ip_network(n))) for n in (network, network6) if n]
+
+
 def last_offset(net: IPNetwork) -> int:
     """The highest usable host offset (IPv4 skips broadcast; IPv6 /64s are capped)."""
     size = net.num_addresses

@@ -16,15 +16,15 @@ from psycopg import Connection
 from psycopg.rows import DictRow
 
 from db import jobs as jobs_db
+from db.enrollment_tokens import enrollment_grant, enrollment_token_use
 from db.peers import finish_removal, update_peer
 from db.rows import JobRow
-from db.tokens import enrollment_grant, enrollment_token_use
 from elysium import pki
 from elysium.errors import ElysiumError
 from elysium.keys import normalize_key
 from elysium.networks import check_subnets_allowed, parse_subnets
 from elysium.queue import CONTROL_QUEUE, JobQueue, hub_queue
-from elysium.states import JobStatus, PeerStatus
+from elysium.states import JobKind, JobStatus, PeerStatus
 from services.jobs import Record, Submitted, send, submit_hub_job
 from services.peers import record_new_peer
 
@@ -79,7 +79,7 @@ def enroll_peer(
     return submit_hub_job(
         conn,
         queue,
-        kind="enroll_peer",
+        kind=JobKind.ENROLL_PEER,
         submitter=submitter,
         idempotency_key=idempotency_key,
         write=write,

@@ -22,7 +22,8 @@ from db.rows import InterfaceRow
 from elysium.errors import Conflict, ValidationError
 from elysium.networks import check_subnets_outside, parse_network, parse_subnets
 from elysium.queue import JobQueue
-from elysium.states import InterfaceStatus
+from elysium.states import InterfaceStatus, JobKind
+from services.changes import check_changeable
 from services.jobs import Record, Submitted, submit_hub_job
 from services.mesh import check_new_interface
 from services.mesh import check_routes as check_mesh_routes
@@ -113,7 +114,7 @@ def create_interface(
     return submit_hub_job(
         conn,
         queue,
-        kind="create_interface",
+        kind=JobKind.CREATE_INTERFACE,
         submitter=actor,
         idempotency_key=idempotency_key,
         write=write,
@@ -138,7 +139,7 @@ def delete_interface(
     return submit_hub_job(
         conn,
         queue,
-        kind="delete_interface",
+        kind=JobKind.DELETE_INTERFACE,
         submitter=actor,
         idempotency_key=idempotency_key,
         write=write,
@@ -184,9 +185,7 @@ def change_interface(
     ``exit: true`` needs ``nat`` said in the same request or before: an operator who routes
     the peers' internet traffic without masquerade says ``"nat": null``.
     """
-    unknown = set(changes) - {"routes", "exit", "nat"}
-    if unknown:
-        raise ValidationError(sorted(unknown)[0], "cannot be changed")
+    check_changeable(changes, ("routes", "exit", "nat"))
     values: dict[str, Any] = {}
     if "nat" in changes:
         values["nat"] = Jsonb(check_nat(changes["nat"]))
@@ -211,7 +210,7 @@ def change_interface(
     return submit_hub_job(
         conn,
         queue,
-        kind="update_interface",
+        kind=JobKind.UPDATE_INTERFACE,
         submitter=actor,
         idempotency_key=idempotency_key,
         write=write,
@@ -236,7 +235,7 @@ def rotate_interface_key(
     return submit_hub_job(
         conn,
         queue,
-        kind="rotate_interface_key",
+        kind=JobKind.ROTATE_INTERFACE_KEY,
         submitter=actor,
         idempotency_key=idempotency_key,
         write=write,

@@ -24,6 +24,7 @@ from db.peers import NextAddressNotTaken
 from db.rows import JobRow
 from elysium.errors import ElysiumError
 from elysium.queue import CONTROL_QUEUE, HUB_QUEUE_PREFIX, JobQueue, hub_queue
+from elysium.states import JobKind
 from services.mesh_jobs import followups
 
 
@@ -99,7 +100,7 @@ def record_hub_job(
     conn: Connection[DictRow],
     rec: Record,
     *,
-    kind: str,
+    kind: JobKind,
     submitter: str,
     idempotency_key: str | None = None,
     fingerprint: str | None = None,
@@ -134,7 +135,7 @@ def submit_hub_job(
     conn: Connection[DictRow],
     queue: JobQueue,
     *,
-    kind: str,
+    kind: JobKind,
     submitter: str,
     idempotency_key: str | None,
     write: Callable[[Connection[DictRow]], Record],

@@ -27,10 +27,7 @@ from db import mesh as mesh_db
 from db.peers import get_peer
 from db.rows import JobRow
 from elysium.queue import hub_queue
-
-LINK_KIND = "mesh_link"
-INTERFACE_KINDS = ("create_interface", "delete_interface", "update_interface")
-PEER_KINDS = ("add_peer", "enroll_peer", "update_peer", "remove_peer", "expire_peer")
+from elysium.states import MESH_INTERFACE_KINDS, MESH_PEER_KINDS, JobKind
 
 
 def record_link_jobs(
@@ -45,7 +42,7 @@ def record_link_jobs(
         jobs.append(
             jobs_db.create_job(
                 conn,
-                kind=LINK_KIND,
+                kind=JobKind.MESH_LINK,
                 queue=hub_queue(hub["name"]),
                 submitter=submitter,
                 payload={"peer_hub": other["name"], "peer_hub_id": other["id"], "reason": reason},
@@ -63,16 +60,16 @@ def followups(
     for a hub outside the mesh: ``meshed`` False, as read with the job's interface, skips
     the lookup)."""
     kind = job["kind"]
-    if meshed is False or (kind not in INTERFACE_KINDS and kind not in PEER_KINDS):
+    if meshed is False or (kind not in MESH_INTERFACE_KINDS and kind not in MESH_PEER_KINDS):
         return []
-    if kind == "update_peer" and not {"tags", "subnets", "enabled"} & job["payload"].keys():
+    if kind == JobKind.UPDATE_PEER and not {"tags", "subnets", "enabled"} & job["payload"].keys():
         return []
-    if kind == "update_interface" and "routes" not in job["payload"]:
+    if kind == JobKind.UPDATE_INTERFACE and "routes" not in job["payload"]:
         return []  # exit or NAT alone: nothing behind the hub moved
     me, linked = mesh_db.mesh_of(conn, hub)
     if me is None or not linked:
         return []
-    if kind in INTERFACE_KINDS:
+    if kind in MESH_INTERFACE_KINDS:
         targets = linked
         routes_moved = True
     else:

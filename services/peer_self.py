@@ -20,11 +20,9 @@ from db.peers import get_peer, update_peer
 from elysium import pki
 from elysium.errors import ElysiumError, Forbidden
 from elysium.queue import JobQueue
-from elysium.states import JobStatus, is_live_peer
+from elysium.states import JobKind, JobStatus, is_live_peer
 from services.jobs import Record, Submitted, submit_hub_job
 from services.peers import peer_record
-
-RENEW_CERTIFICATE = "renew_certificate"
 
 
 def current_config(conn: Connection[DictRow], peer_id: int) -> dict[str, Any]:
@@ -88,7 +86,7 @@ def renew_certificate(
     return submit_hub_job(
         conn,
         queue,
-        kind=RENEW_CERTIFICATE,
+        kind=JobKind.RENEW_CERTIFICATE,
         submitter=actor,
         idempotency_key=idempotency_key,
         write=write,
@@ -106,7 +104,7 @@ def sign_renewal(
     """Sign a queued certificate renewal and end its job (control side); False when the job
     is no renewal. A CSR that cannot be signed fails the job; the old certificate stays."""
     job = jobs_db.get_job(conn, job_id)
-    if job["kind"] != RENEW_CERTIFICATE:
+    if job["kind"] != JobKind.RENEW_CERTIFICATE:
         return False
     if job["status"] != JobStatus.QUEUED or job["peer_id"] is None:
         return True  # a redelivered message: already done

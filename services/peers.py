@@ -26,8 +26,9 @@ from elysium.errors import Conflict, ValidationError
 from elysium.keys import normalize_key
 from elysium.networks import IPNetwork, check_subnets_outside, parse_subnets
 from elysium.queue import JobQueue
-from elysium.states import InterfaceStatus, PeerStatus, is_live_peer
+from elysium.states import InterfaceStatus, JobKind, PeerStatus, is_live_peer
 from elysium.tags import check_tags
+from services.changes import check_changeable
 from services.jobs import Record, Submitted, record_hub_job, send, submit_hub_job
 from services.mesh_jobs import followups
 
@@ -174,7 +175,7 @@ def add_peer(
     return submit_hub_job(
         conn,
         queue,
-        kind="add_peer",
+        kind=JobKind.ADD_PEER,
         submitter=actor,
         idempotency_key=idempotency_key,
         write=write,
@@ -198,9 +199,7 @@ def change_peer(
     idempotency_key: str | None = None,
 ) -> Submitted:
     """PATCH: enabled, subnets, tags, expires_at."""
-    unknown = set(changes) - {"enabled", "subnets", "tags", "expires_at"}
-    if unknown:
-        raise ValidationError(sorted(unknown)[0], "cannot be changed")
+    check_changeable(changes, ("enabled", "subnets", "tags", "expires_at"))
     if "expires_at" in changes:
         check_expiry(changes["expires_at"])
     if "tags" in changes:
@@ -223,7 +222,7 @@ def change_peer(
     return submit_hub_job(
         conn,
         queue,
-        kind="update_peer",
+        kind=JobKind.UPDATE_PEER,
         submitter=actor,
         idempotency_key=idempotency_key,
         write=write,
@@ -249,7 +248,7 @@ def remove_peer(
     return submit_hub_job(
         conn,
         queue,
-        kind="remove_peer",
+        kind=JobKind.REMOVE_PEER,
         submitter=actor,
         idempotency_key=idempotency_key,
         write=write,
@@ -272,7 +271,7 @@ def expire_peers(conn: Connection[DictRow], queue: JobQueue, actor: str) -> int:
                     peer_id=p["id"],
                     payload={"public_key": p["public_key"]},
                 ),
-                kind="expire_peer",
+                kind=JobKind.EXPIRE_PEER,
                 submitter=actor,
             )
             jobs += [job, *followups(conn, job, p["hub"])]
@@ -307,7 +306,7 @@ def rotate_key(
     return submit_hub_job(
         conn,
         queue,
-        kind="rotate_key",
+        kind=JobKind.ROTATE_KEY,
         submitter=actor,
         idempotency_key=idempotency_key,
         write=write,

@@ -17,19 +17,11 @@ from db.mesh import linked_hubs, remote_peers
 from db.peers import desired_peers, get_peer
 from db.rows import InterfaceRow
 from elysium.errors import NotFound, ValidationError
-from elysium.networks import hub_address
+from elysium.networks import hub_addresses
 from elysium.queue import JobQueue
-from elysium.states import is_live_peer
+from elysium.states import JobKind, is_live_peer
 from services.interfaces import changeable_interface, interface_record
 from services.jobs import Record, Submitted, submit_hub_job
-
-
-def hub_addresses(iface: InterfaceRow) -> list[str]:
-    """The hub's own tunnel addresses on the interface (the ``hub`` selector)."""
-    out = [str(hub_address(ipaddress.ip_network(iface["network"])))]
-    if iface["network6"]:
-        out.append(str(hub_address(ipaddress.ip_network(iface["network6"]))))
-    return out
 
 
 def memberships(peers: list[Any]) -> list[policy.PeerMembership]:
@@ -64,7 +56,9 @@ def compile_with(
     and its hub's :func:`mesh_peers` (tags name them too)."""
     compiled = policy.compile_policy(iface["name"], policy.policy_from_json(iface["policy"]))
     peers = memberships([*local, *across])
-    members = policy.members_for(iface["name"], peers, iface["routes"], hub_addresses(iface))
+    members = policy.members_for(
+        iface["name"], peers, iface["routes"], hub_addresses(iface["network"], iface["network6"])
+    )
     return compiled, members
 
 
@@ -91,7 +85,7 @@ def set_policy(
     return submit_hub_job(
         conn,
         queue,
-        kind="set_policy",
+        kind=JobKind.SET_POLICY,
         submitter=actor,
         idempotency_key=idempotency_key,
         write=write,
@@ -102,7 +96,7 @@ def set_policy(
 def _address(conn: Connection[DictRow], iface: InterfaceRow, field: str, value: str) -> str:
     """An endpoint of a check: an address, ``hub``, or ``peer:ID`` (its IPv4 address)."""
     if value == "hub":
-        return hub_addresses(iface)[0]
+        return hub_addresses(iface["network"], None)[0]
     if value.startswith("peer:"):
         try:
             peer = get_peer(conn, int(value.removeprefix("peer:")))

@@ -9,6 +9,7 @@ from psycopg import Connection
 from psycopg.rows import DictRow
 
 from db import audit, tokens
+from db import enrollment_tokens as enrollment_tokens_db
 from db.interfaces import get_interface
 
 
@@ -54,7 +55,7 @@ def issue_enrollment_token(
     """An enrollment token bound to one interface: its row and its text (shown once)."""
     with conn.transaction():
         get_interface(conn, interface_id)
-        row, text = tokens.create_enrollment_token(
+        row, text = enrollment_tokens_db.create_enrollment_token(
             conn, interface_id, name, ttl_seconds, uses, subnets, actor, tags
         )
         audit.record(
@@ -76,7 +77,7 @@ def issue_enrollment_token(
 def revoke_enrollment_token(conn: Connection[DictRow], actor: str, token_id: int) -> dict[str, Any]:
     """Revoke an enrollment token (it enrolls nobody from now on), audited."""
     with conn.transaction():
-        row = tokens.revoke_enrollment_token(conn, token_id)
+        row = enrollment_tokens_db.revoke_enrollment_token(conn, token_id)
         audit.record(
             conn,
             actor,
@@ -93,13 +94,18 @@ def enrollment_tokens(
 ) -> list[dict[str, Any]]:
     """An interface's enrollment tokens (NotFound when the interface does not exist)."""
     get_interface(conn, interface_id)
-    return tokens.list_enrollment_tokens(conn, interface_id, after_id=after_id, limit=limit)
+    return enrollment_tokens_db.list_enrollment_tokens(
+        conn, interface_id, after_id=after_id, limit=limit
+    )
 
 
 def expire_tokens(conn: Connection[DictRow], actor: str) -> dict[str, int]:
     """Mark API and enrollment tokens past their time expired (a sweep), audited once."""
     with conn.transaction():
-        counts = tokens.expire_tokens(conn)
+        counts = {
+            "enrollment": enrollment_tokens_db.expire_enrollment_tokens(conn),
+            "api": tokens.expire_api_tokens(conn),
+        }
         if counts["enrollment"] or counts["api"]:
             audit.record(conn, actor, "tokens.expire", None, "succeeded", counts)
     return counts

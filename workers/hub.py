@@ -8,7 +8,6 @@ run twice, or after a crash, leaves the hub right. Peer jobs come in bursts
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import os
 import socket
@@ -28,39 +27,35 @@ from dataplane.links import underlay_addresses
 from db import hubs as hubs_db
 from db import interfaces as interfaces_db
 from db import jobs as jobs_db
+from db import peer_liveness
 from db import peers as peers_db
 from db.rows import InterfaceRow, JobRow
 from elysium.errors import DataplaneError, ElysiumError
 from elysium.files import write_atomic
 from elysium.keys import generate_private_key
 from elysium.mesh import MESH_DEVICE
-from elysium.networks import hub_address
+from elysium.networks import hub_addresses
 from elysium.queue import hub_queue
 from elysium.settings import Settings
-from elysium.states import FINAL_JOB, InterfaceStatus
+from elysium.states import FINAL_JOB, PEER_KINDS, POLICY_KINDS, InterfaceStatus, JobKind
 from services.hubs import record_reconcile
-from services.mesh_jobs import LINK_KIND
 from workers.hub_mesh import HubMesh
-from workers.hub_peers import PEER_KINDS, PeerBursts, known, peer_spec
+from workers.hub_peers import PeerBursts, known, peer_spec
 from workers.hub_policy import HubPolicy
 from workers.metrics import dataplane_transaction
 
 log = logging.getLogger(__name__)
 
-INTERFACE_KINDS = ("create_interface", "delete_interface")
-# Jobs that change what the hub enforces for an interface: routes, exit, NAT, its policy.
-POLICY_KINDS = ("update_interface", "set_policy")
+# What runs a job of one kind: the worker's connection and the job, taken from the table.
+JobHandler = Callable[[Connection[DictRow], JobRow], None]
 
 
 def interface_spec(state_dir: Path, iface: InterfaceRow) -> InterfaceSpec:
-    addresses = [str(hub_address(ipaddress.ip_network(iface["network"])))]
-    if iface["network6"]:
-        addresses.append(str(hub_address(ipaddress.ip_network(iface["network6"]))))
     return InterfaceSpec(
         name=iface["name"],
         private_key_file=state_dir / "keys" / f"{iface['name']}.key",
         listen_port=iface["listen_port"],
-        addresses=tuple(addresses),
+        addresses=tuple(hub_addresses(iface["network"], iface["network6"])),
         mtu=iface["mtu"],
     )
 
@@ -94,6 +89,7 @@ class HubWorker:
         # Sends a job this worker records for other hubs (left queued for the janitor if None).
         self.send = send or (lambda job: None)
         self.ready: set[str] = set()  # interfaces converged since this process started
+        self.handlers = self._job_handlers()
         self._started = False
         self._stop = threading.Event()
         self._heartbeat: threading.Thread | None = None
@@ -224,7 +220,7 @@ class HubWorker:
         dumps = self.dump_all()
         with self.pool.connection() as conn:
             for interface_id, stats in dumps.items():
-                peers_db.record_liveness(
+                peer_liveness.record_liveness(
                     conn,
                     interface_id,
                     [s.public_key for s in stats],
@@ -259,23 +255,24 @@ class HubWorker:
             job = jobs_db.get_job(conn, job_id)
             if job["status"] in FINAL_JOB:
                 return
-            if job["kind"] in PEER_KINDS:
-                self.peer_jobs.run(conn, job)
-            elif job["kind"] == "create_interface":
-                self._run_create_interface(conn, job)
-            elif job["kind"] == "delete_interface":
-                self._run_delete_interface(conn, job)
-            elif job["kind"] in POLICY_KINDS:
-                self._run_policy_change(conn, job)
-            elif job["kind"] == "rotate_interface_key":
-                self._run_rotate_interface_key(conn, job)
-            elif job["kind"] == LINK_KIND:
-                self._run_mesh_links(conn, job)
-            else:
-                with conn.transaction():
-                    jobs_db.fail_job(
-                        conn, job_id, "unknown_kind", f"unknown job kind {job['kind']}", self.actor
-                    )
+            handler = self.handlers.get(job["kind"])
+            if handler is not None:
+                handler(conn, job)
+                return
+            with conn.transaction():
+                jobs_db.fail_job(
+                    conn, job_id, "unknown_kind", f"unknown job kind {job['kind']}", self.actor
+                )
+
+    def _job_handlers(self) -> dict[str, JobHandler]:
+        """The table from a job's kind to what runs it on this hub (a renewal has no hub work)."""
+        table: dict[str, JobHandler] = {kind: self.peer_jobs.run for kind in PEER_KINDS}
+        table |= {kind: self._run_policy_change for kind in POLICY_KINDS}
+        table[JobKind.CREATE_INTERFACE] = self._run_create_interface
+        table[JobKind.DELETE_INTERFACE] = self._run_delete_interface
+        table[JobKind.ROTATE_INTERFACE_KEY] = self._run_rotate_interface_key
+        table[JobKind.MESH_LINK] = self._run_mesh_links
+        return table
 
     def _run_create_interface(self, conn: Connection[DictRow], job: JobRow) -> None:
         if jobs_db.start_job(conn, job["id"]) is None:
@@ -351,7 +348,7 @@ class HubWorker:
         (its tags may name linked hubs' peers). A link that cannot be programmed fails its
         job alone, its error kept; a retryable failure puts the burst back for a retry."""
         with conn.transaction():
-            burst = jobs_db.claim_queue_jobs(conn, self.queue, (LINK_KIND,), job["id"])
+            burst = jobs_db.claim_queue_jobs(conn, self.queue, (JobKind.MESH_LINK,), job["id"])
         if not burst:
             return
         try:

@@ -21,14 +21,11 @@ from db.peer_config import peer_config
 from db.rows import DesiredPeer, InterfaceRow, JobRow, PeerRow
 from elysium.errors import DataplaneError, ElysiumError
 from elysium.networks import peer_allowed_ips
-from elysium.states import LIVE_PEER
+from elysium.states import CONFIG_KINDS, LIVE_PEER, PEER_KINDS, JobKind, PeerStatus
 from workers.hub_policy import HubPolicy
 from workers.metrics import dataplane_transaction
 
 log = logging.getLogger(__name__)
-
-PEER_KINDS = ("add_peer", "enroll_peer", "update_peer", "remove_peer", "expire_peer", "rotate_key")
-CONFIG_KINDS = ("add_peer", "enroll_peer", "rotate_key")  # their result is the peer's config
 
 
 def known(value: int | None) -> int:
@@ -55,7 +52,7 @@ def plan_changes(jobs: list[JobRow], peers: list[PeerRow]) -> tuple[list[PeerSpe
     """What some peer jobs ask of the device: the peers to set and the keys to remove."""
     upserts = {p["public_key"]: peer_spec(p) for p in peers if is_desired(p)}
     removes = {p["public_key"] for p in peers if not is_desired(p)}
-    removes |= {j["payload"]["old_public_key"] for j in jobs if j["kind"] == "rotate_key"}
+    removes |= {j["payload"]["old_public_key"] for j in jobs if j["kind"] == JobKind.ROTATE_KEY}
     return list(upserts.values()), sorted(removes - set(upserts))
 
 
@@ -161,7 +158,7 @@ class PeerBursts:
             except DataplaneError as one:
                 with conn.transaction():
                     jobs_db.fail_job(conn, j["id"], one.code, one.message, self.hub.actor)
-                    peers_db.update_peer(conn, peer["id"], {"status": "failed"})
+                    peers_db.update_peer(conn, peer["id"], {"status": PeerStatus.FAILED})
                     peers_db.finish_removal(conn, [peer["id"]])
                 continue
             with conn.transaction():

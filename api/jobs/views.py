@@ -13,6 +13,7 @@ from db.job_notify import wait_for_job_end
 from db.jobs import FINAL, get_job
 from db.rows import JobRow
 from elysium.errors import NotFound
+from elysium.states import JobStatus
 
 blp = Blueprint("jobs", __name__, url_prefix="/v1/jobs", description="Jobs")
 
@@ -29,7 +30,7 @@ def visible(job: JobRow, who: Caller) -> bool:
 def job_view(job: JobRow) -> dict[str, Any]:
     error = (
         {"code": job["error_code"], "message": job["error_message"]}
-        if job["error_code"] and job["status"] == "failed"
+        if job["error_code"] and job["status"] == JobStatus.FAILED
         else None
     )
     return {**job, "id": str(job["id"]), "error": error}

@@ -19,7 +19,8 @@ import redis
 import requests
 from psycopg.rows import dict_row
 
-from db.tokens import create_api_token, create_enrollment_token
+from db.enrollment_tokens import create_enrollment_token
+from db.tokens import create_api_token
 from elysium import pki
 from elysium.keys import generate_private_key, public_key
 from elysium.queue import celery_config as elysium_celery_config

@@ -36,9 +36,9 @@ def test_a_config_carries_a_version_that_stays_while_nothing_moves(
 def test_an_old_version_is_answered_at_once(peer: tuple[Api, int]) -> None:
     api, _ = peer
     started = time.monotonic()
-    r = api.get("/v1/peer/config", params={"version": "old", "wait": 20})
+    r = api.get("/v1/peer/config", params={"version": "old", "wait": 60})
     assert r.status_code == 200 and r.json()["version"] != "old"
-    assert time.monotonic() - started < 2
+    assert time.monotonic() - started < 30  # generous, far below the wait it did not spend
 
 
 def test_the_current_version_waits_and_comes_back_unchanged(peer: tuple[Api, int]) -> None:
@@ -47,7 +47,7 @@ def test_the_current_version_waits_and_comes_back_unchanged(peer: tuple[Api, int
     started = time.monotonic()
     r = api.get("/v1/peer/config", params={"version": version, "wait": 1.5})
     assert r.json()["version"] == version
-    assert 1.4 <= time.monotonic() - started < 5
+    assert 1.4 <= time.monotonic() - started < 30  # it waited; generous above
 
 
 @pytest.mark.parametrize(
@@ -75,11 +75,12 @@ def test_a_waiting_peer_wakes_when_its_interface_or_hub_moves(
     version = api.get("/v1/peer/config").json()["version"]
     later(0.5, lambda: db.execute(change))
     started = time.monotonic()
-    r = api.get("/v1/peer/config", params={"version": version, "wait": 20})
+    r = api.get("/v1/peer/config", params={"version": version, "wait": 60})
     took = time.monotonic() - started
     config = r.json()
     assert config["version"] != version and check(config), config
-    assert 0.4 < took < 2.5
+    # Woken by the change, not at the end of its wait (generous: speed is bench/follow.py's).
+    assert 0.4 < took < 30
 
 
 def test_a_waiting_peer_wakes_when_another_peer_routes_a_subnet(
@@ -108,6 +109,6 @@ def test_a_peer_removed_while_waiting_is_told_at_once(
     version = api.get("/v1/peer/config").json()["version"]
     later(0.5, lambda: db.execute("UPDATE peers SET status = 'removing' WHERE id = %s", (peer_id,)))
     started = time.monotonic()
-    r = api.get("/v1/peer/config", params={"version": version, "wait": 20})
+    r = api.get("/v1/peer/config", params={"version": version, "wait": 60})
     assert r.status_code == 403 and r.json()["error"]["code"] == "peer_not_live"
-    assert time.monotonic() - started < 2.5
+    assert time.monotonic() - started < 30  # generous, far below the wait it did not spend

@@ -112,7 +112,7 @@ def test_peers_carry_tags_changed_by_patch(operator: Api, reader: Api, interface
 def test_an_enrolled_peer_gets_its_tokens_tags(
     anonymous: Api, reader: Api, interface_id: int, db: psycopg.Connection[Any]
 ) -> None:
-    from db.tokens import create_enrollment_token
+    from db.enrollment_tokens import create_enrollment_token
 
     _, token = create_enrollment_token(db, interface_id, None, 600, 1, [], "test", ["ops"])
     r = anonymous.post(

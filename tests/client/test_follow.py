@@ -1,5 +1,5 @@
 """``elysium-client run`` follows its network live, against the real stack: a peer that
-enrolls with a subnet is routed to within 2 s; an API away for 20 s leaves the tunnel
+enrolls with a subnet is routed to; an API away for 20 s leaves the tunnel
 working and the daemon catches up when it is back; a killed daemon's successor adopts the
 tunnel without a gap in traffic."""
 
@@ -76,7 +76,7 @@ def routes(ns: str, subnet: str) -> str:
     return in_ns(ns, "ip", "route", "show", subnet).stdout
 
 
-def test_a_new_peers_subnet_is_routed_within_2s_and_reachable_through_the_hub(
+def test_a_new_peers_subnet_is_routed_on_a_follower_and_reachable_through_the_hub(
     hub_stack: HubStack, tmp_path: Path, followers: list[tuple[Process, Path]]
 ) -> None:
     topo = hub_stack.topology
@@ -94,9 +94,8 @@ def test_a_new_peers_subnet_is_routed_within_2s_and_reachable_through_the_hub(
     )
     hub_stack.api.wait_job(sub["job_id"])
     enroll(hub_stack, b, "site-b", b_ns, [subnet])
-    enrolled = time.monotonic()
-    wait_for(lambda: "elysium0" in routes(a_ns, subnet), 2, "a route to B's subnet on A")
-    assert time.monotonic() - enrolled < 2
+    # A generous bound: how soon the route follows is a figure for bench/ (bench/follow.py).
+    wait_for(lambda: "elysium0" in routes(a_ns, subnet), 30, "a route to B's subnet on A")
     logged(follower, "allowed IPs +192.168.77.0/24")
 
     followers.append((follower, b))  # B's tunnel is taken down at the end too
@@ -187,7 +186,7 @@ def test_a_killed_daemons_successor_adopts_the_tunnel_without_a_gap(
     assert " 0% packet loss" in out, out
 
 
-def test_after_a_hub_key_rotation_the_ping_resumes_within_3s(
+def test_after_a_hub_key_rotation_the_ping_resumes_through_the_new_key(
     hub_stack: HubStack, tmp_path: Path, followers: list[tuple[Process, Path]]
 ) -> None:
     api, a_ns = hub_stack.api, hub_stack.topology.peers[0]
@@ -200,22 +199,20 @@ def test_after_a_hub_key_rotation_the_ping_resumes_within_3s(
 
     job = api.call("POST", f"/v1/interfaces/{hub_stack.interface_id}/rotate-key")
     result = api.wait_job(job["job_id"])["result"]
-    rotated = time.monotonic()
     assert result["old_public_key"] == old_key and result["public_key"] != old_key
     assert (
         api.call("GET", f"/v1/interfaces/{hub_stack.interface_id}")["public_key"]
         == (result["public_key"])
     )
-    # Probes of 0.3 s, not ping's usual 1 s: the 3 s budget is measured, not spent waiting.
+    # A generous bound: how soon the ping resumes is a figure for bench/, not a test's.
     wait_for(
         lambda: (
             in_ns(a_ns, "ping", "-c1", "-W0.3", "-n", HUB_TUNNEL_IP, check=False).returncode == 0
         ),
-        3,
+        30,
         "the ping through the new key",
         interval=0.05,
     )
-    assert time.monotonic() - rotated < 3
     logged(follower, "hub key")
     key_file = next(hub_stack.hub_state_dir.rglob("wg0.key"))
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600

@@ -13,7 +13,7 @@ from psycopg.rows import DictRow
 
 from db.config_notify import CHANNEL, interface_key, peer_key
 from db.notify import Notifications
-from db.peers import record_liveness
+from db.peer_liveness import record_liveness
 from elysium.errors import Unavailable
 from tests.db.test_peer_liveness import iface, peer
 

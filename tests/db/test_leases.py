@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import time
-
 from psycopg import Connection
 from psycopg.rows import DictRow
 
 from db.leases import acquire_lease, get_lease, release_lease
+from tests.stack import wait_for
 
 
 def test_the_first_holder_takes_a_free_lease(conn: Connection[DictRow]) -> None:
@@ -30,7 +29,7 @@ def test_the_holder_renews_its_lease_further(conn: Connection[DictRow]) -> None:
 
 def test_a_lapsed_lease_goes_to_the_next_holder(conn: Connection[DictRow]) -> None:
     acquire_lease(conn, "beat", "a", 0.2)
-    time.sleep(0.3)
+    wait_for(lambda: not get_lease(conn, "beat")["live"], 30, "the lease to lapse")  # type: ignore[index]
     assert acquire_lease(conn, "beat", "b", 5) is not None
     assert get_lease(conn, "beat")["holder"] == "b"  # type: ignore[index]
     assert acquire_lease(conn, "beat", "a", 5) is None

@@ -11,13 +11,8 @@ from psycopg.rows import DictRow
 
 from db.hubs import create_hub
 from db.interfaces import create_interface
-from db.peers import (
-    create_peer,
-    expire_due_peers,
-    get_peer,
-    mark_offline_peers,
-    record_liveness,
-)
+from db.peer_liveness import mark_offline_peers, record_liveness
+from db.peers import create_peer, expire_due_peers, get_peer
 from elysium.keys import generate_private_key, public_key
 
 

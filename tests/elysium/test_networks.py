@@ -14,6 +14,7 @@ from elysium.networks import (
     IPNetwork,
     check_subnets_clear_of,
     endpoint_address,
+    hub_addresses,
     parse_network,
     parse_subnets,
 )
@@ -163,3 +164,8 @@ def test_a_subnet_covering_an_own_address_of_the_hub_is_refused() -> None:
     check_subnets_clear_of(parse_subnets(["192.0.3.0/24", "2001:db8:1::/48"]), own)
     with pytest.raises(ValidationError):
         check_subnets_clear_of(parse_subnets(["2001:db8::/64"]), own)
+
+
+def test_the_hub_keeps_the_first_address_of_each_network_with_its_prefix() -> None:
+    assert hub_addresses("10.8.0.0/24", None) == ["10.8.0.1/24"]
+    assert hub_addresses("10.8.0.0/24", "fd00:8::/64") == ["10.8.0.1/24", "fd00:8::1/64"]

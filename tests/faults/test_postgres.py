@@ -25,7 +25,9 @@ from tests.faults.conftest import PG_BIN, FaultStack, SecretLedger
 pytestmark = pytest.mark.netns
 
 
-RECOVERY_S = 3.0  # from PostgreSQL's start to every API worker serving again
+# From PostgreSQL's start to every API worker serving again: generous (a busy machine is
+# slow); how fast the pools reconnect is a figure for bench/, printed below.
+RECOVERY_S = 30.0
 
 
 class PrivateCluster:

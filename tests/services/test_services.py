@@ -19,7 +19,7 @@ from elysium.keys import generate_private_key, public_key
 from elysium.queue import JobQueue
 from elysium.settings import Settings
 from services.hubs import declare_hub
-from services.interfaces import create_interface
+from services.interfaces import change_interface, create_interface
 from services.peers import add_peer, change_peer, remove_peer, rotate_key
 
 TEST_REDIS_DB = 9  # a database of the test's own, flushed around each test
@@ -189,3 +189,20 @@ def test_remove_change_and_rotate_record_their_jobs(
     with pytest.raises(Conflict):
         remove_peer(conn, queue, "op", peer_id)
     assert len(sent(r, "hub.hub-a")) == 5 and str(rem.job["id"]) in sent(r, "hub.hub-a")
+
+
+def test_a_change_to_a_field_that_cannot_change_names_it_and_writes_nothing(
+    conn: Connection[DictRow], broker: tuple[JobQueue, redis.Redis], iface: int
+) -> None:
+    queue, _ = broker
+    peer_id = add_peer(conn, queue, "op", iface, name="p", public_key=key()).job["peer_id"]
+    jobs_before = conn.execute("SELECT count(*) AS n FROM jobs").fetchone()
+
+    with pytest.raises(ValidationError) as peer_err:
+        change_peer(conn, queue, "op", peer_id, {"enabled": False, "name": "q"})
+    with pytest.raises(ValidationError) as iface_err:
+        change_interface(conn, queue, "op", iface, {"exit": False, "network": "10.9.0.0/24"})
+
+    assert peer_err.value.fields == {"name": "cannot be changed"}
+    assert iface_err.value.fields == {"network": "cannot be changed"}
+    assert conn.execute("SELECT count(*) AS n FROM jobs").fetchone() == jobs_before

@@ -10,7 +10,6 @@ import dataclasses
 import os
 import secrets
 import signal
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -27,13 +26,14 @@ from dataplane import InterfaceSpec, PeerSpec
 from dataplane.uapi import UapiDriver
 from dataplane.uapi_protocol import b64_to_hex, transact
 from dataplane.wireguard_go import WireguardGo
+from db import enrollment_tokens as enrollment_tokens_db
 from db import jobs as jobs_db
 from db import peers as peers_db
-from db import tokens as tokens_db
 from db.audit import list_audit
 from elysium.keys import generate_private_key, public_key
 from elysium.queue import CONTROL_QUEUE, JobQueue, hub_queue
 from elysium.settings import Settings
+from elysium.states import JobKind
 from services.hubs import declare_hub
 from services.interfaces import create_interface
 from services.peers import add_peer
@@ -178,15 +178,46 @@ def new_peer(stack: Stack, name: str, expires_at: datetime | None = None) -> dic
 # ---- job janitor ----------------------------------------------------------------------------
 
 
+def tcp_ports(pid: int) -> set[int]:
+    """The local TCP ports of the sockets process ``pid`` holds (from /proc)."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        target = os.readlink(fd) if fd.is_symlink() else ""
+        if target.startswith("socket:["):
+            inodes.add(target[len("socket:[") : -1])
+    ports = set()
+    for table in ("tcp", "tcp6"):
+        for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[9] in inodes:
+                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+def popping(broker: redis.Redis, pid: int) -> bool:
+    """Whether a connection of process ``pid`` waits in a blocking pop (Redis flag ``b``)."""
+    ports = tcp_ports(pid)
+    return any(
+        "b" in c["flags"] and int(c["addr"].rsplit(":", 1)[1]) in ports
+        for c in broker.client_list()
+    )
+
+
 def test_a_job_whose_message_was_lost_is_sent_again_and_succeeds(
     stack: Stack, start_control: Callable[..., Settings]
 ) -> None:
     start_control(job_requeue_after_s=1.0)
     hub_list = f"{stack.settings.redis_key_prefix}{hub_queue(HUB)}"
-    # Freeze the hub worker past its 1 s broker poll, so the message stays in Redis...
+    # Freeze the hub worker until its last broker poll has ended (a frozen worker whose pop
+    # still waits would take the message), so the message stays in Redis...
+    wait_for(lambda: popping(stack.broker, stack.hub_worker.pid), 30, "the hub worker to poll")
     os.kill(stack.hub_worker.pid, signal.SIGSTOP)
     try:
-        time.sleep(1.5)
+        wait_for(
+            lambda: not popping(stack.broker, stack.hub_worker.pid),
+            30,
+            "the frozen hub worker's broker poll to end",
+        )
         sub = add_peer(
             stack.conn,
             stack.queue,
@@ -215,7 +246,7 @@ def test_a_job_running_past_its_time_limit_fails_with_timeout(
 ) -> None:
     with stack.conn.transaction():
         job = jobs_db.create_job(
-            stack.conn, kind="add_peer", queue=hub_queue("nowhere"), submitter="tests"
+            stack.conn, kind=JobKind.ADD_PEER, queue=hub_queue("nowhere"), submitter="tests"
         )
         jobs_db.start_job(stack.conn, job["id"])  # a worker took it, then vanished
     start_control(job_time_limit_s=2.0)
@@ -259,10 +290,10 @@ def test_an_expired_peer_is_removed_from_the_hub_and_marked_expired(
 def test_expired_enrollment_tokens_are_marked(
     stack: Stack, start_control: Callable[..., Settings]
 ) -> None:
-    row, _ = tokens_db.create_enrollment_token(
+    row, _ = enrollment_tokens_db.create_enrollment_token(
         stack.conn, stack.interface_id, "short", 1, 1, [], "tests"
     )
-    lasting, _ = tokens_db.create_enrollment_token(
+    lasting, _ = enrollment_tokens_db.create_enrollment_token(
         stack.conn, stack.interface_id, "long", 600, 1, [], "tests"
     )
     start_control()

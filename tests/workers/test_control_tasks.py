@@ -15,8 +15,8 @@ from psycopg import Connection
 from psycopg.rows import DictRow
 
 from db import jobs as jobs_db
+from db.enrollment_tokens import create_enrollment_token
 from db.interfaces import create_interface
-from db.tokens import create_enrollment_token
 from elysium import pki
 from elysium.keys import generate_private_key, public_key
 from elysium.queue import CONTROL_JANITOR, CONTROL_RUN_JOB, JobQueue

@@ -7,13 +7,13 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
+import redis
 from psycopg import Connection
 from psycopg.rows import DictRow, dict_row
 
@@ -21,7 +21,7 @@ from dataplane import InterfaceSpec, PeerSpec
 from dataplane.uapi import UapiDriver
 from db.jobs import get_job
 from elysium.keys import generate_private_key, public_key
-from elysium.queue import JobQueue
+from elysium.queue import JobQueue, hub_queue
 from elysium.settings import Settings
 from services.hubs import declare_hub
 from services.interfaces import create_interface, delete_interface
@@ -299,7 +299,13 @@ def test_a_job_submitted_while_the_hub_worker_is_down_runs_when_it_returns(
     sub = add_peer(
         conn, queue, "op", iface_id, name="late", public_key=public_key(generate_private_key())
     )
-    time.sleep(0.5)
+    # Its message waits on the hub's queue, and nothing else takes the job meanwhile.
+    waiting = redis.Redis.from_url(stack.settings.redis_url)
+    key = f"{stack.settings.redis_key_prefix}{hub_queue(HUB)}"
+    try:
+        wait_for(lambda: waiting.llen(key) > 0, 30, "the job's message on the hub's queue")
+    finally:
+        waiting.close()
     assert get_job(conn, str(sub.job["id"]))["status"] == "queued"
     stack.start_hub()
     assert wait_job(conn, sub.job["id"])["status"] == "succeeded"

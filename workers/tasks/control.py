@@ -11,7 +11,7 @@ from typing import Any
 
 from celery import Task, shared_task
 
-from db import peers as peers_db
+from db import peer_liveness
 from elysium.queue import (
     CONTROL_EXPIRE,
     CONTROL_JANITOR,
@@ -34,7 +34,7 @@ def liveness_sweep(self: Task) -> dict[str, Any]:
     settings = rt.settings
     with rt.pool.connection() as conn:
         stale = hubs.mark_silent_hubs_stale(conn, ACTOR, settings.hub_stale_after_s)
-        offline = peers_db.mark_offline_peers(conn, settings.online_after_s)
+        offline = peer_liveness.mark_offline_peers(conn, settings.online_after_s)
         live = hubs.live_hubs(conn)
     rt.queue.send_to_hubs(HUB_REPORT_LIVENESS, live, settings.liveness_interval_s)
     return {"hubs": live, "stale": stale, "offline": offline}
