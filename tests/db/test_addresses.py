@@ -159,8 +159,8 @@ def test_a_peer_insert_takes_its_address_in_the_same_statement_reuses_and_fills(
 def test_a_token_use_taken_with_the_address_is_taken_once_on_both_paths_and_refused_cleanly(
     conn: Connection[DictRow],
 ) -> None:
-    from db.peers import create_peer, finish_removal, update_peer
     from db.enrollment_tokens import create_enrollment_token, enrollment_token_use
+    from db.peers import create_peer, finish_removal, update_peer
 
     iface = make_interface(conn, "10.13.0.0/29")
     _, token = create_enrollment_token(conn, iface["id"], "t", 3600, 3, [], "test")
@@ -210,8 +210,8 @@ def test_the_insert_sent_with_its_commit_takes_the_next_address_or_nothing(
 ) -> None:
     from psycopg.pq import TransactionStatus
 
-    from db.peers import NextAddressNotTaken, finish_removal, insert_peer_and_commit, update_peer
     from db.enrollment_tokens import create_enrollment_token, enrollment_token_use
+    from db.peers import NextAddressNotTaken, finish_removal, insert_peer_and_commit, update_peer
 
     iface = make_interface(conn, "10.14.0.0/29")
     _, token = create_enrollment_token(conn, iface["id"], "t", 3600, 2, [], "test")
