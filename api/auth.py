@@ -17,7 +17,7 @@ from flask import g, request
 
 from api import state
 from db import tokens
-from db.peers import get_peer
+from db.peers import certificate_holder
 from elysium import pki
 from elysium.errors import Forbidden, Unauthorized
 from elysium.states import is_live_peer
@@ -34,6 +34,8 @@ class Caller:
     actor: str
     scope: str | None = None  # API tokens only
     peer_id: int | None = None  # peer certificates only
+    # A peer's certificate that a renewal replaced: it may only fetch that renewal's result.
+    certificate_replaced: bool = False
 
     def allows(self, need: str) -> bool:
         return self.scope is not None and tokens.scope_allows(self.scope, need)
@@ -86,8 +88,10 @@ def enrollment_actor(token_text: str) -> str:
     return "enroll:" + hashlib.sha256(token_text.encode()).hexdigest()[:24]
 
 
-def peer_from_certificate() -> Caller:
-    """The live peer named by the verified client certificate of this connection."""
+def peer_from_certificate(*, replaced_ok: bool = False) -> Caller:
+    """The live peer named by the verified client certificate of this connection, which must
+    be the certificate the peer holds now: one that a renewal replaced is refused (401
+    ``certificate_replaced``) unless ``replaced_ok`` (reading the renewal's own job)."""
     der = request.environ.get(CLIENT_CERT_ENVIRON)
     if not der:
         raise Unauthorized("a peer client certificate is needed", code="certificate_missing")
@@ -105,10 +109,23 @@ def peer_from_certificate() -> Caller:
             "the client certificate does not name a peer of this CA", code="certificate_invalid"
         )
     with state.connection() as conn:
-        peer = get_peer(conn, peer_id)
+        peer = certificate_holder(conn, peer_id)
     if not is_live_peer(peer["status"]):
         raise Forbidden(f"peer {peer_id} is {peer['status']}", code="peer_not_live")
-    return Caller(actor=f"peer:{peer_id}", peer_id=peer_id)
+    replaced = peer["certificate_serial"] != pki.serial_hex(cert)
+    if replaced and not replaced_ok:
+        raise CertificateReplaced(peer_id)
+    return Caller(actor=f"peer:{peer_id}", peer_id=peer_id, certificate_replaced=replaced)
+
+
+class CertificateReplaced(Unauthorized):
+    """A certificate that is no longer the peer's: renewed since (or never recorded)."""
+
+    def __init__(self, peer_id: int) -> None:
+        super().__init__(
+            f"this certificate of peer {peer_id} was replaced by a newer one",
+            code="certificate_replaced",
+        )
 
 
 def require_peer(view: F) -> F:
@@ -131,7 +148,7 @@ def require_any(view: F) -> F:
         if text is not None and text.startswith(tokens.ENROLLMENT_PREFIX):
             g.caller = Caller(actor=enrollment_actor(text))
         elif text is None and request.environ.get(CLIENT_CERT_ENVIRON):
-            g.caller = peer_from_certificate()
+            g.caller = peer_from_certificate(replaced_ok=True)  # the view narrows it
         else:
             g.caller = authenticate_api_token()
         return view(*args, **kwargs)

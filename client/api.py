@@ -27,7 +27,7 @@ TOKEN_MESSAGES = {
     "token_expired": "the enrollment token has expired; ask your operator for a new one",
     "token_revoked": "the enrollment token has been revoked; ask your operator for a new one",
 }
-CERT_CODES = ("certificate_missing", "certificate_invalid", "peer_not_live")
+CERT_CODES = ("certificate_missing", "certificate_invalid", "certificate_replaced", "peer_not_live")
 
 
 class Api:

@@ -268,6 +268,17 @@ def get_peer(conn: Connection[DictRow], peer_id: int, *, lock: bool = False) -> 
     return cast(PeerRow, row)
 
 
+def certificate_holder(conn: Connection[DictRow], peer_id: int) -> DictRow:
+    """What a peer's mTLS call is checked against: its status and the serial of the one
+    certificate it holds now (recorded at enrollment or at its last renewal)."""
+    row = conn.execute(
+        "SELECT status, certificate_serial FROM peers WHERE id = %s", (peer_id,)
+    ).fetchone()
+    if row is None:
+        raise NotFound(f"peer {peer_id} does not exist", code="peer_not_found")
+    return row
+
+
 def get_peers(conn: Connection[DictRow], peer_ids: Sequence[int]) -> list[PeerRow]:
     return cast(
         list[PeerRow],

@@ -6,14 +6,14 @@ import uuid
 from typing import Any
 
 from api import state
-from api.auth import Caller, caller, require_any
+from api.auth import Caller, CertificateReplaced, caller, require_any
 from api.jobs.schemas import JobSchema, JobWaitArgs
 from api.schemas import Blueprint
 from db.job_notify import wait_for_job_end
 from db.jobs import FINAL, get_job
 from db.rows import JobRow
 from elysium.errors import NotFound
-from elysium.states import JobStatus
+from elysium.states import JobKind, JobStatus
 
 blp = Blueprint("jobs", __name__, url_prefix="/v1/jobs", description="Jobs")
 
@@ -50,8 +50,13 @@ def job(args: dict[str, Any], job_id: str) -> dict[str, Any]:
         raise NotFound(f"job {job_id} does not exist", code="job_not_found") from None
     with state.connection() as conn:
         found = get_job(conn, jid)
-    if not visible(found, caller()):
+    who = caller()
+    if not visible(found, who):
         raise NotFound(f"job {job_id} does not exist", code="job_not_found")
+    if who.certificate_replaced and found["kind"] != JobKind.RENEW_CERTIFICATE:
+        # A replaced certificate fetches the renewal that replaced it, and nothing else.
+        assert who.peer_id is not None
+        raise CertificateReplaced(who.peer_id)
     wait = min(args["wait"], state.settings().job_wait_max_s)
     if wait > 0 and found["status"] not in FINAL:
         found = wait_for_job_end(state.connection, state.notifications(), jid, wait)

@@ -138,3 +138,75 @@ def test_a_bad_csr_or_no_certificate_cannot_renew(peer: tuple[Api, int], anonymo
     assert r.status_code == 400 and "csr" in r.json()["error"]["fields"]
     csr = pki.make_csr(pki.new_private_key()).decode()
     assert anonymous.post("/v1/peer/certificate", json={"csr": csr}).status_code == 401
+
+
+def renew(api: Api, tmp_path: Path) -> tuple[Api, dict[str, Any]]:
+    """Renew ``api``'s certificate; the same peer speaking with the new one, and the job."""
+    key = pki.new_private_key()
+    r = api.post("/v1/peer/certificate", json={"csr": pki.make_csr(key).decode()})
+    assert r.status_code == 202, r.text
+    job = api.get(f"/v1/jobs/{r.json()['job_id']}", params={"wait": 15}).json()
+    assert job["status"] == "succeeded", job
+    (tmp_path / "new.pem").write_text(job["result"]["certificate"])
+    pki.write_private_key(tmp_path / "new.key", key)
+    cert = (str(tmp_path / "new.pem"), str(tmp_path / "new.key"))
+    return Api(api.base, Path(api.ca), cert=cert), job
+
+
+def test_a_replaced_certificate_is_refused_once_the_new_one_is_issued(
+    peer: tuple[Api, int], db: psycopg.Connection[Any], tmp_path: Path
+) -> None:
+    old, peer_id = peer
+    rotated = old.put("/v1/peer/key", json={"public_key": new_key()})
+    assert rotated.status_code == 202, rotated.text
+    new, renewal = renew(old, tmp_path)
+    jobs_before = db.execute("SELECT count(*) AS n FROM jobs").fetchone()
+    for r in (
+        old.get("/v1/peer/config"),
+        old.put("/v1/peer/key", json={"public_key": new_key()}),
+        old.post(
+            "/v1/peer/certificate", json={"csr": pki.make_csr(pki.new_private_key()).decode()}
+        ),
+        old.get(f"/v1/jobs/{rotated.json()['job_id']}"),  # a job of the peer, not the renewal
+    ):
+        assert r.status_code == 401 and r.json()["error"]["code"] == "certificate_replaced", r.text
+    assert db.execute("SELECT count(*) AS n FROM jobs").fetchone() == jobs_before  # nothing written
+    # The replaced certificate can still fetch the renewal that replaced it (a client whose
+    # answer was lost asks again), and the new one is the peer's.
+    again = old.get(f"/v1/jobs/{renewal['id']}")
+    assert again.status_code == 200 and again.json()["result"] == renewal["result"]
+    assert new.get("/v1/peer/config").json()["peer_id"] == peer_id
+
+
+def test_a_certificate_the_server_did_not_record_is_refused(
+    peer: tuple[Api, int], api_pki: Pki, tmp_path: Path
+) -> None:
+    """Signed by the CA for this peer, but not the one its enrollment or renewal recorded."""
+    api, peer_id = peer
+    key = pki.new_private_key()
+    cert = pki.sign_csr(
+        pki.load_certificate(api_pki.ca),
+        pki.load_private_key(api_pki.ca_key),
+        pki.make_csr(key).decode(),
+        peer_id,
+        30,
+    )
+    pki.write_certificate(tmp_path / "other.pem", cert)
+    pki.write_private_key(tmp_path / "other.key", key)
+    other = Api(
+        api.base, Path(api.ca), cert=(str(tmp_path / "other.pem"), str(tmp_path / "other.key"))
+    )
+    r = other.get("/v1/peer/config")
+    assert r.status_code == 401 and r.json()["error"]["code"] == "certificate_replaced"
+    assert api.get("/v1/peer/config").status_code == 200
+
+
+def test_a_replaced_certificate_of_a_removed_peer_is_refused(
+    peer: tuple[Api, int], operator: Api, tmp_path: Path
+) -> None:
+    old, peer_id = peer
+    new, _ = renew(old, tmp_path)
+    assert operator.delete(f"/v1/peers/{peer_id}").status_code == 202
+    for api in (old, new):
+        r = api.get("/v1/peer/config")
+        assert r.status_code == 403 and r.json()["error"]["code"] == "peer_not_live"

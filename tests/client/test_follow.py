@@ -280,6 +280,11 @@ def test_a_certificate_near_its_end_is_renewed_by_the_daemon(
     a = tmp_path / "a"
     enroll(hub_stack, a, "renewing", a_ns, [])
     old = near_its_end(a, api_pki)
+    with psycopg.connect(settings.database_url, autocommit=True) as conn:  # as if issued here
+        conn.execute(
+            "UPDATE peers SET certificate_serial = %s WHERE id = %s",
+            (pki.serial_hex(old), pki.peer_id_from_certificate(old)),
+        )
     follower = start_follower(a, tmp_path / "a.log")
     followers.append((follower, a))
     logged(follower, "client certificate renewed")
