@@ -8,6 +8,7 @@ run twice, or after a crash, leaves the hub right. Peer jobs come in bursts
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
@@ -58,6 +59,24 @@ def interface_spec(state_dir: Path, iface: InterfaceRow) -> InterfaceSpec:
         addresses=tuple(hub_addresses(iface["network"], iface["network6"])),
         mtu=iface["mtu"],
     )
+
+
+def rotate_key_file(key_file: Path, job_id: str, old_public_key: str | None) -> str | None:
+    """Put a new private key (0600) in ``key_file`` for rotation job ``job_id``; the public key
+    it replaces. Once per job: a redelivered job (its worker died before the job ended, or the
+    message came twice) finds its own marker and reuses what the first delivery made, so the
+    hub key changes once and the result names the same old key."""
+    marker = key_file.with_name(key_file.name + ".rotation")  # {job, old_public_key}
+    pending = key_file.with_name(key_file.name + ".next")  # the new key until it is in place
+    key_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    done = json.loads(marker.read_text()) if marker.exists() else {}
+    if done.get("job") != job_id:
+        write_atomic(pending, generate_private_key() + "\n", 0o600)
+        done = {"job": job_id, "old_public_key": old_public_key}
+        write_atomic(marker, json.dumps(done), 0o600)
+    if pending.exists():
+        os.replace(pending, key_file)
+    return done.get("old_public_key")
 
 
 class HubWorker:
@@ -300,10 +319,8 @@ class HubWorker:
         if jobs_db.start_job(conn, job["id"]) is None:
             return
         iface = interfaces_db.get_interface(conn, known(job["interface_id"]))
-        old = iface["public_key"]
         key_file = interface_spec(self.state_dir, iface).private_key_file
-        key_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        write_atomic(key_file, generate_private_key() + "\n", 0o600)
+        old = rotate_key_file(key_file, str(job["id"]), iface["public_key"])
         changes = self.converge_interface(conn, iface)  # applies it, records the public key
         new = interfaces_db.get_interface(conn, iface["id"])["public_key"]
         self.finish(

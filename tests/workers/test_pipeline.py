@@ -19,12 +19,14 @@ from psycopg.rows import DictRow, dict_row
 
 from dataplane import InterfaceSpec, PeerSpec
 from dataplane.uapi import UapiDriver
+from db import interfaces as interfaces_db
 from db.jobs import get_job
 from elysium.keys import generate_private_key, public_key
 from elysium.queue import JobQueue, hub_queue
 from elysium.settings import Settings
 from services.hubs import declare_hub
-from services.interfaces import create_interface, delete_interface
+from services.interfaces import create_interface, delete_interface, rotate_interface_key
+from services.jobs import send
 from services.peers import add_peer, change_peer, remove_peer
 from tests.netns import Topology, ping
 from tests.stack import Process, elysium_command, settings_env, wait_for
@@ -412,3 +414,29 @@ def test_the_hub_owns_its_gateway_switches_while_it_has_interfaces(
     assert job["status"] == "succeeded", job
     restored = gateway_switches(stack)
     assert restored == {**found, "net/ipv4/conf/wg0/send_redirects": "gone"}
+
+
+def test_a_redelivered_key_rotation_rotates_the_hub_key_once(
+    conn: Connection[DictRow], queue: JobQueue, stack: Stack
+) -> None:
+    iface_id = make_interface(conn, queue, stack)["interface_id"]
+    first_key = interfaces_db.get_interface(conn, iface_id)["public_key"]
+    sub = rotate_interface_key(conn, queue, "admin", iface_id)
+    done = wait_job(conn, sub.job["id"])
+    assert done["status"] == "succeeded", done
+    rotated = done["result"]["public_key"]
+    assert done["result"]["old_public_key"] == first_key and rotated != first_key
+    # The worker died after applying the key but before it recorded the end, and the message
+    # comes again (as the broker redelivers an unacknowledged one).
+    conn.execute(
+        "UPDATE jobs SET status = 'running', finished_at = NULL, result = NULL WHERE id = %s",
+        (sub.job["id"],),
+    )
+    assert send(queue, get_job(conn, str(sub.job["id"])))
+    again = wait_job(conn, sub.job["id"])
+    assert again["status"] == "succeeded", again
+    assert again["result"]["public_key"] == rotated
+    assert again["result"]["old_public_key"] == first_key
+    assert interfaces_db.get_interface(conn, iface_id)["public_key"] == rotated
+    device = stack.hub_driver()._read("wg0")  # the device holds the same key
+    assert device.private_key is not None and public_key(device.private_key) == rotated
