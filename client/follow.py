@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from types import FrameType
 from typing import Any
 
-from client import certificate, dns, tunnel
+from client import certificate, dns, exit_routing, tunnel
 from client.api import Api
 from client.errors import EXIT_FAILED, EXIT_TLS, EXIT_UNREACHABLE, ClientError
 from client.rotation import api_for
@@ -80,16 +80,22 @@ def apply_config(
     new: dict[str, Any],
 ) -> None:
     """Move the tunnel from ``old`` to ``new``, touching only what differs."""
-    interface_moved = any(old.get(k) != new.get(k) for k in INTERFACE_KEYS)
+    exits = exit_routing.exit_families(new.get("allowed_ips") or ())
+    exit_moved = exits != exit_routing.exit_families(old.get("allowed_ips") or ())
+    if exit_moved and exits:  # refused before anything changes
+        exit_routing.check(options.netns, enrollment.interface, options.routing)
+    interface_moved = exit_moved or any(old.get(k) != new.get(k) for k in INTERFACE_KEYS)
     peer_moved = any(old.get(k) != new.get(k) for k in PEER_KEYS)
     enrollment.config = {**enrollment.config, **new}
     with tunnel.dataplane(options) as dp:
-        if interface_moved:
-            dp.ensure_interface(tunnel.interface_spec(state, enrollment))
+        if interface_moved:  # an exit switched marks the tunnel's socket, or no longer
+            dp.ensure_interface(tunnel.interface_spec(state, enrollment, options.routing))
         if peer_moved:
             old_key = old.get("hub_public_key")
             gone = [old_key] if old_key and old_key != new.get("hub_public_key") else []
             dp.apply_peers(enrollment.interface, [tunnel.hub_peer(new)], gone)
+    if exit_moved:
+        exit_routing.apply(options.netns, enrollment.interface, exits, options.routing)
 
 
 class Follower:

@@ -10,11 +10,13 @@ import ipaddress
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from client import exit_routing
+from client.exit_routing import ExitRouting
 from client.state import Enrollment, StateDir
 from dataplane import Dataplane, InterfaceSpec, PeerSpec
 from elysium.errors import ConfigError
@@ -32,6 +34,9 @@ class TunnelOptions:
     netns: str | None  # the namespace the interface lives in; None: this one
     wg_driver: str = "auto"  # auto (kernel if it speaks WireGuard) | kernel | userspace
     wireguard_go: str = "wireguard-go"  # the userspace daemon
+    routing: ExitRouting = field(
+        default_factory=ExitRouting
+    )  # the table and mark of an exit through the hub
 
     @classmethod
     def from_env(
@@ -42,7 +47,8 @@ class TunnelOptions:
         driver = env.get(WG_DRIVER_ENV) or "auto"
         if driver not in WG_DRIVERS:
             raise ConfigError(f"{WG_DRIVER_ENV} must be auto, kernel or userspace", "wg_driver")
-        return cls(state_dir, netns, driver, env.get(WIREGUARD_GO_ENV) or "wireguard-go")
+        wg_go = env.get(WIREGUARD_GO_ENV) or "wireguard-go"
+        return cls(state_dir, netns, driver, wg_go, ExitRouting.from_env(env))
 
 
 @dataclass(frozen=True)
@@ -79,14 +85,19 @@ class TunnelStatus:
         }
 
 
-def interface_spec(state: StateDir, enrollment: Enrollment) -> InterfaceSpec:
+def interface_spec(
+    state: StateDir, enrollment: Enrollment, routing: ExitRouting | None = None
+) -> InterfaceSpec:
+    """Our interface; through an exit its UDP socket carries the exit's mark."""
     config = enrollment.config
+    exits = exit_routing.exit_families(config.get("allowed_ips") or ())
     return InterfaceSpec(
         name=enrollment.interface,
         private_key_file=state.wg_key,
         listen_port=None,
         addresses=tuple(config["addresses"]),
         mtu=config.get("mtu"),
+        fwmark=(routing or ExitRouting()).fwmark if exits else 0,
     )
 
 
@@ -102,12 +113,8 @@ def hub_peer(config: dict[str, Any]) -> PeerSpec:
     )
 
 
-# Through an exit hub the default route goes into the tunnel as two halves: each is more
-# specific than the host's own default route, which stays in place (and comes back at down).
-DEFAULT_HALVES = {
-    "0.0.0.0/0": ("0.0.0.0/1", "128.0.0.0/1"),
-    "::/0": ("::/1", "8000::/1"),
-}
+# An exit's default routes live in a table of their own (client/exit_routing.py), not here.
+DEFAULTS = ("0.0.0.0/0", "::/0")
 
 
 def routed_subnets(addresses: list[str], allowed_ips: tuple[str, ...]) -> list[str]:
@@ -116,9 +123,9 @@ def routed_subnets(addresses: list[str], allowed_ips: tuple[str, ...]) -> list[s
     out: list[str] = []
     for text in allowed_ips:
         net = ipaddress.ip_network(text, strict=False)
-        if str(net) in DEFAULT_HALVES:
-            out.extend(DEFAULT_HALVES[str(net)])
-        elif not any(net.version == o.version and net.subnet_of(o) for o in own):  # type: ignore[arg-type]
+        if str(net) in DEFAULTS:
+            continue
+        if not any(net.version == o.version and net.subnet_of(o) for o in own):  # type: ignore[arg-type]
             out.append(str(net))
     return out
 
@@ -139,9 +146,13 @@ def dataplane(options: TunnelOptions) -> Iterator[Dataplane]:
 
 def up(state: StateDir, enrollment: Enrollment, options: TunnelOptions) -> str:
     """Create or repair the interface and set the hub as its peer; returns our public key."""
+    exits = exit_routing.exit_families(enrollment.config.get("allowed_ips") or ())
+    if exits:  # refused before anything changes: the tunnel stays as it was
+        exit_routing.check(options.netns, enrollment.interface, options.routing)
     with dataplane(options) as dp:
-        public, _ = dp.ensure_interface(interface_spec(state, enrollment))
+        public, _ = dp.ensure_interface(interface_spec(state, enrollment, options.routing))
         dp.converge(enrollment.interface, [hub_peer(enrollment.config)])
+    exit_routing.apply(options.netns, enrollment.interface, exits, options.routing)
     return public
 
 
@@ -152,6 +163,7 @@ def is_up(enrollment: Enrollment, options: TunnelOptions) -> bool:
 
 def down(enrollment: Enrollment, options: TunnelOptions) -> bool:
     """Remove the interface, its device process, socket and routes; False if it was down."""
+    exit_routing.remove(options.netns, options.routing)
     with dataplane(options) as dp:
         return dp.remove_interface(enrollment.interface)
 

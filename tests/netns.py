@@ -157,6 +157,38 @@ class Topology:
             run("ip", "-n", ns, "route", "add", "default", "via", gateway)
         return ns
 
+    def add_nat_router(self, name: str, number: int, lan: str) -> str:
+        """A home router: its WAN on the underlay (``<prefix>.<number>``), a LAN bridge with
+        the first address of ``lan`` (``192.168.77.0/24``), forwarding on and masquerade out
+        of its WAN, all inside its own namespace. Hosts join with :meth:`add_behind_router`."""
+        ns = f"ely-{name}-{self.suffix}"
+        self._attach(ns, f"v{name}", f"{UNDERLAY_PREFIX}.{number}")
+        prefix = lan.rsplit(".", 1)[0]
+        run("ip", "-n", ns, "link", "add", "brlan", "type", "bridge")
+        run("ip", "-n", ns, "addr", "add", f"{prefix}.1/24", "dev", "brlan")
+        run("ip", "-n", ns, "link", "set", "brlan", "up")
+        in_ns(ns, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+        in_ns(ns, "nft", "add", "table", "ip", "nat")
+        chain = "{ type nat hook postrouting priority srcnat ; }"
+        in_ns(ns, "nft", "add", "chain", "ip", "nat", "post", chain)
+        in_ns(ns, "nft", "add", "rule", "ip", "nat", "post", "oifname", "eth0", "ip", "saddr", lan,
+              "masquerade")  # fmt: skip
+        return ns
+
+    def add_behind_router(self, router: str, name: str, address: str) -> str:
+        """A host on ``router``'s LAN at ``address`` (its default route via the router)."""
+        ns = f"ely-{name}-{self.suffix}"
+        self._add_ns(ns)
+        port = f"l{name}"[:15]
+        run("ip", "-n", router, "link", "add", port, "type", "veth", "peer", "name", "eth0",
+            "netns", ns)  # fmt: skip
+        run("ip", "-n", router, "link", "set", port, "master", "brlan", "up")
+        run("ip", "-n", ns, "addr", "add", f"{address}/24", "dev", "eth0")
+        run("ip", "-n", ns, "link", "set", "eth0", "up")
+        gateway = address.rsplit(".", 1)[0] + ".1"
+        run("ip", "-n", ns, "route", "add", "default", "via", gateway)
+        return ns
+
     def destroy(self) -> None:
         """Kill what runs in our namespaces (all started by this run) and delete them."""
         for ns in reversed(self.created):

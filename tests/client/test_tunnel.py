@@ -35,9 +35,9 @@ def test_hub_peer_carries_key_endpoint_allowed_ips_keepalive_and_routes() -> Non
     assert peer.keepalive == 25
 
 
-def test_an_exit_hub_takes_the_default_route_as_two_halves() -> None:
+def test_an_exit_hubs_default_routes_are_left_to_exit_routing() -> None:
     routes = routed_subnets(
         ["10.77.0.2/24", "fd77::2/64"],
         ("10.77.0.0/24", "fd77::/64", "192.168.50.0/24", "0.0.0.0/0", "::/0"),
     )
-    assert routes == ["192.168.50.0/24", "0.0.0.0/1", "128.0.0.0/1", "::/1", "8000::/1"]
+    assert routes == ["192.168.50.0/24"]  # the defaults go to a table of their own

@@ -1,0 +1,96 @@
+"""A peer as users have one: behind its own NAT router (masquerade), its hub not on-link, a
+host beside it on its LAN. With the interface an exit, the tunnel's own packets still reach
+the hub (they carry the exit's mark and leave by the router), the hub's tunnel address
+answers, the LAN host stays reachable, and ``down`` leaves no rule or route of the exit;
+``run`` switches the exit on and off live the same way."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.client.conftest import HUB_TUNNEL_IP, HubStack, run_client
+from tests.client.test_follow import enroll, ok, start_follower
+from tests.netns import in_ns, ping
+from tests.stack import Process, wait_for
+
+pytestmark = pytest.mark.netns
+
+LAN = "192.168.77.0/24"
+LAN_HOST = "192.168.77.3"
+TABLE, MARK = "51820", "0xca6c"
+
+
+@pytest.fixture(scope="module")
+def home(hub_stack: HubStack) -> Iterator[tuple[str, str]]:
+    """The peer's namespace behind a NAT router, and a LAN host beside it."""
+    topo = hub_stack.topology
+    router = topo.add_nat_router("rt", 50, LAN)
+    peer = topo.add_behind_router(router, "home", "192.168.77.2")
+    lan_host = topo.add_behind_router(router, "lanh", LAN_HOST)
+    yield peer, lan_host
+
+
+def set_exit(stack: HubStack, on: bool) -> None:
+    body = {"exit": on, "nat": None}
+    job = stack.api.call("PATCH", f"/v1/interfaces/{stack.interface_id}", json=body)
+    stack.api.wait_job(job["job_id"])
+
+
+def exit_rules(ns: str) -> list[str]:
+    rules = in_ns(ns, "ip", "rule").stdout + in_ns(ns, "ip", "-6", "rule").stdout
+    return [line for line in rules.splitlines() if TABLE in line or "suppress_prefixlength" in line]
+
+
+def table_routes(ns: str) -> str:
+    return in_ns(ns, "ip", "route", "show", "table", TABLE, check=False).stdout.strip()
+
+
+def test_an_exit_behind_a_nat_router_keeps_its_tunnel_and_its_lan(
+    hub_stack: HubStack, home: tuple[str, str], tmp_path: Path
+) -> None:
+    peer, _ = home
+    assert ping(peer, hub_stack.topology.hub_ip)  # through the router: not on-link
+    set_exit(hub_stack, True)
+    state = tmp_path / "peer"
+    enroll(hub_stack, state, "home-laptop", peer, [])
+    try:
+        ok("up", state_dir=state)
+        assert ping(peer, HUB_TUNNEL_IP, tries=15)  # the handshake went out by the router
+        assert ping(peer, LAN_HOST)  # the peer's own LAN is not captured
+        rules = exit_rules(peer)
+        assert any(f"not from all fwmark {MARK} lookup {TABLE}" in r for r in rules), rules
+        assert any("lookup main suppress_prefixlength 0" in r for r in rules), rules
+        assert table_routes(peer).startswith("default dev elysium0")
+    finally:
+        run_client("down", state_dir=state)
+        set_exit(hub_stack, False)
+    assert exit_rules(peer) == [] and table_routes(peer) == ""
+    assert ping(peer, LAN_HOST)
+
+
+@pytest.fixture
+def follower(hub_stack: HubStack, home: tuple[str, str], tmp_path: Path) -> Iterator[Process]:
+    state = tmp_path / "run"
+    enroll(hub_stack, state, "home-daemon", home[0], [])
+    process = start_follower(state, tmp_path / "run.log")
+    yield process
+    process.stop()
+    run_client("down", state_dir=state)
+    set_exit(hub_stack, False)
+
+
+def test_run_switches_the_exit_on_and_off_live(
+    hub_stack: HubStack, home: tuple[str, str], follower: Process
+) -> None:
+    peer, _ = home
+    assert ping(peer, HUB_TUNNEL_IP, tries=15)
+    assert exit_rules(peer) == []
+    set_exit(hub_stack, True)
+    wait_for(lambda: len(exit_rules(peer)) == 4, 30, "the exit's rules (IPv4 and IPv6)")
+    assert ping(peer, HUB_TUNNEL_IP) and ping(peer, LAN_HOST)
+    set_exit(hub_stack, False)
+    wait_for(lambda: exit_rules(peer) == [], 30, "the exit's rules to go")
+    assert table_routes(peer) == "" and ping(peer, HUB_TUNNEL_IP)
