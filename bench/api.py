@@ -35,7 +35,14 @@ import requests
 from psycopg.rows import dict_row
 
 from bench.http_load import CLIENT_PROCESSES, THREADS_PER_PROCESS, run_load
-from bench.scaffold import REDIS_URL, random_key, size, throwaway_database, write_result
+from bench.scaffold import (
+    REDIS_URL,
+    random_key,
+    size,
+    stop_process,
+    throwaway_database,
+    write_result,
+)
 from db.enrollment_tokens import create_enrollment_token
 from db.interfaces import create_interface
 from elysium import pki
@@ -109,12 +116,7 @@ def api_server(settings: Settings, d: Path, pids: list[int] | None = None) -> It
                 time.sleep(0.2)
             yield url
         finally:
-            proc.terminate()
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop_process(proc)
 
 
 def main() -> None:

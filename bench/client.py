@@ -33,6 +33,7 @@ from bench.scaffold import (
     percentile,
     random_key,
     size,
+    stop_process,
     throwaway_database,
     throwaway_redis_prefix,
     throwaway_underlay,
@@ -85,12 +86,15 @@ def in_ns(ns: str, *cmd: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["ip", "netns", "exec", ns, *cmd], capture_output=True, text=True)
 
 
-def client(state: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def client_env(state: Path) -> dict[str, str]:
     env = {**os.environ, "ELYSIUM_CLIENT_STATE_DIR": str(state), "ELYSIUM_WG_DRIVER": "userspace"}
-    env["WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD"] = "1"
+    return env | {"WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD": "1"}
+
+
+def client(state: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "client", *args],
-        env=env,
+        env=client_env(state),
         capture_output=True,
         text=True,
         timeout=120,
@@ -100,12 +104,10 @@ def client(state: Path, *args: str) -> subprocess.CompletedProcess[str]:
 @contextlib.contextmanager
 def follower(state: Path, log: Path) -> Iterator[subprocess.Popen[bytes]]:
     """``elysium-client run`` for the peer in ``state``; stopped by its pid, tunnel taken down."""
-    env = {**os.environ, "ELYSIUM_CLIENT_STATE_DIR": str(state), "ELYSIUM_WG_DRIVER": "userspace"}
-    env["WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD"] = "1"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "client", "run", "--wait", "20"],
-            env=env,
+            env=client_env(state),
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -113,12 +115,7 @@ def follower(state: Path, log: Path) -> Iterator[subprocess.Popen[bytes]]:
     try:
         yield proc
     finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
         client(state, "down")
 
 

@@ -171,6 +171,16 @@ def elysium_processes(settings: Settings, logs: Path) -> Iterator[Callable[[str,
                 proc.wait()
 
 
+def stop_process(proc: subprocess.Popen[bytes], timeout: float = 15) -> None:
+    """SIGTERM to a process a benchmark started (by its pid), SIGKILL if it lingers."""
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def wait_until(check: Callable[[], object], timeout: float, what: str, every: float = 0.05) -> None:
     """Poll ``check`` until it returns something truthy; TimeoutError naming ``what``."""
     deadline = time.monotonic() + timeout
