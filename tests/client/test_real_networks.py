@@ -1,19 +1,22 @@
 """A peer as users have one: behind its own NAT router (masquerade), its hub not on-link, a
-host beside it on its LAN. With the interface an exit, the tunnel's own packets still reach
+host beside it on its LAN, its router's address changing under it (roaming). With the
+interface an exit, the tunnel's own packets still reach
 the hub (they carry the exit's mark and leave by the router), the hub's tunnel address
 answers, the LAN host stays reachable, and ``down`` leaves no rule or route of the exit;
 ``run`` switches the exit on and off live the same way."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from dataplane.uapi import UapiDriver
 from tests.client.conftest import HUB_TUNNEL_IP, HubStack, run_client
 from tests.client.test_follow import enroll, ok, start_follower
-from tests.netns import in_ns, ping
+from tests.netns import UNDERLAY_PREFIX, in_ns, ping
 from tests.stack import Process, wait_for
 
 pytestmark = pytest.mark.netns
@@ -94,3 +97,35 @@ def test_run_switches_the_exit_on_and_off_live(
     set_exit(hub_stack, False)
     wait_for(lambda: exit_rules(peer) == [], 30, "the exit's rules to go")
     assert table_routes(peer) == "" and ping(peer, HUB_TUNNEL_IP)
+
+
+def hub_endpoint_of(stack: HubStack, peer_key: str) -> str | None:
+    """The endpoint the hub's device last saw for the peer with public key ``peer_key``."""
+    driver = UapiDriver(stack.hub_state_dir, stack.topology.hub)
+    try:
+        return next((p.endpoint for p in driver.dump("wg0") if p.public_key == peer_key), None)
+    finally:
+        driver.close()
+
+
+def test_a_roaming_peer_carries_traffic_again_from_its_new_address(
+    hub_stack: HubStack, home: tuple[str, str], follower: Process, tmp_path: Path
+) -> None:
+    """The router's WAN address changes (a new DHCP lease, another network): the peer's next
+    keepalive reaches the hub from the new address and the tunnel carries traffic again."""
+    peer, _ = home
+    router = peer.replace("ely-home-", "ely-rt-")
+    key = json.loads(ok("status", "--json", state_dir=tmp_path / "run"))["public_key"]
+    assert ping(peer, HUB_TUNNEL_IP, tries=15)
+    before = hub_endpoint_of(hub_stack, key)
+    assert before is not None and before.startswith(f"{UNDERLAY_PREFIX}.50:")
+    in_ns(router, "ip", "addr", "flush", "dev", "eth0")
+    in_ns(router, "ip", "addr", "add", f"{UNDERLAY_PREFIX}.60/24", "dev", "eth0")
+    try:
+        # Generous: one keepalive (5 s) is what it takes on a quiet machine.
+        wait_for(lambda: ping(peer, HUB_TUNNEL_IP, tries=1), 30, "traffic from the new address")
+        after = hub_endpoint_of(hub_stack, key)
+        assert after is not None and after.startswith(f"{UNDERLAY_PREFIX}.60:"), after
+    finally:
+        in_ns(router, "ip", "addr", "flush", "dev", "eth0")
+        in_ns(router, "ip", "addr", "add", f"{UNDERLAY_PREFIX}.50/24", "dev", "eth0")
