@@ -157,12 +157,21 @@ class Topology:
             run("ip", "-n", ns, "route", "add", "default", "via", gateway)
         return ns
 
-    def add_nat_router(self, name: str, number: int, lan: str) -> str:
-        """A home router: its WAN on the underlay (``<prefix>.<number>``), a LAN bridge with
-        the first address of ``lan`` (``192.168.77.0/24``), forwarding on and masquerade out
-        of its WAN, all inside its own namespace. Hosts join with :meth:`add_behind_router`."""
-        ns = f"ely-{name}-{self.suffix}"
-        self._attach(ns, f"v{name}", f"{UNDERLAY_PREFIX}.{number}")
+    def add_nat_router(
+        self, name: str, number: int, lan: str, *, upstream: str | None = None
+    ) -> str:
+        """A home router: its WAN on the underlay (``<prefix>.<number>``) or, with
+        ``upstream``, on that router's LAN (``.<number>`` there, a router behind a router); a
+        LAN bridge with the first address of ``lan`` (``192.168.77.0/24``), forwarding on and
+        masquerade out of its WAN, all inside its own namespace. Hosts join with
+        :meth:`add_behind_router`."""
+        if upstream is None:
+            ns = f"ely-{name}-{self.suffix}"
+            self._attach(ns, f"v{name}", f"{UNDERLAY_PREFIX}.{number}")
+        else:
+            up_lan = run("ip", "-n", upstream, "-4", "-o", "addr", "show", "brlan").stdout
+            up_prefix = up_lan.split()[3].rsplit(".", 1)[0]
+            ns = self.add_behind_router(upstream, name, f"{up_prefix}.{number}")
         prefix = lan.rsplit(".", 1)[0]
         run("ip", "-n", ns, "link", "add", "brlan", "type", "bridge")
         run("ip", "-n", ns, "addr", "add", f"{prefix}.1/24", "dev", "brlan")

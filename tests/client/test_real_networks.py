@@ -1,5 +1,6 @@
 """A peer as users have one: behind its own NAT router (masquerade), its hub not on-link, a
-host beside it on its LAN, its router's address changing under it (roaming). With the
+host beside it on its LAN, its router's address changing under it (roaming), or two routers
+away from its hub (double NAT). With the
 interface an exit, the tunnel's own packets still reach
 the hub (they carry the exit's mark and leave by the router), the hub's tunnel address
 answers, the LAN host stays reachable, and ``down`` leaves no rule or route of the exit;
@@ -129,3 +130,23 @@ def test_a_roaming_peer_carries_traffic_again_from_its_new_address(
     finally:
         in_ns(router, "ip", "addr", "flush", "dev", "eth0")
         in_ns(router, "ip", "addr", "add", f"{UNDERLAY_PREFIX}.50/24", "dev", "eth0")
+
+
+def test_a_peer_two_routers_away_from_its_hub_gets_a_tunnel(
+    hub_stack: HubStack, home: tuple[str, str], tmp_path: Path
+) -> None:
+    """Double NAT: the peer behind a router behind the home router; the hub sees the outer
+    router's address."""
+    outer = home[0].replace("ely-home-", "ely-rt-")
+    inner = hub_stack.topology.add_nat_router("rt2", 20, "192.168.88.0/24", upstream=outer)
+    peer = hub_stack.topology.add_behind_router(inner, "deep", "192.168.88.2")
+    state = tmp_path / "deep"
+    enroll(hub_stack, state, "deep-laptop", peer, [])
+    try:
+        ok("up", state_dir=state)
+        assert ping(peer, HUB_TUNNEL_IP, tries=15)
+        key = json.loads(ok("status", "--json", state_dir=state))["public_key"]
+        seen = hub_endpoint_of(hub_stack, key)
+        assert seen is not None and seen.startswith(f"{UNDERLAY_PREFIX}.50:"), seen
+    finally:
+        run_client("down", state_dir=state)
