@@ -25,6 +25,7 @@ pytestmark = pytest.mark.netns
 LAN = "192.168.77.0/24"
 LAN_HOST = "192.168.77.3"
 TABLE, MARK = "51820", "0xca6c"
+OUTSIDE_HOST, HUB_EGRESS = "203.0.113.10", "203.0.113.1"
 
 
 @pytest.fixture(scope="module")
@@ -34,11 +35,16 @@ def home(hub_stack: HubStack) -> Iterator[tuple[str, str]]:
     router = topo.add_nat_router("rt", 50, LAN)
     peer = topo.add_behind_router(router, "home", "192.168.77.2")
     lan_host = topo.add_behind_router(router, "lanh", LAN_HOST)
+    # "The internet" past the hub: it answers only the hub's egress address (no other route).
+    topo.add_behind_hub("out0", f"{HUB_EGRESS}/24", f"{OUTSIDE_HOST}/24", route=False)
+    policy = {"default": "accept", "rules": []}
+    job = hub_stack.api.call("PUT", f"/v1/interfaces/{hub_stack.interface_id}/policy", json=policy)
+    hub_stack.api.wait_job(job["job_id"])
     yield peer, lan_host
 
 
 def set_exit(stack: HubStack, on: bool) -> None:
-    body = {"exit": on, "nat": None}
+    body = {"exit": on, "nat": {"egress": "out0"} if on else None}
     job = stack.api.call("PATCH", f"/v1/interfaces/{stack.interface_id}", json=body)
     stack.api.wait_job(job["job_id"])
 
@@ -64,6 +70,7 @@ def test_an_exit_behind_a_nat_router_keeps_its_tunnel_and_its_lan(
         ok("up", state_dir=state)
         assert ping(peer, HUB_TUNNEL_IP, tries=15)  # the handshake went out by the router
         assert ping(peer, LAN_HOST)  # the peer's own LAN is not captured
+        assert ping(peer, OUTSIDE_HOST)  # answered to the hub's egress address: NAT there
         rules = exit_rules(peer)
         assert any(f"not from all fwmark {MARK} lookup {TABLE}" in r for r in rules), rules
         assert any("lookup main suppress_prefixlength 0" in r for r in rules), rules
@@ -94,7 +101,7 @@ def test_run_switches_the_exit_on_and_off_live(
     assert exit_rules(peer) == []
     set_exit(hub_stack, True)
     wait_for(lambda: len(exit_rules(peer)) == 4, 30, "the exit's rules (IPv4 and IPv6)")
-    assert ping(peer, HUB_TUNNEL_IP) and ping(peer, LAN_HOST)
+    assert ping(peer, HUB_TUNNEL_IP) and ping(peer, LAN_HOST) and ping(peer, OUTSIDE_HOST)
     set_exit(hub_stack, False)
     wait_for(lambda: exit_rules(peer) == [], 30, "the exit's rules to go")
     assert table_routes(peer) == "" and ping(peer, HUB_TUNNEL_IP)
@@ -150,3 +157,23 @@ def test_a_peer_two_routers_away_from_its_hub_gets_a_tunnel(
         assert seen is not None and seen.startswith(f"{UNDERLAY_PREFIX}.50:"), seen
     finally:
         run_client("down", state_dir=state)
+
+
+def test_an_exit_whose_mark_is_taken_is_refused_in_one_line_and_changes_nothing(
+    hub_stack: HubStack, home: tuple[str, str], tmp_path: Path
+) -> None:
+    peer, _ = home
+    in_ns(peer, "ip", "rule", "add", "fwmark", MARK, "lookup", "100", "priority", "100")
+    set_exit(hub_stack, True)
+    state = tmp_path / "taken"
+    enroll(hub_stack, state, "taken-mark", peer, [])
+    try:
+        refused = run_client("up", state_dir=state)
+        assert refused.returncode == 1, refused
+        assert refused.stderr.count("\n") == 1 and f"firewall mark {MARK}" in refused.stderr
+        assert "elysium0" not in in_ns(peer, "ip", "link").stdout  # the tunnel as it was
+        assert exit_rules(peer) == []
+    finally:
+        in_ns(peer, "ip", "rule", "del", "priority", "100")
+        run_client("down", state_dir=state)
+        set_exit(hub_stack, False)
