@@ -1,10 +1,9 @@
 """A peer as users have one: behind its own NAT router (masquerade), its hub not on-link, a
 host beside it on its LAN, its router's address changing under it (roaming), or two routers
-away from its hub (double NAT). With the
-interface an exit, the tunnel's own packets still reach
-the hub (they carry the exit's mark and leave by the router), the hub's tunnel address
-answers, the LAN host stays reachable, and ``down`` leaves no rule or route of the exit;
-``run`` switches the exit on and off live the same way."""
+away from its hub (double NAT). With the interface an exit, the tunnel's own packets still
+reach the hub (they carry the exit's mark and leave by the router), the hub's tunnel address
+answers, the LAN host stays reachable, an outside host is reached through the hub's NAT, and
+``down`` leaves no rule or route of the exit; ``run`` switches the exit on and off live."""
 
 from __future__ import annotations
 
