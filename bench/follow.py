@@ -117,12 +117,18 @@ def peers_with_certificates(url: str, d: Path, count: int) -> list[ssl.SSLContex
                 create_peer(conn, iface["id"], f"f{i}", random_key(), (), None, "bench")["id"]
                 for i in range(count)
             ]
+    serials = []
     for peer_id in ids:
         path = d / f"peer-{peer_id}.pem"
-        pki.write_certificate(path, pki.sign_csr(ca_cert, ca_key, csr, peer_id, 1))
+        cert = pki.sign_csr(ca_cert, ca_key, csr, peer_id, 1)
+        pki.write_certificate(path, cert)
+        serials.append((pki.serial_hex(cert), peer_id))
         context = ssl.create_default_context(cafile=str(d / "ca.pem"))
         context.load_cert_chain(str(path), str(d / "peer.key"))
         contexts.append(context)
+    with psycopg.connect(url, autocommit=True) as conn, conn.cursor() as cur:
+        # As enrollment does: the API accepts only the certificate recorded as the peer's.
+        cur.executemany("UPDATE peers SET certificate_serial = %s WHERE id = %s", serials)
     return contexts
 
 
