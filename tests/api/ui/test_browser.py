@@ -20,11 +20,11 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from selenium import webdriver
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
-from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.api.conftest import Api, Pki, make_token, new_key
@@ -71,9 +71,22 @@ def follow(driver: WebDriver, element: WebElement) -> None:
 
     A click returns before the navigation it starts has replaced the document, so an
     element looked up straight after it can belong to the page being left."""
-    old = driver.find_element(By.TAG_NAME, "html")
+    driver.execute_script("document.elysiumLeaving = true")
     element.click()
-    WebDriverWait(driver, 10).until(expected_conditions.staleness_of(old))
+    WebDriverWait(driver, 10, ignored_exceptions=(WebDriverException,)).until(arrived)
+
+
+def arrived(driver: WebDriver) -> bool:
+    """The document that was marked before the click is gone and its successor is loaded.
+
+    Asked mid-navigation, Chromium may answer with an error about a node or an execution
+    context of the page being left (``staleness_of`` then raised "Node with given id does
+    not belong to the document" in CI); the wait ignores those and asks again."""
+    return bool(
+        driver.execute_script(
+            "return document.elysiumLeaving !== true && document.readyState === 'complete'"
+        )
+    )
 
 
 def sign_in(driver: WebDriver, api_url: str, token: str) -> None:
