@@ -96,12 +96,9 @@ def operator_options(changes: bool = False) -> Callable[[Callable[..., Any]], An
     def decorate(f: Callable[..., Any]) -> Any:
         @functools.wraps(f)
         def run(**kwargs: Any) -> Any:
-            op = Operator(
-                kwargs.pop("profile"),
-                kwargs.pop("as_json"),
-                kwargs.pop("wait", True),
-                kwargs.pop("timeout", DEFAULT_TIMEOUT_S),
-            )
+            op = Operator(kwargs.pop("profile"), kwargs.pop("as_json"))
+            if changes:
+                op.wait, op.timeout = kwargs.pop("wait"), kwargs.pop("timeout")
             return f(op, **kwargs)
 
         if changes:

@@ -57,13 +57,13 @@ class Operator:
     def __call__(self, *argv: str, stdin: str | None = None, **env: str) -> Result:
         out, err = io.StringIO(), io.StringIO()
         values = {"XDG_CONFIG_HOME": str(self.config), "COLUMNS": "200", **env}
-        with _environ(values), _stdin(stdin), contextlib.redirect_stdout(out):
-            with contextlib.redirect_stderr(err):
-                try:
-                    main(list(argv))
-                    code = 0
-                except SystemExit as exc:
-                    code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        redirect = (contextlib.redirect_stdout(out), contextlib.redirect_stderr(err))
+        with _environ(values), _stdin(stdin), redirect[0], redirect[1]:
+            try:
+                main(list(argv))
+                code = 0
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
         return Result(code, out.getvalue(), err.getvalue())
 
     def ok(self, *argv: str, **kw: Any) -> str:
@@ -150,4 +150,3 @@ def hub_worker(
             worker.stop()
         stop_devices(state_dir / "hubs" / HUB, topo.hub)
         topo.destroy()
-
