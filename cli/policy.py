@@ -10,7 +10,7 @@ import click
 
 from cli import output
 from cli.operator import Operator, operator_options
-from cli.profiles import OperatorError
+from cli.policy_file import edit_policy, parse_policy_text
 
 # An office LAN behind the hub; an ops group with SSH to the servers; laptops that reach
 # only the LAN. The interface pushes the LAN to its peers (routes) and denies by default.
@@ -99,24 +99,8 @@ def policy_set(op: Operator, interface_id: int, file: IO[str]) -> None:
       elysium policy get 1 --json > policy.json; $EDITOR policy.json
       elysium policy set 1 policy.json
     """
-    body = parse_policy_text(file.read(), file.name)
+    body = parse_policy_text(file.read(), str(getattr(file, "name", "<stdin>")))
     op.follow(op.api.put(f"/v1/interfaces/{interface_id}/policy", body), "policy")
-
-
-def parse_policy_text(text: str, where: str) -> Any:
-    """The policy in ``text`` (JSON; lines starting with # are comments), or a one-line error."""
-    try:
-        return json.loads(strip_comments(text))
-    except json.JSONDecodeError as exc:
-        raise OperatorError(
-            f"{where}: not a JSON policy (line {exc.lineno}, column {exc.colno}: {exc.msg})",
-            code="bad_policy_file",
-        ) from None
-
-
-def strip_comments(text: str) -> str:
-    # JSON strings cannot span lines, so a line starting with # is never inside one.
-    return "\n".join(ln for ln in text.splitlines() if not ln.lstrip().startswith("#"))
 
 
 @policy.command("check")
@@ -149,6 +133,4 @@ def policy_check(
 def policy_edit(op: Operator, interface_id: int) -> None:
     """Edit the policy in $EDITOR (admin). A refused policy reopens with the API's reason at
     the top; saving it unchanged or empty changes nothing."""
-    from cli.policy_edit import edit_policy
-
     edit_policy(op, interface_id)

@@ -1,5 +1,6 @@
-"""``elysium policy edit``: the policy in $EDITOR, reopened with the API's reason until it is
-accepted, left as it was, or emptied (which changes nothing)."""
+"""A policy as a file: read it (JSON, # comment lines) and ``elysium policy edit``: the policy
+in $EDITOR, reopened with the API's reason until it is accepted, left as it was, or emptied
+(which changes nothing)."""
 
 from __future__ import annotations
 
@@ -7,12 +8,12 @@ import json
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import click
 
 from cli import output
 from cli.operator import Operator
-from cli.policy import parse_policy_text, strip_comments
 from cli.profiles import OperatorError
 
 HEADER = (
@@ -20,6 +21,22 @@ HEADER = (
     " else the default.\n# Save to apply; save it unchanged or empty to change nothing."
     " Lines starting with # are ignored.\n"
 )
+
+
+def parse_policy_text(text: str, where: str) -> Any:
+    """The policy in ``text`` (JSON; lines starting with # are comments), or a one-line error."""
+    try:
+        return json.loads(strip_comments(text))
+    except json.JSONDecodeError as exc:
+        raise OperatorError(
+            f"{where}: not a JSON policy (line {exc.lineno}, column {exc.colno}: {exc.msg})",
+            code="bad_policy_file",
+        ) from None
+
+
+def strip_comments(text: str) -> str:
+    # JSON strings cannot span lines, so a line starting with # is never inside one.
+    return "\n".join(ln for ln in text.splitlines() if not ln.lstrip().startswith("#"))
 
 
 def edit_policy(op: Operator, interface_id: int) -> None:
