@@ -235,3 +235,21 @@ def test_interface_rm_removes_it_from_the_hub(
     assert removed.code == 0 and "done" in removed.out
     assert "wg3" not in in_ns(hub_worker.hub, "ip", "link", "show").stdout
     assert operator("interface", "show", str(made["interface_id"])).code == 1
+
+
+def test_token_db_writes_the_database_on_the_servers_host_without_a_profile(
+    operator: Operator,
+) -> None:
+    env = {"ELYSIUM_DATABASE_URL": operator.database_url, "ELYSIUM_PROFILE": "nobody-here"}
+
+    made = json.loads(
+        operator.ok(
+            "token", "create", "--db", "--scope", "reader", "--name", "boot", "--json", **env
+        )
+    )
+    revoked = json.loads(operator.ok("token", "revoke", "--db", str(made["id"]), "--json", **env))
+    refused = operator.login(made["token"], profile="boot")
+
+    assert made["token"].startswith("ely_") and made["scope"] == "reader"
+    assert revoked["id"] == made["id"] and revoked["revoked_at"]
+    assert refused.code == 5
