@@ -23,6 +23,7 @@ _IPV4_HOST_RE = re.compile(
     r"^(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}"
     r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)/32$"
 )
+_NONE: frozenset[str] = frozenset()
 
 
 def invalid(field: str, reason: str, code: str = "invalid") -> DataplaneError:
@@ -114,10 +115,21 @@ def peer_state(spec: PeerSpec) -> PeerState:
     """A validated, canonical :class:`PeerState` for ``spec``."""
     key = check_key(spec.public_key, "public_key")
     ips = frozenset(canonical_cidr(ip, "allowed_ips") for ip in spec.allowed_ips)
-    routes = frozenset(canonical_cidr(r, "routes") for r in spec.routes)
+    routes = frozenset(canonical_cidr(r, "routes") for r in spec.routes) if spec.routes else _NONE
+    if routes:
+        _check_routes_covered(routes, ips)
+    keepalive = spec.keepalive or 0
+    if not isinstance(keepalive, int) or not 0 <= keepalive <= 65535:
+        raise invalid("keepalive", "must be 0-65535", "invalid_peer")
+    psk = check_key(spec.preshared_key, "preshared_key") if spec.preshared_key else None
+    endpoint = canonical_endpoint(spec.endpoint) if spec.endpoint else None
+    return PeerState(key, ips, endpoint, keepalive, psk, routes)
+
+
+def _check_routes_covered(routes: frozenset[str], ips: frozenset[str]) -> None:
+    """A route must lead into the peer: inside one of its allowed IPs (an exit's default
+    route is installed as two halves of 0.0.0.0/0)."""
     nets = [ipaddress.ip_network(ip) for ip in ips]
-    # A route must lead into the peer: inside one of its allowed IPs (an exit's default
-    # route is installed as two halves of 0.0.0.0/0).
     uncovered = sorted(
         r
         for r in routes
@@ -128,12 +140,6 @@ def peer_state(spec: PeerSpec) -> PeerState:
     )
     if uncovered:
         raise invalid("routes", f"{uncovered} must also be in allowed_ips", "invalid_address")
-    keepalive = spec.keepalive or 0
-    if not isinstance(keepalive, int) or not 0 <= keepalive <= 65535:
-        raise invalid("keepalive", "must be 0-65535", "invalid_peer")
-    psk = check_key(spec.preshared_key, "preshared_key") if spec.preshared_key else None
-    endpoint = canonical_endpoint(spec.endpoint) if spec.endpoint else None
-    return PeerState(key, ips, endpoint, keepalive, psk, routes)
 
 
 def desired_peers(peers: Sequence[PeerSpec]) -> dict[str, PeerState]:
