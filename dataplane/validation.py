@@ -23,7 +23,7 @@ _IPV4_HOST_RE = re.compile(
     r"^(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}"
     r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)/32$"
 )
-_NONE: frozenset[str] = frozenset()
+_NO_ROUTES: frozenset[str] = frozenset()
 
 
 def invalid(field: str, reason: str, code: str = "invalid") -> DataplaneError:
@@ -115,8 +115,9 @@ def peer_state(spec: PeerSpec) -> PeerState:
     """A validated, canonical :class:`PeerState` for ``spec``."""
     key = check_key(spec.public_key, "public_key")
     ips = frozenset(canonical_cidr(ip, "allowed_ips") for ip in spec.allowed_ips)
-    routes = frozenset(canonical_cidr(r, "routes") for r in spec.routes) if spec.routes else _NONE
-    if routes:
+    routes = _NO_ROUTES
+    if spec.routes:  # most peers have none: skip building ip_network objects for them
+        routes = frozenset(canonical_cidr(r, "routes") for r in spec.routes)
         _check_routes_covered(routes, ips)
     keepalive = spec.keepalive or 0
     if not isinstance(keepalive, int) or not 0 <= keepalive <= 65535:
