@@ -42,6 +42,7 @@ class ConvergingDriver(ABC):
         self.dir = self.state_dir / "netns" / (netns or "host")
         self.links = InterfaceLinks(netns)
         self._index: dict[str, PeerIndex] = {}
+        self._checked: dict[str, dict[PeerSpec, PeerState]] = {}  # last converge's valid specs
 
     # -- what a backend provides ------------------------------------------------------------
     @abstractmethod
@@ -94,7 +95,7 @@ class ConvergingDriver(ABC):
 
     def _converge(self, name: str, peers: Sequence[PeerSpec]) -> ChangeSet:
         check_ifname(name)
-        want = desired_peers(peers)
+        want = desired_peers(peers, self._checked.setdefault(name, {}))
         require_netns(self.netns)
         changes = ChangeSet()
         spec = self._load_spec(name)
@@ -202,6 +203,7 @@ class ConvergingDriver(ABC):
         check_ifname(name)
         require_netns(self.netns)
         self._index.pop(name, None)
+        self._checked.pop(name, None)
         if self._running(name):
             self.links.remove_routes(name, self.links.routes(name))
         existed = self._destroy(name)

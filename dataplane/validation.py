@@ -143,12 +143,30 @@ def _check_routes_covered(routes: frozenset[str], ips: frozenset[str]) -> None:
         raise invalid("routes", f"{uncovered} must also be in allowed_ips", "invalid_address")
 
 
-def desired_peers(peers: Sequence[PeerSpec]) -> dict[str, PeerState]:
-    """Validated peers keyed by public key; a key twice or an allowed IP twice is an error."""
+def desired_peers(
+    peers: Sequence[PeerSpec], checked: dict[PeerSpec, PeerState] | None = None
+) -> dict[str, PeerState]:
+    """Validated peers keyed by public key; a key twice or an allowed IP twice is an error.
+
+    ``checked`` holds specs validated by an earlier call (a converge usually repeats the last
+    one's peers); an equal spec reuses its state. On success it is refilled with these peers.
+    """
     out: dict[str, PeerState] = {}
     owner: dict[str, str] = {}
+    reusable: dict[PeerSpec, PeerState] = {}
+    known = checked.get if checked is not None else None
     for spec in peers:
-        peer = peer_state(spec)
+        peer = None
+        cacheable = False
+        # 1.0 == True == 1 as dict keys: only an int keepalive may match or enter the cache.
+        if known is not None and (spec.keepalive is None or type(spec.keepalive) is int):
+            try:
+                peer = known(spec)
+                cacheable = True
+            except TypeError:  # a list where a tuple belongs: unhashable, so checked in full
+                peer = None
+        if peer is None:
+            peer = peer_state(spec)
         if peer.public_key in out:
             raise invalid("public_key", f"{peer.public_key} appears twice", "duplicate_peer")
         for ip in peer.allowed_ips:
@@ -156,4 +174,10 @@ def desired_peers(peers: Sequence[PeerSpec]) -> dict[str, PeerState]:
             if other != peer.public_key:
                 raise invalid("allowed_ips", f"{ip} is given to two peers", "duplicate_address")
         out[peer.public_key] = peer
+        # An endpoint given by host name was resolved: that state may not hold next time.
+        if cacheable and peer.endpoint == spec.endpoint:
+            reusable[spec] = peer
+    if checked is not None:
+        checked.clear()
+        checked.update(reusable)
     return out
