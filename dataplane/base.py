@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 
 @dataclass(frozen=True)
@@ -38,8 +38,9 @@ class PeerSpec:
     preshared_key: str | None = None
 
 
-@dataclass(frozen=True)
-class PeerStats:
+class PeerStats(NamedTuple):
+    """One peer as a dump reports it (a tuple: a dump makes 10k of them at once)."""
+
     public_key: str
     endpoint: str | None
     last_handshake_at: datetime | None

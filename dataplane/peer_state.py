@@ -8,13 +8,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 ZERO_KEY_HEX = "0" * 64
 
 
-@dataclass(frozen=True)
-class PeerState:
-    """One peer's configuration, normalized so that equal configurations compare equal."""
+class PeerState(NamedTuple):
+    """One peer's configuration, normalized so that equal configurations compare equal.
+
+    Tuples, not dataclasses, for this and :class:`PeerUpdate`: a 10k-peer converge makes
+    10k of each, and a tuple is built in less than half the time.
+    """
 
     public_key: str  # base64
     allowed_ips: frozenset[str]  # canonical CIDRs (host bits cleared)
@@ -34,8 +38,7 @@ class DeviceState:
     peers: dict[str, PeerState] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class PeerUpdate:
+class PeerUpdate(NamedTuple):
     """One peer entry of a set transaction."""
 
     public_key: str

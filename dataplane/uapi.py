@@ -7,12 +7,13 @@ link state and routes go through rtnetlink. No ``wg`` binary is involved.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 from dataplane.base import PeerStats
 from dataplane.driver import ConvergingDriver
 from dataplane.peer_state import DeviceState, DeviceUpdate
-from dataplane.uapi_protocol import encode_set_parts, parse_state, parse_stats, transact
+from dataplane.uapi_protocol import StatsReader, encode_set_parts, parse_state, transact
 from dataplane.wireguard_go import GET, WireguardGo
 from elysium.errors import DataplaneError
 
@@ -29,6 +30,7 @@ class UapiDriver(ConvergingDriver):
     ) -> None:
         super().__init__(state_dir, netns)
         self.processes = WireguardGo(self.state_dir, netns, wireguard_go)
+        self._readers: dict[str, StatsReader] = {}  # per interface: peers of its last dump
 
     def socket_path(self, name: str) -> Path:
         """The UAPI socket of ``name`` (``wg`` finds it when this dir is on /run/wireguard)."""
@@ -42,14 +44,16 @@ class UapiDriver(ConvergingDriver):
         self.processes.start(name)
 
     def _destroy(self, name: str) -> bool:
+        self._readers.pop(name, None)
         return self.processes.stop(name)
 
     def _names(self) -> list[str]:
         return self.processes.names()
 
-    def _get(self, name: str) -> bytes:
+    def _transact(self, name: str, request: bytes | Iterable[bytes]) -> bytes:
+        """One UAPI request; a socket that does not answer means the device is not running."""
         try:
-            return transact(self.socket_path(name), GET)
+            return transact(self.socket_path(name), request)
         except OSError as exc:
             raise DataplaneError(
                 f"{name}: UAPI socket does not answer: {exc}",
@@ -58,17 +62,13 @@ class UapiDriver(ConvergingDriver):
             ) from exc
 
     def _read(self, name: str) -> DeviceState:
-        return parse_state(self._get(name))
+        return parse_state(self._transact(name, GET))
 
     def _stats(self, name: str) -> list[PeerStats]:
-        return parse_stats(self._get(name))
+        reader = self._readers.get(name)
+        if reader is None:
+            reader = self._readers[name] = StatsReader()
+        return reader.parse(self._transact(name, GET))
 
     def _write(self, name: str, update: DeviceUpdate) -> None:
-        try:
-            transact(self.socket_path(name), encode_set_parts(update))
-        except OSError as exc:
-            raise DataplaneError(
-                f"{name}: UAPI socket does not answer: {exc}",
-                code="device_not_running",
-                retryable=True,
-            ) from exc
+        self._transact(name, encode_set_parts(update))

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import gc
 import os
 import re
 import socket
-from binascii import a2b_hex, b2a_base64
-from collections.abc import Iterable, Iterator
+from binascii import a2b_base64, a2b_hex, b2a_base64
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
+from itertools import repeat
 from pathlib import Path
 
 from dataplane.base import PeerStats
@@ -24,7 +24,6 @@ from elysium.errors import DataplaneError
 EADDRINUSE = 98
 RECV_CHUNK = 1 << 20
 _b64 = base64.b64encode
-_b64d = base64.b64decode
 
 
 class UapiError(DataplaneError):
@@ -41,7 +40,7 @@ class UapiError(DataplaneError):
 
 
 def b64_to_hex(key: str) -> str:
-    return _b64d(key).hex()
+    return a2b_base64(key).hex()
 
 
 def hex_to_b64(key: bytes | str) -> str:
@@ -191,46 +190,62 @@ _PEER_RE = re.compile(
 
 def parse_stats(answer: bytes) -> list[PeerStats]:
     """A ``get=1`` answer as per-peer endpoint, handshake time, counters and allowed IPs."""
-    matches = _PEER_RE.findall(answer)
-    if len(matches) != answer.count(b"public_key="):
-        return _parse_stats_by_line(answer)
-    keys = _hex_keys_to_b64([m[0] for m in matches])
+    return _parse_peers(answer.split(b"public_key=")[1:])
+
+
+class StatsReader:
+    """Parses one device's ``get=1`` answers, reusing the stats of peers that did not change.
+
+    A peer whose text in the answer is byte for byte what it was last time (an idle peer: same
+    counters, same handshake) gets the same :class:`PeerStats` back without being parsed;
+    stats are a function of that text alone, so a reused one is never stale. Only the last
+    answer's peers are kept: the cache never outgrows the device.
+    """
+
+    def __init__(self) -> None:
+        self._last: dict[bytes, PeerStats] = {}
+
+    def parse(self, answer: bytes) -> list[PeerStats]:
+        sections = answer.split(b"public_key=")
+        del sections[0]  # the device's own settings
+        known = self._last
+        out = list(map(known.get, sections))
+        missing = [s for s, stats in zip(sections, out, strict=True) if stats is None]
+        if missing:
+            fresh = iter(_parse_peers(missing))
+            out = [stats if stats is not None else next(fresh) for stats in out]
+        self._last = dict(zip(sections, out, strict=True))  # type: ignore[arg-type]
+        return out  # type: ignore[return-value]
+
+
+def _parse_peers(sections: list[bytes]) -> list[PeerStats]:
+    """Peers from their sections of an answer (each the text after one ``public_key=``)."""
+    text = b"public_key=" + b"public_key=".join(sections) if sections else b""
+    matches = _PEER_RE.findall(text)
+    if len(matches) != len(sections):
+        return _parse_stats_by_line(text)
+    if not matches:
+        return []
+    # Column by column: each field of every peer converted in one C-level pass.
+    hex_keys, endpoints, secs, nsecs, txs, rxs, ips = zip(*matches, strict=True)
     fromts = datetime.fromtimestamp
-    new = object.__new__
-    setattr_ = object.__setattr__
-    out: list[PeerStats] = []
-    append = out.append
-    gc_was_on = gc.isenabled()
-    gc.disable()  # 10k small objects would trigger several useless collections
-    try:
-        for key, (_, endpoint, sec, nsec, tx, rx, ips) in zip(keys, matches, strict=True):
-            # Same fields as PeerStats(...) builds, without the frozen dataclass's per-field
-            # setattr calls: half the cost of a 10k-peer dump.
-            stats = new(PeerStats)
-            setattr_(
-                stats,
-                "__dict__",
-                {
-                    "public_key": key,
-                    "endpoint": endpoint.decode() if endpoint else None,
-                    "last_handshake_at": (
-                        fromts(int(sec) + int(nsec) / 1e9, UTC) if sec != b"0" else None
-                    ),
-                    "rx_bytes": int(rx),
-                    "tx_bytes": int(tx),
-                    "allowed_ips": (
-                        tuple(ips[11:-1].decode().split("\nallowed_ip=")) if ips else ()
-                    ),
-                },
-            )
-            append(stats)
-    finally:
-        if gc_was_on:
-            gc.enable()
-    return out
+    columns = zip(
+        _hex_keys_to_b64(hex_keys),
+        [e.decode() if e else None for e in endpoints],
+        [
+            fromts(int(sec) + int(nsec) / 1e9, UTC) if sec != b"0" else None
+            for sec, nsec in zip(secs, nsecs, strict=True)
+        ],
+        map(int, rxs),
+        map(int, txs),
+        [tuple(i[11:-1].decode().split("\nallowed_ip=")) if i else () for i in ips],
+        strict=True,
+    )
+    # tuple.__new__ straight from C: PeerStats(...) would run Python code for each of 10k peers.
+    return list(map(tuple.__new__, repeat(PeerStats), columns))
 
 
-def _hex_keys_to_b64(hex_keys: list[bytes]) -> list[str]:
+def _hex_keys_to_b64(hex_keys: Sequence[bytes]) -> list[str]:
     """Many hex keys to base64 in two C calls.
 
     Each 32-byte key gets a zero byte appended: base64 of 33 bytes has no padding and its

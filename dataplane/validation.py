@@ -23,6 +23,7 @@ _IPV4_HOST_RE = re.compile(
     r"^(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}"
     r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)/32$"
 )
+_NO_ROUTES: frozenset[str] = frozenset()
 
 
 def invalid(field: str, reason: str, code: str = "invalid") -> DataplaneError:
@@ -114,10 +115,22 @@ def peer_state(spec: PeerSpec) -> PeerState:
     """A validated, canonical :class:`PeerState` for ``spec``."""
     key = check_key(spec.public_key, "public_key")
     ips = frozenset(canonical_cidr(ip, "allowed_ips") for ip in spec.allowed_ips)
-    routes = frozenset(canonical_cidr(r, "routes") for r in spec.routes)
+    routes = _NO_ROUTES
+    if spec.routes:  # most peers have none: skip building ip_network objects for them
+        routes = frozenset(canonical_cidr(r, "routes") for r in spec.routes)
+        _check_routes_covered(routes, ips)
+    keepalive = spec.keepalive or 0
+    if not isinstance(keepalive, int) or not 0 <= keepalive <= 65535:
+        raise invalid("keepalive", "must be 0-65535", "invalid_peer")
+    psk = check_key(spec.preshared_key, "preshared_key") if spec.preshared_key else None
+    endpoint = canonical_endpoint(spec.endpoint) if spec.endpoint else None
+    return PeerState(key, ips, endpoint, keepalive, psk, routes)
+
+
+def _check_routes_covered(routes: frozenset[str], ips: frozenset[str]) -> None:
+    """A route must lead into the peer: inside one of its allowed IPs (an exit's default
+    route is installed as two halves of 0.0.0.0/0)."""
     nets = [ipaddress.ip_network(ip) for ip in ips]
-    # A route must lead into the peer: inside one of its allowed IPs (an exit's default
-    # route is installed as two halves of 0.0.0.0/0).
     uncovered = sorted(
         r
         for r in routes
@@ -128,20 +141,32 @@ def peer_state(spec: PeerSpec) -> PeerState:
     )
     if uncovered:
         raise invalid("routes", f"{uncovered} must also be in allowed_ips", "invalid_address")
-    keepalive = spec.keepalive or 0
-    if not isinstance(keepalive, int) or not 0 <= keepalive <= 65535:
-        raise invalid("keepalive", "must be 0-65535", "invalid_peer")
-    psk = check_key(spec.preshared_key, "preshared_key") if spec.preshared_key else None
-    endpoint = canonical_endpoint(spec.endpoint) if spec.endpoint else None
-    return PeerState(key, ips, endpoint, keepalive, psk, routes)
 
 
-def desired_peers(peers: Sequence[PeerSpec]) -> dict[str, PeerState]:
-    """Validated peers keyed by public key; a key twice or an allowed IP twice is an error."""
+def desired_peers(
+    peers: Sequence[PeerSpec], checked: dict[PeerSpec, PeerState] | None = None
+) -> dict[str, PeerState]:
+    """Validated peers keyed by public key; a key twice or an allowed IP twice is an error.
+
+    ``checked`` holds specs validated by an earlier call (a converge usually repeats the last
+    one's peers); an equal spec reuses its state. On success it is refilled with these peers.
+    """
     out: dict[str, PeerState] = {}
     owner: dict[str, str] = {}
+    reusable: dict[PeerSpec, PeerState] = {}
+    known = checked.get if checked is not None else None
     for spec in peers:
-        peer = peer_state(spec)
+        peer = None
+        cacheable = False
+        # 1.0 == True == 1 as dict keys: only an int keepalive may match or enter the cache.
+        if known is not None and (spec.keepalive is None or type(spec.keepalive) is int):
+            try:
+                peer = known(spec)
+                cacheable = True
+            except TypeError:  # a list where a tuple belongs: unhashable, so checked in full
+                peer = None
+        if peer is None:
+            peer = peer_state(spec)
         if peer.public_key in out:
             raise invalid("public_key", f"{peer.public_key} appears twice", "duplicate_peer")
         for ip in peer.allowed_ips:
@@ -149,4 +174,10 @@ def desired_peers(peers: Sequence[PeerSpec]) -> dict[str, PeerState]:
             if other != peer.public_key:
                 raise invalid("allowed_ips", f"{ip} is given to two peers", "duplicate_address")
         out[peer.public_key] = peer
+        # An endpoint given by host name was resolved: that state may not hold next time.
+        if cacheable and peer.endpoint == spec.endpoint:
+            reusable[spec] = peer
+    if checked is not None:
+        checked.clear()
+        checked.update(reusable)
     return out

@@ -26,6 +26,7 @@ from dataplane.links import ROUTE_PROTO
 from dataplane.peer_state import DeviceState, DeviceUpdate, PeerUpdate
 from dataplane.uapi import UapiDriver
 from dataplane.uapi_protocol import (
+    StatsReader,
     UapiError,
     _parse_stats_by_line,
     encode_set,
@@ -130,6 +131,26 @@ def test_peer_handshakes_and_pings_the_hub_tunnel_address(
     assert first.rx_bytes > 0 and first.tx_bytes > 0
     assert first.endpoint == f"{netns_topology.peer_ip(0)}:{SITE_PORT}"
     assert first.allowed_ips == ("10.77.0.2/32",)
+
+
+@pytest.mark.netns
+def test_a_dump_after_traffic_or_a_change_is_never_the_previous_one(
+    netns_topology: Topology, hub: Device, sites: list[Device]
+) -> None:
+    views = [hub_view_of(s, i, netns_topology) for i, s in enumerate(sites)]
+    hub.driver.converge("wg0", views)
+    before = {s.public_key: s for s in hub.driver.dump("wg0")}
+
+    assert ping(sites[0].ns, "10.77.0.1")
+    hub.driver.apply_peers("wg0", [PeerSpec(sites[1].public_key, ("10.77.0.40/32",))], [])
+    after = {s.public_key: s for s in hub.driver.dump("wg0")}
+
+    first, second = sites[0].public_key, sites[1].public_key
+    assert before[first].rx_bytes == 0 and before[first].last_handshake_at is None
+    assert after[first].rx_bytes > 0 and after[first].last_handshake_at is not None
+    assert after[first].endpoint == f"{netns_topology.peer_ip(0)}:{SITE_PORT}"
+    assert before[second].allowed_ips == ("10.77.0.3/32",)
+    assert after[second].allowed_ips == ("10.77.0.40/32",)
 
 
 @pytest.mark.netns
@@ -407,6 +428,36 @@ def test_get_answer_parses_the_same_fast_and_line_by_line() -> None:
     assert stats[0].last_handshake_at is not None and stats[1].last_handshake_at is None
     assert stats[1].endpoint is None and stats[1].allowed_ips == ()
     assert state.listen_port == 51820 and state.peers[key].endpoint == "198.18.0.11:51821"
+
+
+def _peer_text(key: str, rx: int, handshake: int = 0, ips: tuple[str, ...] = ()) -> str:
+    return (
+        f"public_key={base64.b64decode(key).hex()}\npreshared_key={'0' * 64}\n"
+        f"protocol_version=1\nlast_handshake_time_sec={handshake}\nlast_handshake_time_nsec=0\n"
+        f"tx_bytes=7\nrx_bytes={rx}\npersistent_keepalive_interval=0\n"
+        + "".join(f"allowed_ip={ip}\n" for ip in ips)
+    )
+
+
+def test_stats_reader_reuses_only_peers_whose_text_did_not_change() -> None:
+    idle, busy, gone, new = new_key(), new_key(), new_key(), new_key()
+    device = "private_key=" + "11" * 32 + "\nlisten_port=51820\n"
+    first = device + _peer_text(idle, 5, ips=("10.0.0.1/32",)) + _peer_text(busy, 5)
+    first += _peer_text(gone, 0)
+    second = device + _peer_text(idle, 5, ips=("10.0.0.1/32",))
+    second += _peer_text(busy, 900, handshake=1700000000, ips=("10.0.0.2/32",))
+    second += _peer_text(new, 1)
+    reader = StatsReader()
+
+    before = reader.parse(first.encode())
+    after = reader.parse(second.encode())
+
+    assert after == parse_stats(second.encode()) == _parse_stats_by_line(second.encode())
+    assert [s.public_key for s in after] == [idle, busy, new]
+    assert after[0] is before[0]  # unchanged text: the same stats, not parsed again
+    assert (after[1].rx_bytes, after[1].allowed_ips) == (900, ("10.0.0.2/32",))
+    assert after[1].last_handshake_at is not None and before[1].last_handshake_at is None
+    assert reader.parse(b"private_key=" + b"11" * 32 + b"\n") == []
 
 
 def test_errno_98_from_the_device_means_port_in_use() -> None:
