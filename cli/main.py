@@ -1,31 +1,92 @@
-"""The ``elysium`` server-side command: database, PKI, tokens, workers."""
+"""The ``elysium`` command. For operators: verbs over the HTTPS API (profiles, hubs,
+interfaces, peers, tokens, policy, mesh, jobs, audit; one module each under ``cli/``). For the
+server's own host: the database, the PKI and the processes (API, workers, beat)."""
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 import sys
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import click
 import psycopg
-from psycopg.rows import DictRow, dict_row
 
+from cli.completion import completion
+from cli.enroll_tokens import enroll_token
+from cli.hubs import hub, mesh
+from cli.interfaces import interface
+from cli.jobs import audit, job
+from cli.login import login, logout
+from cli.peers import peer
 from cli.policy import policy
+from cli.profiles import OperatorError
+from cli.tokens import ACTOR, token
 from elysium.errors import ElysiumError
 from elysium.settings import Settings
-from elysium.states import Scope
-from services import tokens
 
-ACTOR = "cli"  # who the command line's changes are recorded as
+# The verbs an operator runs anywhere, through the API; then the server host's own commands.
+OPERATOR_COMMANDS = (login, logout, hub, interface, peer, enroll_token, token, policy, mesh, job)
+SERVER_COMMANDS = ("db", "pki", "api", "control-worker", "hub-worker", "beat")
 
 
-@click.group()
+class ElysiumGroup(click.Group):
+    """Lists the operator's verbs first, the server host's commands after them."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        names = super().list_commands(ctx)
+        server = [n for n in SERVER_COMMANDS if n in names]
+        return [n for n in names if n not in server] + server
+
+
+@click.group(cls=ElysiumGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.pass_context
 def cli(ctx: click.Context) -> None:
-    """Elysium: hub-and-spoke WireGuard networks (server side)."""
-    ctx.obj = Settings.from_env()
+    """Elysium: hub-and-spoke WireGuard networks.
+
+    \b
+    An operator's first steps (each verb has --help, --json, --profile):
+      elysium login --server https://api:8443 --ca ca.pem --token ely_XXXX
+      elysium hub list
+      elysium interface add hub-a wg0 --network 10.8.0.0/24 --listen-port 51820
+      elysium enroll-token create 1 --name laptop
+      elysium peer list
+
+    db, pki, api, control-worker, hub-worker and beat run on the server's own host
+    (settings from ELYSIUM_*).
+    """
+    # Settings are read only by the commands that need them: an operator's verbs do not.
+    ctx.obj = _LazySettings()
+
+
+class _LazySettings:
+    def __init__(self) -> None:
+        self._settings: Settings | None = None
+
+    def get(self) -> Settings:
+        if self._settings is None:
+            self._settings = Settings.from_env()
+        return self._settings
+
+
+def pass_settings(f: Callable[..., Any]) -> Callable[..., Any]:
+    """Hand the command the settings from ``ELYSIUM_*`` (read when it runs)."""
+
+    @functools.wraps(f)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        lazy = click.get_current_context().find_object(_LazySettings)
+        assert lazy is not None
+        return f(lazy.get(), *args, **kwargs)
+
+    return run
+
+
+for _command in (*OPERATOR_COMMANDS, audit, completion):
+    cli.add_command(_command)
 
 
 @cli.group()
@@ -34,7 +95,7 @@ def db() -> None:
 
 
 @db.command("migrate")
-@click.pass_obj
+@pass_settings
 def db_migrate(settings: Settings) -> None:
     """Apply pending SQL migrations (safe to run from several processes at once)."""
     from db.migrate import migrate
@@ -42,9 +103,6 @@ def db_migrate(settings: Settings) -> None:
     applied = migrate(settings.database_url)
     names = ": " + ", ".join(applied) if applied else ""
     click.echo(f"applied {len(applied)} migration(s){names}")
-
-
-cli.add_command(policy)
 
 
 @cli.group()
@@ -152,48 +210,13 @@ def pki_client(directory: Path, name: str) -> None:
     click.echo(f"issued client certificate admin:{name}: {cert_path} (key {key_path})")
 
 
-@cli.group()
-def token() -> None:
-    """API bearer tokens."""
-
-
-@token.command("create")
-@click.option("--scope", required=True, type=click.Choice([s.value for s in Scope]))
-@click.option("--name", required=True, help="What the token is for (1-64 characters).")
-@click.option(
-    "--ttl",
-    "ttl_seconds",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Lifetime in seconds (default: no expiry).",
-)
-@click.pass_obj
-def token_create(settings: Settings, scope: str, name: str, ttl_seconds: int | None) -> None:
-    """Create an API token and print only the token, once, on stdout."""
-    with _connect(settings) as conn:
-        row, text = tokens.issue_api_token(conn, ACTOR, name, scope, ttl_seconds)
-    expires = tokens.iso(row["expires_at"]) or "never"
-    click.echo(f"created API token {row['id']} ({scope}), expires {expires}", err=True)
-    click.echo(text)
-
-
-@token.command("revoke")
-@click.argument("token_id", type=int)
-@click.pass_obj
-def token_revoke(settings: Settings, token_id: int) -> None:
-    """Revoke an API token by id."""
-    with _connect(settings) as conn:
-        tokens.revoke_api_token(conn, ACTOR, token_id)
-    click.echo(f"revoked API token {token_id}")
-
-
-def _connect(settings: Settings) -> psycopg.Connection[DictRow]:
-    return psycopg.connect(settings.database_url, row_factory=dict_row, autocommit=True)
-
-
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    """The ``elysium`` entry point; ``argv`` (without the program name) for tests."""
     try:
-        cli(standalone_mode=True)
+        cli.main(args=argv, prog_name="elysium", standalone_mode=True)
+    except OperatorError as exc:
+        click.echo(f"elysium: {exc.message}", err=True)
+        sys.exit(exc.exit_code)
     except ElysiumError as exc:
         click.echo(f"elysium: {exc.message}", err=True)
         sys.exit(2)
@@ -224,7 +247,7 @@ def _worker_argv(queue: str, name: str, pool: str, concurrency: int, loglevel: s
 @click.option("--state-dir", type=click.Path(path_type=Path), help="Keys and sockets live here.")
 @click.option("--endpoint", help="Declare the hub with this endpoint if it does not exist yet.")
 @click.option("--loglevel", default="INFO", show_default=True)
-@click.pass_obj
+@pass_settings
 def hub_worker(
     settings: Settings,
     hub: str,
@@ -257,7 +280,7 @@ def hub_worker(
 @cli.command("control-worker")
 @click.option("--concurrency", default=2, show_default=True)
 @click.option("--loglevel", default="INFO", show_default=True)
-@click.pass_obj
+@pass_settings
 def control_worker(settings: Settings, concurrency: int, loglevel: str) -> None:
     """Run a worker of the control queue (database work, sweeps, orchestration)."""
     from elysium.queue import CONTROL_QUEUE
@@ -270,7 +293,7 @@ def control_worker(settings: Settings, concurrency: int, loglevel: str) -> None:
 
 @cli.command("beat")
 @click.option("--loglevel", default="INFO", show_default=True)
-@click.pass_obj
+@pass_settings
 def beat_command(settings: Settings, loglevel: str) -> None:
     """Run Celery beat: the periodic workflows, sent only by the beat holding the lease.
 
@@ -291,7 +314,7 @@ def beat_command(settings: Settings, loglevel: str) -> None:
 @cli.command("api")
 @click.option("--bind", help="host:port (default: ELYSIUM_API_BIND).")
 @click.option("--workers", type=click.IntRange(min=1), help="default: ELYSIUM_API_WORKERS.")
-@click.pass_obj
+@pass_settings
 def api_server(settings: Settings, bind: str | None, workers: int | None) -> None:
     """Serve the HTTPS API with gunicorn (config api/gunicorn_conf.py, TLS from ELYSIUM_TLS_*)."""
     import os

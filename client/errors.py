@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 from elysium.errors import ElysiumError
+from elysium.exit_codes import (
+    EXIT_FAILED,
+    EXIT_JOB,
+    EXIT_STATE,
+    EXIT_TLS,
+    EXIT_TOKEN,
+    EXIT_UNREACHABLE,
+)
 
-# Exit codes (2 is click's own for bad usage).
-EXIT_FAILED = 1
-EXIT_UNREACHABLE = 3
-EXIT_TLS = 4
-EXIT_TOKEN = 5
-EXIT_JOB = 6
-EXIT_STATE = 7
+__all__ = [
+    "EXIT_FAILED",
+    "EXIT_JOB",
+    "EXIT_STATE",
+    "EXIT_TLS",
+    "EXIT_TOKEN",
+    "EXIT_UNREACHABLE",
+    "ClientError",
+]
 
 
 class ClientError(ElysiumError):

@@ -2,16 +2,6 @@
 
 from __future__ import annotations
 
-import io
+from elysium.qr import qr_text
 
-import qrcode
-
-
-def qr_text(text: str) -> str:
-    """``text`` as a QR code drawn with block characters (scan it with the WireGuard app)."""
-    qr = qrcode.QRCode(border=1, error_correction=qrcode.constants.ERROR_CORRECT_L)
-    qr.add_data(text)
-    qr.make(fit=True)
-    out = io.StringIO()
-    qr.print_ascii(out=out, invert=True)
-    return out.getvalue()
+__all__ = ["qr_text"]

@@ -92,6 +92,9 @@ Elysium is up ({seconds:.1f} s); the demo peer pings {HUB_TUNNEL_IP} through wg0
   demo peer      namespace {demo.ns("peer")}, client state {demo.state / "client"}
 
 Try:
+  {VENV_BIN / "elysium"} login --server {demo.url} --ca {demo.pki / "ca.pem"} \\
+       --token - < {demo.token_file}
+  {VENV_BIN / "elysium"} peer list
   curl --cacert {demo.pki / "ca.pem"} -H "Authorization: Bearer $(cat {demo.token_file})" \\
        {demo.url}/v1/peers
   {VENV_BIN / "elysium-client"} status --state-dir {demo.state / "client"}

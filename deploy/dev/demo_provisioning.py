@@ -50,7 +50,7 @@ class Api:
 def save_admin_token(demo: Demo) -> None:
     """A new admin token in the database, saved 0600 (replacing a refused one atomically)."""
     token = elysium(
-        "token", "create", "--scope", "admin", "--name", f"{demo.name}-admin", demo=demo
+        "token", "create", "--db", "--scope", "admin", "--name", f"{demo.name}-admin", demo=demo
     ).stdout.strip()
     partial = demo.token_file.with_name(f".{demo.token_file.name}.{os.getpid()}")
     partial.unlink(missing_ok=True)

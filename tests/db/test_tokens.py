@@ -190,7 +190,7 @@ def test_token_create_cli_prints_only_a_token_that_authenticates_and_audits_it(
 
     result = CliRunner().invoke(
         cli,
-        ["token", "create", "--scope", "operator", "--name", "ci", "--ttl", "3600"],
+        ["token", "create", "--db", "--scope", "operator", "--name", "ci", "--ttl", "3600"],
         catch_exceptions=False,
     )
 

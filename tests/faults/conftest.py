@@ -21,7 +21,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -235,13 +235,23 @@ class FaultStack:
         return str(r.json()["token"])
 
     # ---- act ------------------------------------------------------------------------------
-    def enroll(self, count: int, token: str, threads: int = 16) -> dict[str, str]:
+    def enroll(
+        self,
+        count: int,
+        token: str,
+        threads: int = 16,
+        holds: Sequence[tuple[int, threading.Event]] = (),
+    ) -> dict[str, str]:
         """Enroll ``count`` peers with fresh keys, as fast as ``threads`` keep-alive sessions
-        can; answers public key -> job id."""
+        can; answers public key -> job id. ``holds``: post number ``n`` and later wait until
+        the event is set."""
         keys = [public_key(self.ledger.private_key()) for _ in range(count)]
         local = threading.local()
 
         def post(i: int) -> tuple[str, str]:
+            for start, event in holds:
+                if i >= start:
+                    assert event.wait(120), f"post {i} held for 120 s"
             if not hasattr(local, "api"):
                 local.api = self.client()
             body = {"token": token, "name": f"f-{secrets.token_hex(4)}", "public_key": keys[i]}
@@ -368,9 +378,19 @@ class FaultStack:
 class Burst:
     """Enrollments posted from a thread while the test breaks things."""
 
-    def __init__(self, stack: FaultStack, token: str, count: int, threads: int = 4) -> None:
+    def __init__(
+        self,
+        stack: FaultStack,
+        token: str,
+        count: int,
+        threads: int = 4,
+        holds: Sequence[int] = (),
+    ) -> None:
+        """``holds``: post numbers where the burst waits for :meth:`release` (so that a test
+        can break something while it surely still runs, whatever the machine's speed)."""
         self.keys: dict[str, str] = {}  # public key -> job id
         self.errors: list[BaseException] = []
+        self._holds = [(start, threading.Event()) for start in holds]
         self._thread = threading.Thread(
             target=self._post, args=(stack, token, count, threads), name="burst"
         )
@@ -378,14 +398,20 @@ class Burst:
 
     def _post(self, stack: FaultStack, token: str, count: int, threads: int) -> None:
         try:
-            self.keys.update(stack.enroll(count, token, threads))
+            self.keys.update(stack.enroll(count, token, threads, self._holds))
         except BaseException as exc:  # reported by join()
             self.errors.append(exc)
+
+    def release(self) -> None:
+        """Let the burst go on past its next hold."""
+        next(event for _, event in self._holds if not event.is_set()).set()
 
     def running(self) -> bool:
         return self._thread.is_alive()
 
     def join(self) -> dict[str, str]:
+        for _, event in self._holds:
+            event.set()  # a test that failed midway must not leave the posts waiting
         self._thread.join(180)
         assert not self.errors, self.errors[0]
         return self.keys

@@ -82,7 +82,8 @@ def test_a_burst_across_a_redis_crash_loses_no_job_and_applies_none_twice(
     broker = redis.Redis.from_url(private_redis.url)
     hub_list = f"{stack.settings.redis_key_prefix}{hub_queue(HUB)}"
     started = time.monotonic()
-    burst = Burst(stack, token, BURST, threads=8)
+    # The burst holds at post 100 and 200, so that it surely runs across the crash.
+    burst = Burst(stack, token, BURST, threads=8, holds=(100, 200))
     try:
         stack.wait_enrolled(50)
         # Hold the hub worker so messages pile up in Redis, then lose them with it. It stays
@@ -91,11 +92,13 @@ def test_a_burst_across_a_redis_crash_loses_no_job_and_applies_none_twice(
         assert stack.hub_worker is not None
         os.kill(stack.hub_worker.pid, signal.SIGSTOP)
         try:
+            burst.release()  # posts 100-199: their messages pile up in Redis
             wait_for(lambda: broker.llen(hub_list) >= 20, 30, "messages in Redis")
             lost = broker.llen(hub_list)
             assert burst.running(), "the burst ended before the crash: nothing was tested"
             private_redis.kill()
             killed_at = time.monotonic() - started
+            burst.release()  # the rest of the burst posts while the broker is down
             time.sleep(1.5)  # posts go on meanwhile: recorded, not sent
             private_redis.start()
             back_at = time.monotonic() - started
