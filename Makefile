@@ -51,6 +51,7 @@ bench: deps
 	$(PY) -m bench.client
 	$(PY) -m bench.hubs
 	$(PY) -m bench.ui
+	$(PY) -m bench.compose
 	$(PY) -m bench.summary
 
 up: deps

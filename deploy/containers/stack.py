@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -157,7 +158,8 @@ def make_base_image() -> None:
         try:
             run("mmdebstrap", "--variant=apt", "--quiet", "bookworm", str(tarball))
         except StackError as exc:
-            raise StackError(f"cannot reach Debian's package mirror to make the base ({exc})")
+            why = f"cannot reach Debian's package mirror to make the base ({exc})"
+            raise StackError(why) from None
         run("podman", "import", "--change", "CMD=/bin/bash", str(tarball), BASE_IMAGE)
 
 
@@ -189,7 +191,7 @@ def build_images() -> None:
 # --- the stack ------------------------------------------------------------------------------
 
 
-def wait(what: str, ready: callable, timeout: float = 90) -> None:  # type: ignore[valid-type]
+def wait(what: str, ready: Callable[[], bool], timeout: float = 90) -> None:
     deadline = time.monotonic() + timeout
     while not ready():
         if time.monotonic() > deadline:
@@ -209,11 +211,15 @@ def healthy(service: str) -> bool:
     return podman("healthcheck", "run", container(service), check=False).returncode == 0
 
 
-def start_stack() -> None:
-    """In the order depends_on says (podman-compose 1.x starts without waiting on conditions)."""
+def check_port() -> None:
+    """The API's port is free in the namespace, unless our API holds it already."""
     running = podman("container", "exists", container("api"), check=False).returncode == 0
     if not running and run("ss", "-Htln", f"sport = :{API_PORT}", ns=NETNS).stdout.strip():
         raise StackError(f"port {API_PORT} is taken in {NETNS}: stop what listens there")
+
+
+def start_stack() -> None:
+    """In the order depends_on says (podman-compose 1.x starts without waiting on conditions)."""
     compose("up", "-d", "--no-build", "--no-deps", "pki")
     finished("pki")
     compose("up", "-d", "--no-build", "--no-deps", "postgres", "redis")
@@ -235,7 +241,7 @@ def admin_token() -> Path:
     if path.exists():
         return path
     made = podman("exec", container("api"), "python3", "-m", "cli", "token", "create",
-                  "--scope", "admin", "--name", "compose-admin")  # fmt: skip
+                  "--db", "--scope", "admin", "--name", "compose-admin")  # fmt: skip
     STATE.mkdir(parents=True, exist_ok=True, mode=0o700)
     path.touch(mode=0o600)
     path.write_text(made.stdout.strip().splitlines()[-1] + "\n")
@@ -264,6 +270,7 @@ def demo() -> None:
 def up() -> None:
     preflight()
     make_namespaces()
+    check_port()
     make_base_image()
     build_images()
     start_stack()
