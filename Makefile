@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: deps lock services test lint bench up down clean
+.PHONY: deps lock services test lint bench up down clean compose-up compose-down
 
 deps: services $(VENV)/.installed
 
@@ -29,7 +29,7 @@ lock:
 	@test -x $(LOCK_TOOLS)/bin/pip-compile || { python3 -m venv $(LOCK_TOOLS) && \
 		$(LOCK_TOOLS)/bin/pip install -q --disable-pip-version-check 'pip-tools>=7.4,<8'; }
 	$(LOCK_TOOLS)/bin/pip-compile -q --generate-hashes --allow-unsafe --strip-extras \
-		--no-emit-index-url --no-emit-find-links --extra test --extra lint \
+		--no-emit-index-url --no-emit-find-links --extra test --extra lint --extra containers \
 		-o requirements.lock $(LOCK_ARGS) pyproject.toml
 
 test: deps
@@ -51,6 +51,7 @@ bench: deps
 	$(PY) -m bench.client
 	$(PY) -m bench.hubs
 	$(PY) -m bench.ui
+	$(PY) -m bench.compose
 	$(PY) -m bench.summary
 
 up: deps
@@ -61,3 +62,10 @@ down:
 
 clean: deps
 	@$(PY) deploy/dev/demo.py clean
+
+# compose.yaml for real: podman (in a namespace of its own), images from Debian's packages.
+compose-up: deps
+	@$(PY) deploy/containers/stack.py up
+
+compose-down:
+	@if [ -x $(PY) ]; then $(PY) deploy/containers/stack.py down; else echo "compose-down: nothing runs (no $(VENV))"; fi

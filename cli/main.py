@@ -5,6 +5,7 @@ server's own host: the database, the PKI and the processes (API, workers, beat).
 from __future__ import annotations
 
 import functools
+import os
 import socket
 import sys
 from collections.abc import Callable
@@ -124,8 +125,26 @@ def pki() -> None:
     metavar="DNS_OR_IP",
     help="Server certificate name (repeat); default: localhost, 127.0.0.1, ::1.",
 )
-def pki_init(directory: Path, sans: tuple[str, ...]) -> None:
+@click.option(
+    "--tls-dir",
+    type=click.Path(path_type=Path),
+    help="Also copy ca.pem, server.pem and server.key (never ca.key) here, for the API.",
+)
+def pki_init(directory: Path, sans: tuple[str, ...], tls_dir: Path | None) -> None:
     """Create the CA (kept if it exists) and the API's server certificate."""
+    _make_pki(directory, sans)
+    if tls_dir is not None:
+        tls_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        for name in ("ca.pem", "server.pem", "server.key"):
+            data = (directory / name).read_bytes()
+            path = tls_dir / name
+            path.touch(mode=0o600)
+            path.write_bytes(data)
+            os.chmod(path, 0o600 if name.endswith(".key") else 0o644)
+        click.echo(f"copied ca.pem, server.pem, server.key to {tls_dir}")
+
+
+def _make_pki(directory: Path, sans: tuple[str, ...]) -> None:
     from elysium import pki as ca
 
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)

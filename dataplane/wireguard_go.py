@@ -5,7 +5,9 @@ every namespace, so two ``wg0`` in two namespaces would collide. Instead we make
 socket ourselves under ``<state_dir>/netns/<ns or "host">/`` and hand it over in
 ``WG_UAPI_FD``. wireguard-go still watches ``/run/wireguard/<ifname>.sock`` with inotify (and
 exits if it is missing), so the process starts in a private mount namespace where our socket
-directory is bind-mounted on ``/run/wireguard``; the host's mounts are untouched.
+directory is bind-mounted on ``/run/wireguard``; the host's mounts are untouched. Where
+``/run/wireguard`` is a symbolic link (a container image's way of saying the path is ours),
+it is pointed at our directory instead: no mount namespace, so no CAP_SYS_ADMIN.
 """
 
 from __future__ import annotations
@@ -74,7 +76,9 @@ class WireguardGo:
         self.stop(ifname)
         self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         os.chmod(self.dir, 0o700)
-        HOST_MOUNT_POINT.mkdir(parents=True, exist_ok=True)
+        linked = self.netns is None and _link_mount_point(self.dir)
+        if not linked:
+            HOST_MOUNT_POINT.mkdir(parents=True, exist_ok=True)
         path = self.socket_path(ifname)
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
@@ -89,7 +93,7 @@ class WireguardGo:
             listener.listen(128)
             fd = listener.fileno()
             os.set_inheritable(fd, True)
-            child = self._spawn(ifname, fd)
+            child = self._spawn(ifname, fd, linked)
         finally:
             listener.close()  # the child holds its own copy
         self._children[ifname] = child
@@ -97,11 +101,14 @@ class WireguardGo:
         self._wait_ready(ifname, child)
         return child.pid
 
-    def _spawn(self, ifname: str, fd: int) -> subprocess.Popen[bytes]:
-        if self.netns is None:
-            prefix = ["unshare", "--mount", "--propagation", "private"]
+    def _spawn(self, ifname: str, fd: int, linked: bool) -> subprocess.Popen[bytes]:
+        bind = ["sh", "-c", _BIND_AND_EXEC, str(self.dir), ifname, self.binary]
+        if linked:
+            command = [self.binary, "-f", ifname]
+        elif self.netns is not None:
+            command = [*netns_exec(self.netns), *bind]
         else:
-            prefix = netns_exec(self.netns)
+            command = ["unshare", "--mount", "--propagation", "private", *bind]
         env = dict(
             os.environ,
             WG_UAPI_FD=str(fd),
@@ -111,7 +118,7 @@ class WireguardGo:
         log = (self.dir / f"{ifname}.log").open("ab")
         try:
             return subprocess.Popen(
-                [*prefix, "sh", "-c", _BIND_AND_EXEC, str(self.dir), ifname, self.binary],
+                command,
                 env=env,
                 pass_fds=(fd,),
                 start_new_session=True,  # the device outlives a killed worker
@@ -161,6 +168,20 @@ class WireguardGo:
             return "(no log)"
         useful = [ln for ln in lines if ln.strip() and not ln.lstrip().startswith(("│", "┌", "└"))]
         return " | ".join(useful[-3:]) or "(empty log)"
+
+
+def _link_mount_point(directory: Path) -> bool:
+    """Point ``/run/wireguard`` at ``directory`` if it is a symbolic link (atomically);
+    False when it is not one, as on a host."""
+    if not HOST_MOUNT_POINT.is_symlink():
+        return False
+    if HOST_MOUNT_POINT.resolve() != directory.resolve():
+        staged = HOST_MOUNT_POINT.with_name(f".{HOST_MOUNT_POINT.name}.{os.getpid()}")
+        with contextlib.suppress(FileNotFoundError):
+            staged.unlink()
+        staged.symlink_to(directory)
+        os.replace(staged, HOST_MOUNT_POINT)
+    return True
 
 
 def _is_wireguard_go(pid: int, ifname: str) -> bool:

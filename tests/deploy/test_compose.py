@@ -58,7 +58,7 @@ def test_compose_has_the_whole_stack_and_a_privileged_hub_worker() -> None:
 
 
 def test_the_containerfile_copies_every_package_of_the_distribution() -> None:
-    text = (ROOT / "deploy" / "Containerfile").read_text()
+    text = (ROOT / "deploy" / "containers" / "Containerfile").read_text()
     copied = set(re.findall(r"^COPY (\w+) ", text, re.M))
     pyproject = (ROOT / "pyproject.toml").read_text()
     packages = set(re.findall(r'"(\w+)\*"', pyproject))
