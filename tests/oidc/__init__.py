@@ -18,6 +18,9 @@ from typing import Any
 import requests
 from joserfc import jwt
 from joserfc.jwk import RSAKey
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.remote.webdriver import WebDriver
 
 from tests.stack import Process, wait_for
 
@@ -158,3 +161,25 @@ def sign_in_at_provider(http: requests.Session, url: str, user: str, ca: str) ->
         assert r.status_code in (302, 303), (r.status_code, r.text[:500])
         url = requests.compat.urljoin(url, r.headers["Location"])
     raise AssertionError(f"the provider never sent the browser back (last {url})")
+
+
+def loopback_chromium(server_cert: Path, profile: Path) -> WebDriver:
+    """Headless Chromium trusting exactly the test API's key, resolving no host name but
+    loopback's: whatever a page asks for from outside this machine, it gets nothing."""
+    from tests.api.ui.test_browser import CHROMEDRIVER, spki_hash  # (imports tests.api)
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",  # tests run as root
+        "--disable-dev-shm-usage",
+        "--window-size=1280,900",
+        f"--user-data-dir={profile}",
+        f"--ignore-certificate-errors-spki-list={spki_hash(server_cert)}",
+        "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+    ):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.implicitly_wait(5)
+    return driver

@@ -11,32 +11,18 @@ from typing import Any
 
 import psycopg
 import pytest
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.api.conftest import Pki, Sso
-from tests.api.ui.test_browser import CHROMEDRIVER, follow, spki_hash
+from tests.api.ui.test_browser import follow
+from tests.oidc import loopback_chromium
 
 
 @pytest.fixture(scope="module")
 def chromium(api_pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebDriver]:
-    options = webdriver.ChromeOptions()
-    options.binary_location = "/usr/bin/chromium"
-    for arg in (
-        "--headless=new",
-        "--no-sandbox",  # tests run as root
-        "--disable-dev-shm-usage",
-        "--window-size=1280,900",
-        f"--user-data-dir={tmp_path_factory.mktemp('chromium-sso')}",
-        f"--ignore-certificate-errors-spki-list={spki_hash(api_pki.server_cert)}",
-        "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-    ):
-        options.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    driver.implicitly_wait(5)
+    driver = loopback_chromium(api_pki.server_cert, tmp_path_factory.mktemp("chromium-sso"))
     try:
         yield driver
     finally:
