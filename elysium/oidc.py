@@ -91,7 +91,7 @@ class Provider:
 
     def __init__(self, issuer: str, *, ca_bundle: str | bool = True) -> None:
         self.issuer = issuer.rstrip("/")
-        self._verify = ca_bundle
+        self.ca_bundle = ca_bundle
         self._lock = threading.Lock()
         self._metadata: dict[str, Any] | None = None
         self._keys: KeySet | None = None
@@ -99,7 +99,7 @@ class Provider:
 
     def _get(self, url: str) -> dict[str, Any]:
         try:
-            r = requests.get(url, timeout=HTTP_TIMEOUT_S, verify=self._verify)
+            r = requests.get(url, timeout=HTTP_TIMEOUT_S, verify=self.ca_bundle)
             r.raise_for_status()
             body = r.json()
         except (requests.RequestException, ValueError) as exc:
@@ -180,7 +180,7 @@ class Provider:
                 data=form,
                 auth=auth,
                 timeout=HTTP_TIMEOUT_S,
-                verify=self._verify,
+                verify=self.ca_bundle,
             )
             body = r.json()
         except (requests.RequestException, ValueError) as exc:
