@@ -32,7 +32,7 @@ from joserfc.errors import (
 from joserfc.jwk import KeySet
 
 from elysium.errors import ElysiumError, Unauthorized
-from elysium.settings import Settings
+from elysium.settings import EnrollRule, Settings
 from elysium.states import Scope
 
 # Asymmetric algorithms only: an HMAC "signature" would be made with the client secret.
@@ -278,4 +278,16 @@ def map_scope(settings: Settings, who: Identity) -> str | None:
             domain is not None and domain in {d.lower() for d in domains}
         ):
             return str(scope)
+    return None
+
+
+def enroll_rule(settings: Settings, who: Identity) -> EnrollRule | None:
+    """The first ``ELYSIUM_OIDC_ENROLL`` rule naming one of the user's groups or their
+    verified e-mail domain: where their peers enroll, with which tags; None for nobody's."""
+    domain = who.email_domain
+    for rule in settings.enroll_rules:
+        if (rule.kind == "group" and rule.match in who.groups) or (
+            rule.kind == "domain" and rule.match == domain
+        ):
+            return rule
     return None

@@ -72,8 +72,9 @@ class Settings:
     oidc_admin_email_domains: tuple[str, ...] = ()
     oidc_operator_email_domains: tuple[str, ...] = ()
     oidc_reader_email_domains: tuple[str, ...] = ()
-    # `elysium-client enroll --sso`: "group:NAME=HUB/INTERFACE[:TAG+TAG]" or
-    # "domain:NAME=HUB/INTERFACE[:TAG+TAG]", comma-separated; the first that matches wins.
+    # `elysium-client enroll --sso`: where a user's peers go, "group:NAME=HUB/INTERFACE" or
+    # "domain:NAME=HUB/INTERFACE", each optionally ":TAG+TAG", comma-separated; the first rule
+    # that names the user wins (see enroll_rules).
     oidc_enroll: tuple[str, ...] = ()
     oidc_token_ttl_s: int = 3600  # the API token that `elysium login --sso` gets
 
@@ -93,7 +94,13 @@ class Settings:
             raise ConfigError("ELYSIUM_WG_DRIVER must be auto, kernel or userspace", "wg_driver")
         if settings.oidc_issuer and not settings.oidc_client_id:
             raise ConfigError("ELYSIUM_OIDC_CLIENT_ID is needed with ELYSIUM_OIDC_ISSUER", "oidc")
+        settings.enroll_rules  # noqa: B018 (a malformed rule stops the process at start)
         return settings
+
+    @property
+    def enroll_rules(self) -> tuple[EnrollRule, ...]:
+        """``oidc_enroll`` parsed; ConfigError naming a malformed rule."""
+        return tuple(EnrollRule.parse(text) for text in self.oidc_enroll)
 
     @property
     def sso(self) -> bool:
@@ -115,6 +122,34 @@ class Settings:
             elif value is not None:
                 env[f"ELYSIUM_{f.name.upper()}"] = str(value)
         return env
+
+
+@dataclass(frozen=True)
+class EnrollRule:
+    """Where a single sign-on user's peers enroll: the users it names (by ``group`` or
+    e-mail ``domain``), the hub and interface, and the tags their peers get."""
+
+    kind: str
+    match: str
+    hub: str
+    interface: str
+    tags: tuple[str, ...] = ()
+
+    @classmethod
+    def parse(cls, text: str) -> EnrollRule:
+        """``group:NAME=HUB/INTERFACE[:TAG+TAG]`` or ``domain:NAME=...``."""
+        kind, _, rest = text.partition(":")
+        match, _, target = rest.partition("=")
+        place, _, tags = target.partition(":")
+        hub, _, interface = place.partition("/")
+        if kind not in ("group", "domain") or not (match and hub and interface):
+            raise ConfigError(
+                f"ELYSIUM_OIDC_ENROLL: {text!r} is not group:NAME=HUB/INTERFACE[:TAG+TAG]"
+                " or domain:NAME=HUB/INTERFACE[:TAG+TAG]",
+                "oidc_enroll",
+            )
+        found = tuple(t for t in tags.split("+") if t)
+        return cls(kind, match.lower() if kind == "domain" else match, hub, interface, found)
 
 
 def _convert(name: str, type_name: str, raw: str) -> Any:

@@ -21,12 +21,23 @@ from typing import Any, TypeVar
 from psycopg import Connection
 from psycopg.rows import DictRow
 
-from db import audit, sso, tokens
-from elysium.oidc import Identity, Provider, SsoRefused, identity, map_scope, pkce_pair
+from db import audit, enrollment_tokens, sso, tokens
+from db.interfaces import list_hub_interfaces
+from elysium.oidc import (
+    Identity,
+    Provider,
+    SsoRefused,
+    enroll_rule,
+    identity,
+    map_scope,
+    pkce_pair,
+)
 from elysium.settings import Settings
 
 SIGN_IN = "dashboard.sso_sign_in"
 EXCHANGE = "sso.token"
+ENROLL = "sso.enrollment_token"
+ENROLL_TOKEN_TTL_S = 600  # the one-use token `elysium-client enroll --sso` redeems at once
 T = TypeVar("T")
 
 
@@ -122,6 +133,76 @@ def exchange_id_token(
         )
 
     return _audited(conn, EXCHANGE, attempt, lambda: id_token)
+
+
+def enrollment_token(
+    conn: Connection[DictRow], settings: Settings, provider: Provider, id_token: str
+) -> tuple[dict[str, Any], str]:
+    """A one-use enrollment token for the user of a verified ID token (once per ID token),
+    on the interface and with the tags of the first ``ELYSIUM_OIDC_ENROLL`` rule naming
+    them; its row and text. The peer then enrolls with it as with any other."""
+
+    def attempt() -> tuple[dict[str, Any], str]:
+        claims = provider.verify_id_token(id_token, settings.oidc_audiences)
+        who = identity(claims, settings.oidc_groups_claim)
+        rule = enroll_rule(settings, who)
+        expires = datetime.fromtimestamp(int(claims["exp"]), UTC)
+        with conn.transaction():
+            if not sso.spend(conn, "id_token", id_token, expires):
+                raise _Refusal(
+                    who, SsoRefused("this ID token was used already", code="sso_replayed")
+                )
+            if rule is None:
+                raise _Refusal(
+                    who,
+                    SsoRefused(
+                        f"{who.name} may not enroll peers here: an administrator must add one of"
+                        " your groups or your e-mail domain to ELYSIUM_OIDC_ENROLL",
+                        code="sso_no_enrollment",
+                        status=403,
+                    ),
+                )
+            iface = next(
+                (i for i in list_hub_interfaces(conn, rule.hub) if i["name"] == rule.interface),
+                None,
+            )
+            if iface is None:
+                raise _Refusal(
+                    who,
+                    SsoRefused(
+                        f"interface {rule.hub}/{rule.interface} of ELYSIUM_OIDC_ENROLL"
+                        " does not exist",
+                        code="sso_interface_missing",
+                        status=409,
+                    ),
+                )
+            row, text = enrollment_tokens.create_enrollment_token(
+                conn,
+                iface["id"],
+                ("sso:" + who.name)[:64],
+                ENROLL_TOKEN_TTL_S,
+                1,
+                [],
+                who.actor,
+                list(rule.tags),
+            )
+            audit.record(
+                conn,
+                who.actor,
+                ENROLL,
+                f"enrollment_token:{row['id']}",
+                "succeeded",
+                {
+                    "issuer": who.issuer,
+                    "subject": who.subject,
+                    "groups": list(who.groups),
+                    "interface_id": iface["id"],
+                    "tags": row["tags"],
+                },
+            )
+        return row, text
+
+    return _audited(conn, ENROLL, attempt, lambda: id_token)
 
 
 def _grant(

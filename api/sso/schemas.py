@@ -29,3 +29,11 @@ class SsoTokenSchema(ma.Schema):
     name = ma.fields.String()
     scope = ma.fields.String()
     expires_at = ma.fields.AwareDateTime(allow_none=True)
+
+
+class SsoEnrollmentTokenSchema(ma.Schema):
+    id = ma.fields.Integer(required=True)
+    token = ma.fields.String(required=True, metadata={"description": "one use, shown only here"})
+    interface_id = ma.fields.Integer(required=True)
+    tags = ma.fields.List(ma.fields.String())
+    expires_at = ma.fields.AwareDateTime()

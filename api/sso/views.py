@@ -6,7 +6,12 @@ from typing import Any
 
 from api import state
 from api.schemas import Blueprint
-from api.sso.schemas import SsoConfigSchema, SsoTokenRequestSchema, SsoTokenSchema
+from api.sso.schemas import (
+    SsoConfigSchema,
+    SsoEnrollmentTokenSchema,
+    SsoTokenRequestSchema,
+    SsoTokenSchema,
+)
 from services import sso as services
 
 blp = Blueprint("sso", __name__, url_prefix="/v1/sso", description="Single sign-on")
@@ -35,3 +40,16 @@ def sso_token(body: dict[str, Any]) -> dict[str, Any]:
     with state.connection() as conn:
         signed = services.exchange_id_token(conn, state.settings(), provider, body["id_token"])
     return {**signed.token, "token": signed.text}
+
+
+@blp.route("/enrollment-token", methods=["POST"])
+@blp.arguments(SsoTokenRequestSchema)
+@blp.response(201, SsoEnrollmentTokenSchema)
+def sso_enrollment_token(body: dict[str, Any]) -> dict[str, Any]:
+    """A one-use enrollment token for the user of a verified ID token (once per ID token), on
+    the interface and with the tags ``ELYSIUM_OIDC_ENROLL`` gives them
+    (``elysium-client enroll --sso``); audited under the user."""
+    provider = state.state().oidc
+    with state.connection() as conn:
+        row, text = services.enrollment_token(conn, state.settings(), provider, body["id_token"])
+    return {**row, "token": text}

@@ -13,6 +13,7 @@ import psycopg
 import pytest
 
 from tests.api.conftest import Api, Pki, Sso
+from tests.api.conftest import new_key as new_wg_key
 from tests.oidc import CLI_CLIENT, DASHBOARD_CLIENT, USERS, new_key
 
 
@@ -182,3 +183,70 @@ def test_a_missing_id_token_is_a_400_naming_the_field(client: Api) -> None:
     r = client.post("/v1/sso/token", json={})
     assert r.status_code == 400
     assert "id_token" in r.json()["error"]["fields"]
+
+
+@pytest.mark.parametrize(("user", "tags"), [("bob", ["dev", "laptop"]), ("carol", ["staff"])])
+def test_a_signed_in_user_gets_a_one_use_enrollment_token_where_the_rules_say(
+    client: Api,
+    sso: Sso,
+    db: psycopg.Connection[Any],
+    interface_id: int,
+    user: str,
+    tags: list[str],
+) -> None:
+    r = client.post(
+        "/v1/sso/enrollment-token", json={"id_token": sso.provider.sign(claims_of(user))}
+    )
+    assert r.status_code == 201, r.text
+    body = r.json()
+    assert (body["interface_id"], body["tags"]) == (interface_id, tags)
+    row = db.execute(
+        "SELECT uses_left, created_by, name FROM enrollment_tokens WHERE id = %s", (body["id"],)
+    ).fetchone()
+    email = USERS[user]["email"]
+    assert row == {"uses_left": 1, "created_by": f"sso:{email}", "name": f"sso:{email}"}
+    record = last_audit(db)
+    assert (record["actor"], record["action"], record["outcome"]) == (
+        f"sso:{email}",
+        "sso.enrollment_token",
+        "succeeded",
+    )
+    peer = client.post(
+        "/v1/enroll",
+        json={"token": body["token"], "name": f"{user}-laptop", "public_key": new_wg_key()},
+    )
+    assert peer.status_code == 202, peer.text
+    got = db.execute(
+        "SELECT interface_id, tags FROM peers WHERE id = %s", (peer.json()["peer_id"],)
+    ).fetchone()
+    assert got == {"interface_id": interface_id, "tags": tags}
+
+
+def test_a_user_no_enrollment_rule_names_is_refused(
+    client: Api, sso: Sso, db: psycopg.Connection[Any], interface_id: int
+) -> None:
+    r = client.post(
+        "/v1/sso/enrollment-token", json={"id_token": sso.provider.sign(claims_of("erin"))}
+    )
+    assert r.status_code == 403
+    assert r.json()["error"]["code"] == "sso_no_enrollment"
+    assert "ELYSIUM_OIDC_ENROLL" in r.json()["error"]["message"]
+    assert db.execute("SELECT count(*) AS n FROM enrollment_tokens").fetchone()["n"] == 0
+    assert last_audit(db)["outcome"] == "refused"
+
+
+def test_a_rule_naming_a_missing_interface_is_refused(client: Api, sso: Sso) -> None:
+    r = client.post(
+        "/v1/sso/enrollment-token", json={"id_token": sso.provider.sign(claims_of("bob"))}
+    )
+    assert r.status_code == 409
+    assert r.json()["error"]["code"] == "sso_interface_missing"
+
+
+def test_a_forged_id_token_gets_no_enrollment_token(
+    client: Api, sso: Sso, db: psycopg.Connection[Any], interface_id: int
+) -> None:
+    r = client.post("/v1/sso/enrollment-token", json={"id_token": _forged(sso)})
+    assert r.status_code == 401
+    assert r.json()["error"]["code"] == "sso_bad_signature"
+    assert db.execute("SELECT count(*) AS n FROM enrollment_tokens").fetchone()["n"] == 0

@@ -44,6 +44,10 @@ MAPPING = {
     "ELYSIUM_OIDC_ADMIN_GROUPS": "elysium-admins",
     "ELYSIUM_OIDC_OPERATOR_EMAIL_DOMAINS": "ops.example.com",
     "ELYSIUM_OIDC_READER_GROUPS": "auditors",
+    # Where their peers go (elysium-client enroll --sso): developers first, then the domain.
+    "ELYSIUM_OIDC_ENROLL": (
+        "group:developers=hub-a/wg0:laptop+dev,domain:example.com=hub-a/wg0:staff"
+    ),
 }
 
 
@@ -65,6 +69,7 @@ class OidcProvider:
             "email": USERS["alice"]["email"],
             "email_verified": True,
             "groups": USERS["alice"]["groups"],
+            "jti": secrets.token_hex(8),  # two tokens signed in one second still differ
             **claims,
         }
         signer = key or self.key
