@@ -12,6 +12,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from elysium.oidc import Provider, SsoRefused
 from tests.api.conftest import Api, Pki, Sso
 from tests.api.conftest import new_key as new_wg_key
 from tests.oidc import CLI_CLIENT, DASHBOARD_CLIENT, USERS, new_key
@@ -250,3 +251,28 @@ def test_a_forged_id_token_gets_no_enrollment_token(
     assert r.status_code == 401
     assert r.json()["error"]["code"] == "sso_bad_signature"
     assert db.execute("SELECT count(*) AS n FROM enrollment_tokens").fetchone()["n"] == 0
+
+
+def test_a_dashboard_id_token_must_carry_its_sign_ins_nonce(sso: Sso) -> None:
+    """The check the dashboard's callback makes, against the real provider's JWKS."""
+    provider = Provider(sso.provider.issuer)
+    audiences = (DASHBOARD_CLIENT,)
+    good = sso.provider.sign({"aud": DASHBOARD_CLIENT, "nonce": "n-1"})
+    assert provider.verify_id_token(good, audiences, nonce="n-1")["sub"] == "alice"
+    for token, code in (
+        (good, "sso_bad_nonce"),  # another sign-in's nonce
+        (sso.provider.sign({"aud": DASHBOARD_CLIENT}), "sso_missing_claim"),
+    ):
+        with pytest.raises(SsoRefused) as refused:
+            provider.verify_id_token(token, audiences, nonce="n-2")
+        assert refused.value.code == code
+
+
+def test_several_audiences_need_an_authorized_party_of_ours(sso: Sso) -> None:
+    provider = Provider(sso.provider.issuer)
+    token = sso.provider.sign({"aud": [CLI_CLIENT, "other"], "azp": "other"})
+    with pytest.raises(SsoRefused) as refused:
+        provider.verify_id_token(token, (CLI_CLIENT,))
+    assert refused.value.code == "sso_bad_azp"
+    ours = sso.provider.sign({"aud": [CLI_CLIENT, "other"], "azp": CLI_CLIENT})
+    assert provider.verify_id_token(ours, (CLI_CLIENT,))["azp"] == CLI_CLIENT
