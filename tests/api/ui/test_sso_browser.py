@@ -76,6 +76,9 @@ def test_an_unmapped_user_is_shown_why_and_gets_no_session(
     assert "erin@elsewhere.org is not mapped to any scope" in why.text
     assert why.get_attribute("data-code") == "sso_unmapped"
     assert browser.find_elements(By.ID, "sso")  # free to try again, or to paste a token
+    shot = os.environ.get("ELYSIUM_UI_SCREENSHOT")
+    if shot:
+        browser.save_screenshot(shot.replace(".png", "-sso-refused.png"))
     browser.get(f"{sso.url}/ui/")
     assert browser.current_url.startswith(f"{sso.url}/ui/login")
     assert db.execute("SELECT count(*) AS n FROM api_tokens").fetchone()["n"] == 0
