@@ -6,7 +6,9 @@ PYTEST_ARGS ?=
 
 .PHONY: deps lock services test lint bench up down clean compose-up compose-down
 
-deps: services $(VENV)/.installed
+OIDC_PROVIDER := tests/oidc/provider
+
+deps: services $(VENV)/.installed $(OIDC_PROVIDER)/node_modules/.installed
 
 services:
 	@deploy/dev/ensure-services.sh
@@ -19,6 +21,12 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 	@$(PY) -m pip install -q --disable-pip-version-check --require-hashes -r requirements.lock
 	@$(PY) -m pip install -q --disable-pip-version-check --no-deps -e . \
 		--config-settings editable_mode=compat
+	@touch $@
+
+# The single sign-on tests' OpenID provider (oidc-provider on Node), exactly as locked.
+$(OIDC_PROVIDER)/node_modules/.installed: $(OIDC_PROVIDER)/package-lock.json $(OIDC_PROVIDER)/package.json
+	@echo "deps: npm ci in $(OIDC_PROVIDER)"
+	@cd $(OIDC_PROVIDER) && npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
 # pip-compile keeps the versions already in requirements.lock unless pyproject.toml rules them

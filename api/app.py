@@ -83,9 +83,10 @@ def _blueprints() -> list[Any]:
     from api.peer_self.views import blp as peer_self
     from api.peers.views import blp as peers
     from api.policy.views import blp as policy
+    from api.sso.views import blp as sso
     from api.tokens.views import blp as tokens
 
-    return [health, tokens, hubs, interfaces, policy, peers, enroll, jobs, peer_self, audit]
+    return [health, tokens, hubs, interfaces, policy, peers, enroll, jobs, peer_self, audit, sso]
 
 
 class IdConverter(BaseConverter):

@@ -21,7 +21,8 @@ from db import config_notify, job_notify
 from db.notify import Notifications
 from db.pool import open_pool
 from elysium import pki
-from elysium.errors import Unavailable
+from elysium.errors import NotFound, Unavailable
+from elysium.oidc import Provider
 from elysium.queue import JobQueue
 from elysium.settings import Settings
 
@@ -39,6 +40,7 @@ class ApiState:
     # Only the CA certificate, to check client certificates: the API never reads the CA key
     # (the control worker signs enrollment CSRs).
     _ca_cert: x509.Certificate | None = None
+    _oidc: Provider | None = None
 
     def _fresh(self) -> None:
         # A forked child must not reuse its parent's sockets.
@@ -85,6 +87,17 @@ class ApiState:
                     raise Unavailable("this API has no CA configured", code="pki_not_configured")
                 self._ca_cert = pki.load_certificate(self.settings.tls_ca)
             return self._ca_cert
+
+    @property
+    def oidc(self) -> Provider:
+        """The OpenID provider of single sign-on (its discovery and keys cached per process);
+        404 ``sso_disabled`` when none is configured."""
+        if not self.settings.sso:
+            raise NotFound("single sign-on is not configured here", code="sso_disabled")
+        with self._lock:
+            if self._oidc is None:
+                self._oidc = Provider(self.settings.oidc_issuer)
+            return self._oidc
 
     def close(self) -> None:
         with self._lock:

@@ -62,6 +62,14 @@ class Api:
         }
         return self._call("POST", "/v1/enroll", json=body, token_call=True)
 
+    def sso_config(self) -> dict[str, Any]:
+        """GET /v1/sso: the OpenID provider, client id and scopes to sign in with."""
+        return self._call("GET", "/v1/sso")
+
+    def sso_enrollment_token(self, id_token: str) -> dict[str, Any]:
+        """POST /v1/sso/enrollment-token: a one-use enrollment token for a signed-in user."""
+        return self._call("POST", "/v1/sso/enrollment-token", json={"id_token": id_token})
+
     def job(
         self, job_id: str, wait: int = 0, headers: dict[str, str] | None = None
     ) -> dict[str, Any]:

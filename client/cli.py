@@ -71,7 +71,12 @@ def cli() -> None:
 
 @cli.command()
 @click.option("--server", required=True, metavar="URL", help="The API, e.g. https://api:8443.")
-@click.option("--token", required=True, metavar="TOKEN", help="One-time enrollment token.")
+@click.option("--token", metavar="TOKEN", help="One-time enrollment token.")
+@click.option(
+    "--sso",
+    is_flag=True,
+    help="No token: sign in through the server's OpenID provider (a code to type in a browser).",
+)
 @click.option("--name", required=True, help="A name for this peer (shown to operators).")
 @click.option(
     "--ca",
@@ -96,7 +101,8 @@ def cli() -> None:
 @state_dir_option
 def enroll(
     server: str,
-    token: str,
+    token: str | None,
+    sso: bool,
     name: str,
     ca: Path | None,
     subnets: tuple[str, ...],
@@ -105,7 +111,7 @@ def enroll(
     netns: str | None,
     state_dir: Path | None,
 ) -> None:
-    """Enroll this machine with a one-time token.
+    """Enroll this machine with a one-time token, or by signing in (--sso).
 
     Makes the WireGuard key and a TLS key here (0600, never sent), sends the public key and a
     CSR, waits for the hub to add the peer, and stores the config and client certificate.
@@ -116,10 +122,18 @@ def enroll(
                             --token elyenr_XXXX --name laptop
       elysium-client enroll --server https://api:8443 --token elyenr_XXXX --name office \\
                             --subnet 192.168.10.0/24 --netns office
+      elysium-client enroll --server https://api:8443 --ca ca.pem --sso --name laptop
     """
     from client.enrollment import enroll as do_enroll
 
+    if (token is None) == (not sso):
+        raise click.UsageError("give one of --token TOKEN or --sso")
     state = StateDir.from_option(state_dir)
+    if sso:
+        from client.sso import sso_enrollment_token
+
+        token = sso_enrollment_token(server, ca)
+    assert token is not None
     with _progress(f"Enrolling {name}") as on_status:
         done = do_enroll(
             state,

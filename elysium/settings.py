@@ -56,6 +56,27 @@ class Settings:
     heartbeat_interval_s: float = 15.0
     # A control worker, hub worker or beat serves its metrics on 127.0.0.1:<port> (0: none).
     metrics_port: int = 0
+    # Single sign-on through an OpenID provider (README "Single sign-on"); off while no issuer.
+    oidc_issuer: str = ""
+    oidc_client_id: str = ""  # the dashboard's client (authorization code + PKCE)
+    oidc_client_secret: str = ""  # "" for a public client
+    oidc_cli_client_id: str = ""  # `elysium login --sso`'s device-flow client ("": the same)
+    oidc_redirect_url: str = ""  # https://<api>/ui/sso/callback, as registered at the provider
+    oidc_scopes: str = "openid email profile groups"
+    oidc_groups_claim: str = "groups"
+    # Claim mapping: a user gets the highest scope that one of its groups or its verified
+    # e-mail domain names (comma-separated lists); a user no list names is refused.
+    oidc_admin_groups: tuple[str, ...] = ()
+    oidc_operator_groups: tuple[str, ...] = ()
+    oidc_reader_groups: tuple[str, ...] = ()
+    oidc_admin_email_domains: tuple[str, ...] = ()
+    oidc_operator_email_domains: tuple[str, ...] = ()
+    oidc_reader_email_domains: tuple[str, ...] = ()
+    # `elysium-client enroll --sso`: where a user's peers go, "group:NAME=HUB/INTERFACE" or
+    # "domain:NAME=HUB/INTERFACE", each optionally ":TAG+TAG", comma-separated; the first rule
+    # that names the user wins (see enroll_rules).
+    oidc_enroll: tuple[str, ...] = ()
+    oidc_token_ttl_s: int = 3600  # the API token that `elysium login --sso` gets
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -71,20 +92,70 @@ class Settings:
         settings = cls(**values)
         if settings.wg_driver not in ("auto", "kernel", "userspace"):
             raise ConfigError("ELYSIUM_WG_DRIVER must be auto, kernel or userspace", "wg_driver")
+        if settings.oidc_issuer and not settings.oidc_client_id:
+            raise ConfigError("ELYSIUM_OIDC_CLIENT_ID is needed with ELYSIUM_OIDC_ISSUER", "oidc")
+        settings.enroll_rules  # noqa: B018 (a malformed rule stops the process at start)
         return settings
+
+    @property
+    def enroll_rules(self) -> tuple[EnrollRule, ...]:
+        """``oidc_enroll`` parsed; ConfigError naming a malformed rule."""
+        return tuple(EnrollRule.parse(text) for text in self.oidc_enroll)
+
+    @property
+    def sso(self) -> bool:
+        """Whether single sign-on is configured."""
+        return bool(self.oidc_issuer)
+
+    @property
+    def oidc_audiences(self) -> tuple[str, ...]:
+        """The client ids an ID token may be issued to: the dashboard's and the CLI's."""
+        return tuple(dict.fromkeys(c for c in (self.oidc_client_id, self.oidc_cli_client_id) if c))
 
     def to_env(self) -> dict[str, str]:
         """The ``ELYSIUM_*`` variables that make a child process read these settings."""
         env: dict[str, str] = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            if value is not None:
+            if isinstance(value, tuple):
+                env[f"ELYSIUM_{f.name.upper()}"] = ",".join(value)
+            elif value is not None:
                 env[f"ELYSIUM_{f.name.upper()}"] = str(value)
         return env
 
 
+@dataclass(frozen=True)
+class EnrollRule:
+    """Where a single sign-on user's peers enroll: the users it names (by ``group`` or
+    e-mail ``domain``), the hub and interface, and the tags their peers get."""
+
+    kind: str
+    match: str
+    hub: str
+    interface: str
+    tags: tuple[str, ...] = ()
+
+    @classmethod
+    def parse(cls, text: str) -> EnrollRule:
+        """``group:NAME=HUB/INTERFACE[:TAG+TAG]`` or ``domain:NAME=...``."""
+        kind, _, rest = text.partition(":")
+        match, _, target = rest.partition("=")
+        place, _, tags = target.partition(":")
+        hub, _, interface = place.partition("/")
+        if kind not in ("group", "domain") or not (match and hub and interface):
+            raise ConfigError(
+                f"ELYSIUM_OIDC_ENROLL: {text!r} is not group:NAME=HUB/INTERFACE[:TAG+TAG]"
+                " or domain:NAME=HUB/INTERFACE[:TAG+TAG]",
+                "oidc_enroll",
+            )
+        found = tuple(t for t in tags.split("+") if t)
+        return cls(kind, match.lower() if kind == "domain" else match, hub, interface, found)
+
+
 def _convert(name: str, type_name: str, raw: str) -> Any:
     try:
+        if type_name.startswith("tuple"):
+            return tuple(item.strip() for item in raw.split(",") if item.strip())
         if "Path" in type_name:
             return Path(raw)
         if type_name.startswith("int"):

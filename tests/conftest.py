@@ -66,7 +66,7 @@ def settings(database_url: str, session_state_dir: Path) -> Settings:
 
 TABLES = (
     "audit, jobs, enrollment_tokens, api_tokens, peers, released_addresses, address_pools,"
-    " interfaces, hubs, leases"
+    " interfaces, hubs, leases, sso_logins, sso_spent"
 )
 
 

@@ -27,7 +27,7 @@ from services.dashboard import actor_of
 blp = Blueprint(
     "ui", __name__, url_prefix="/ui", template_folder="templates", static_folder="static"
 )
-PUBLIC = {"ui.login", "ui.sign_in", "ui.static"}
+PUBLIC = {"ui.login", "ui.sign_in", "ui.static", "ui.sso_start", "ui.sso_callback"}
 F = TypeVar("F", bound=Callable[..., Any])
 # Pages only from here: scripts, styles and images from /ui/static, nothing inline.
 CSP = (

@@ -1,4 +1,4 @@
-"""Signing in (paste an API token) and out."""
+"""Signing in (paste an API token, or single sign-on: ``api/ui/sso.py``) and out."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ def login() -> Response:
     """The sign-in form; it starts an anonymous session so the form has its CSRF token."""
     if g.session is None:
         g.session = session.new_session()
-    resp = page("login.html", why=request.args.get("why"))
+    resp = page("login.html", why=request.args.get("why"), sso=state.settings().sso)
     session.save(resp, g.session)
     return resp
 
@@ -30,7 +30,7 @@ def sign_in() -> Response:
         with state.connection() as conn:
             token = services.sign_in(conn, text)
     except Unauthorized as exc:
-        return page("login.html", 401, why=exc.message)
+        return page("login.html", 401, why=exc.message, sso=state.settings().sso)
     resp = redirect(url_for("ui.overview"), 303)
     session.save(resp, session.new_session(token["id"]))  # a new CSRF token with the new session
     return resp

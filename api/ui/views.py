@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from api.ui import actions, login, pages
+from api.ui import actions, login, pages, sso
 from api.ui.blueprint import blp
 
-ROUTES = (actions, login, pages)  # imported for the routes they add to ``blp``
+ROUTES = (actions, login, pages, sso)  # imported for the routes they add to ``blp``
 
 __all__ = ["blp"]

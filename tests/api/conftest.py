@@ -25,6 +25,7 @@ from elysium import pki
 from elysium.keys import generate_private_key, public_key
 from elysium.queue import celery_config as elysium_celery_config
 from elysium.settings import Settings
+from tests.oidc import OidcProvider, sso_settings, start_provider
 from tests.stack import Process, elysium_command, settings_env, wait_for
 from workers.runtime import SETTINGS_KEY
 
@@ -85,9 +86,11 @@ def api_env(settings: Settings, api_pki: Pki, port: int, **extra: str) -> dict[s
     return settings_env(settings, **{**values, **extra})
 
 
-def start_api(settings: Settings, api_pki: Pki, log: Path, **extra: str) -> tuple[Process, str]:
+def start_api(
+    settings: Settings, api_pki: Pki, log: Path, port: int | None = None, **extra: str
+) -> tuple[Process, str]:
     """A gunicorn API server (``elysium api``) answering /healthz; stop it by its pid."""
-    port = free_port()
+    port = port or free_port()
     server = Process(elysium_command("api"), api_env(settings, api_pki, port, **extra), log)
     url = f"https://127.0.0.1:{port}"
     try:
@@ -115,6 +118,36 @@ def api_url(
         keys = list(r.scan_iter(f"{settings.redis_key_prefix}*", count=1000))
         if keys:
             r.delete(*keys)
+
+
+@dataclass(frozen=True)
+class Sso:
+    """An API server that signs in through a real OpenID provider (tests/oidc)."""
+
+    provider: OidcProvider
+    url: str
+
+
+@pytest.fixture(scope="session")
+def sso(
+    settings: Settings, api_pki: Pki, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Sso]:
+    """oidc-provider on loopback and a second API server configured for it (ELYSIUM_OIDC_*),
+    on the session's database; both stopped by pid."""
+    work = tmp_path_factory.mktemp("oidc")
+    api_port = free_port()
+    redirect = f"https://127.0.0.1:{api_port}/ui/sso/callback"
+    provider = start_provider(work, free_port(), redirect)
+    try:
+        server, url = start_api(
+            settings, api_pki, work / "gunicorn.log", api_port, **sso_settings(provider, redirect)
+        )
+        try:
+            yield Sso(provider, url)
+        finally:
+            server.stop()
+    finally:
+        provider.process.stop()
 
 
 class Api:

@@ -33,6 +33,8 @@ from tests.stack import Process, elysium_command, settings_env
 # The API tests' session server and PKI, shared rather than started twice.
 api_pki = api_fixtures.api_pki
 api_url = api_fixtures.api_url
+sso = api_fixtures.sso  # the SSO API and its OpenID provider
+db = api_fixtures.db
 
 HUB = "hub-a"
 

@@ -166,3 +166,7 @@ def run_client(
         timeout=timeout,
     )
     return Run(done.returncode, done.stdout, done.stderr)
+
+
+# The single sign-on API (ELYSIUM_OIDC_*, on the same database and broker) and its provider.
+sso = api_fixtures.sso
