@@ -10,6 +10,7 @@ import click
 from cli import output, profiles
 from cli.http import Api
 from cli.profiles import OperatorError
+from cli.sso import sso_login
 
 
 @click.command()
@@ -25,18 +26,37 @@ from cli.profiles import OperatorError
     help="API token; '-' (or no --token with stdin not a terminal) reads it from stdin.",
 )
 @click.option(
+    "--sso",
+    is_flag=True,
+    help="Sign in through the server's OpenID provider (device code) for a short-lived token.",
+)
+@click.option(
+    "--provider-ca",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="With --sso: CA certificate of the OpenID provider. Default: system CAs.",
+)
+@click.option(
     "--profile", metavar="NAME", help="Profile name (default: $ELYSIUM_PROFILE, else 'default')."
 )
-def login(server: str, ca: Path | None, token: str | None, profile: str | None) -> None:
+def login(
+    server: str,
+    ca: Path | None,
+    token: str | None,
+    sso: bool,
+    provider_ca: Path | None,
+    profile: str | None,
+) -> None:
     """Check an API token against the server, then keep it in a profile (file mode 0600).
 
     \b
     Examples:
       elysium login --server https://10.0.0.1:8443 --ca ca.pem --token ely_XXXX
       pass show elysium/admin | elysium login --server https://api:8443 --ca ca.pem
+      elysium login --server https://api:8443 --ca ca.pem --sso
     """
     name = profiles.profile_name(profile)
-    text = _token(token)
+    if sso and token is not None:
+        raise click.UsageError("give --token or --sso, not both")
     if not server.startswith("https://"):
         raise OperatorError(f"--server {server!r}: the API is https://host:port", code="bad_url")
     ca_pem = None
@@ -47,6 +67,10 @@ def login(server: str, ca: Path | None, token: str | None, profile: str | None) 
             raise OperatorError(f"--ca {ca}: {exc.strerror or exc}", code="bad_ca") from None
         if b"-----BEGIN CERTIFICATE-----" not in ca_pem:
             raise OperatorError(f"--ca {ca}: not a PEM certificate", code="bad_ca")
+    if sso:
+        text = sso_login(server, ca.resolve() if ca else None, provider_ca=provider_ca)
+    else:
+        text = _token(token)
     hubs = Api(server, text, ca.resolve() if ca else None).get("/v1/hubs")  # needs a token
     saved = profiles.save(name, server.rstrip("/"), text, ca_pem)
     count = len(hubs.get("items", []))

@@ -4,6 +4,11 @@ API token of the person's mapped scope."""
 
 from __future__ import annotations
 
+import json
+import os
+import re
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -115,3 +120,34 @@ def test_an_unmapped_person_gets_one_line_saying_why(
 def test_a_server_without_sso_says_so(api_url: str, api_pki: Pki) -> None:
     with pytest.raises(SsoLoginError, match="single sign-on is not configured on https://"):
         sso_login(api_url, api_pki.ca, prompt=lambda *a: None)
+
+
+def test_elysium_login_sso_keeps_a_profile_whose_token_works(
+    chromium: WebDriver, sso: Sso, api_pki: Pki, tmp_path: Path
+) -> None:
+    env = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path)}
+    login = ["login", "--server", sso.url, "--ca", str(api_pki.ca), "--sso", "--profile", "sso"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cli", *login], env=env, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stderr is not None
+        shown = re.match(r"To sign in, open (\S+) and enter the code (\S+)", proc.stderr.readline())
+        assert shown, "the command did not show where to sign in"
+        approve(chromium, shown[1], shown[2], "bob")
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    assert "logged in to" in out and "'sso'" in out
+    profile = next((tmp_path / "elysium").rglob("sso*"))
+    assert profile.stat().st_mode & 0o777 == 0o600
+    hubs = subprocess.run(
+        [sys.executable, "-m", "cli", "hub", "list", "--json", "--profile", "sso"],
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert hubs.returncode == 0, hubs.stderr
+    assert "items" in json.loads(hubs.stdout)
