@@ -24,7 +24,8 @@ def test_a_burst_with_a_killed_hub_worker_ends_every_job_once_with_every_peer_on
     token = stack.enrollment_token(uses=BURST)
 
     started = time.monotonic()
-    burst = Burst(stack, token, BURST, threads=16)
+    # The burst waits at post 300 until the worker is killed: surely still arriving then.
+    burst = Burst(stack, token, BURST, threads=16, holds=(300,))
     try:
         # Kill the worker once it has finished some jobs, while the burst is still arriving.
         stack.wait_enrolled(100)
@@ -32,6 +33,7 @@ def test_a_burst_with_a_killed_hub_worker_ends_every_job_once_with_every_peer_on
         assert stack.hub_worker is not None
         stack.hub_worker.kill()
         killed_at = time.monotonic() - started
+        burst.release()
         stack.start_hub()
     finally:
         submitted = burst.join()

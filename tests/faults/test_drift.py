@@ -23,6 +23,7 @@ pytestmark = pytest.mark.netns
 RECONCILE_S = 2.0
 SLACK_S = 2.0  # beat → control → hub queue → converge
 BURST = 250
+HOLD = 50  # the burst waits at post 50 until the drift is made
 ROGUE_IP = "10.90.15.250/32"
 
 
@@ -40,7 +41,7 @@ def test_a_peer_added_by_hand_during_a_burst_is_removed_within_one_period(
     stack: FaultStack,
 ) -> None:
     token = stack.enrollment_token(uses=BURST)
-    burst = Burst(stack, token, BURST)
+    burst = Burst(stack, token, BURST, holds=(HOLD,))  # surely running at the drift
     intruder = public_key(stack.ledger.private_key())
     socket_path = WireguardGo(stack.hub_dir, stack.topology.hub).socket_path(IFACE)
     try:
@@ -51,6 +52,7 @@ def test_a_peer_added_by_hand_during_a_burst_is_removed_within_one_period(
             f"set=1\npublic_key={b64_to_hex(intruder)}\nallowed_ip={ROGUE_IP}\n\n".encode(),
         )
         assert intruder in {p.public_key for p in stack.device_peers()}
+        burst.release()  # the rest of the burst goes on while reconcile repairs
         repaired_s = wait_until(
             lambda: intruder not in {p.public_key for p in stack.device_peers()},
             RECONCILE_S + SLACK_S,
@@ -68,9 +70,11 @@ def interface_present(stack: FaultStack) -> bool:
     return run("ip", "-n", stack.topology.hub, "link", "show", IFACE, check=False).returncode == 0
 
 
-def delete_interface(stack: FaultStack) -> float:
-    """``ip link del wg0`` in the hub namespace; answers seconds until it is back."""
+def delete_interface(stack: FaultStack, then: Callable[[], None] = lambda: None) -> float:
+    """``ip link del wg0`` in the hub namespace, then ``then()``; answers seconds until the
+    interface is back."""
     run("ip", "-n", stack.topology.hub, "link", "del", IFACE)
+    then()
     return wait_until(
         lambda: interface_present(stack), RECONCILE_S + SLACK_S, "wg0 to be recreated"
     )
@@ -80,11 +84,12 @@ def test_an_interface_deleted_during_and_after_a_burst_comes_back_with_every_pee
     stack: FaultStack,
 ) -> None:
     token = stack.enrollment_token(uses=BURST)
-    burst = Burst(stack, token, BURST)
+    burst = Burst(stack, token, BURST, holds=(HOLD,))  # surely running at the drift
     try:
         stack.wait_enrolled(10)
         assert burst.running(), "the burst ended before the drift: nothing was tested"
-        during_s = delete_interface(stack)  # the burst's next job rebuilds it, or reconcile
+        # The burst goes on once wg0 is gone: its next job rebuilds it, or reconcile does.
+        during_s = delete_interface(stack, then=burst.release)
     finally:
         keys = burst.join()
     assert stack.wait_jobs(list(keys.values()), 60) == {"succeeded": BURST}
