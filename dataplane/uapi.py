@@ -64,6 +64,10 @@ class UapiDriver(ConvergingDriver):
     def _read(self, name: str) -> DeviceState:
         return parse_state(self._transact(name, GET))
 
+    def forget_dumps(self) -> None:
+        """Forget every device's last dump: the next dump parses each peer afresh."""
+        self._readers.clear()
+
     def _stats(self, name: str) -> list[PeerStats]:
         reader = self._readers.get(name)
         if reader is None:
