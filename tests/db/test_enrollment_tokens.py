@@ -132,7 +132,7 @@ def test_twenty_concurrent_redemptions_of_a_one_use_token_succeed_exactly_once(
     conn: Connection[DictRow], interface: dict[str, Any], pool: ConnectionPool[Connection[DictRow]]
 ) -> None:
     _, text = create_enrollment_token(conn, interface["id"], None, 600, 1, [], "test")
-    barrier = threading.Barrier(20)
+    barrier = threading.Barrier(20, timeout=60)
     outcomes: list[str] = []
     lock = threading.Lock()
 

@@ -49,7 +49,7 @@ def test_migrate_from_empty_applies_every_file_then_is_a_noop(empty_database: st
 def test_two_runners_at_once_apply_each_migration_once(empty_database: str) -> None:
     results: list[list[str]] = []
     errors: list[BaseException] = []
-    barrier = threading.Barrier(2)
+    barrier = threading.Barrier(2, timeout=60)
 
     def run() -> None:
         try:

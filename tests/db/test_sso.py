@@ -45,7 +45,7 @@ def test_a_spent_value_stays_spent_until_it_expires(conn: Connection[DictRow]) -
 def test_two_spends_at_once_one_wins(pool: ConnectionPool[Connection[DictRow]]) -> None:
     later = datetime.now(UTC) + timedelta(minutes=5)
     results: list[bool] = []
-    barrier = threading.Barrier(8)
+    barrier = threading.Barrier(8, timeout=60)
 
     def spend() -> None:
         with pool.connection() as c:
