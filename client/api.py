@@ -14,6 +14,7 @@ from typing import Any
 import requests
 
 from client.errors import EXIT_FAILED, EXIT_JOB, EXIT_TLS, EXIT_TOKEN, EXIT_UNREACHABLE, ClientError
+from elysium import http_retry
 
 CONNECT_TIMEOUT_S = 5.0
 READ_MARGIN_S = 10.0  # beyond a ?wait= the server may hold the request
@@ -140,7 +141,8 @@ class Api:
     ) -> dict[str, Any]:
         url = self.server + path
         try:
-            resp = self.session.request(
+            resp = http_retry.request(
+                self.session,
                 method,
                 url,
                 json=json,
