@@ -40,6 +40,7 @@ from elysium.keys import generate_private_key, public_key
 from elysium.settings import Settings
 from tests.api import conftest as api_fixtures
 from tests.api.conftest import Api, Pki, start_api
+from tests.faults.balancer import Replicas, WriteLog, start_replicas
 from tests.netns import Topology
 from tests.stack import Process, elysium_command, settings_env, wait_for
 
@@ -164,6 +165,8 @@ class FaultStack:
         self.admin: RecordedApi | None = None
         self.admin_token = ""
         self.interface_id = 0
+        self.replicas: Replicas | None = None
+        self.writes = WriteLog()  # enrollments answered and refused (retrying bursts)
 
     # ---- processes ------------------------------------------------------------------------
     def _start(self, name: str, args: list[str]) -> Process:
@@ -183,6 +186,20 @@ class FaultStack:
         ) as conn:
             _, self.admin_token = create_api_token(conn, "faults", "admin", 3600, "tests")
         self.admin = self.client(self.admin_token)
+
+    def start_api_replicas(self, count: int) -> Replicas:
+        """``count`` API replicas behind HAProxy; the stack talks to them through it."""
+        self.replicas = start_replicas(self.settings, self.pki, self.tmp, self.state_dir, count)
+        for i in range(1, count + 1):
+            self.ledger.logs.add(self.tmp / f"api{i}.log")
+        self.processes += [*self.replicas.processes, self.replicas.balancer]
+        self.url = self.replicas.url
+        with psycopg.connect(
+            self.settings.database_url, autocommit=True, row_factory=dict_row
+        ) as conn:
+            _, self.admin_token = create_api_token(conn, "faults", "admin", 3600, "tests")
+        self.admin = self.client(self.admin_token)
+        return self.replicas
 
     def start_hub(self) -> Process:
         self.hub_worker = self._start(
@@ -241,10 +258,13 @@ class FaultStack:
         token: str,
         threads: int = 16,
         holds: Sequence[tuple[int, threading.Event]] = (),
+        retry_s: float = 0,
     ) -> dict[str, str]:
         """Enroll ``count`` peers with fresh keys, as fast as ``threads`` keep-alive sessions
         can; answers public key -> job id. ``holds``: post number ``n`` and later wait until
-        the event is set."""
+        the event is set. ``retry_s``: a post refused (dropped connection, 5xx) is sent again
+        with its Idempotency-Key for that long, as elysium-client does; ``writes`` logs each
+        attempt."""
         keys = [public_key(self.ledger.private_key()) for _ in range(count)]
         local = threading.local()
 
@@ -255,12 +275,34 @@ class FaultStack:
             if not hasattr(local, "api"):
                 local.api = self.client()
             body = {"token": token, "name": f"f-{secrets.token_hex(4)}", "public_key": keys[i]}
-            r = local.api.post("/v1/enroll", json=body)
+            if retry_s:
+                r = self._post_retrying(local.api, body, retry_s)
+            else:
+                r = local.api.post("/v1/enroll", json=body)
             assert r.status_code == 202, r.text
             return keys[i], str(r.json()["job_id"])
 
         with ThreadPoolExecutor(threads) as pool:
             return dict(pool.map(post, range(count)))
+
+    def _post_retrying(
+        self, api: RecordedApi, body: dict[str, str], retry_s: float
+    ) -> requests.Response:
+        headers = {"Idempotency-Key": secrets.token_hex(16)}
+        deadline = time.monotonic() + retry_s
+        while True:
+            try:
+                r = api.post("/v1/enroll", json=body, headers=headers, timeout=10)
+                why = r.text
+            except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
+                r, why = None, str(exc)
+            ok = r is not None and r.status_code < 500
+            self.writes.record(ok)
+            if r is not None and ok:
+                return r
+            if time.monotonic() > deadline:
+                raise AssertionError(f"an enrollment refused for {retry_s} s: {why}")
+            time.sleep(0.05)
 
     def job_results(self, job_ids: list[str], threads: int = 8) -> list[dict[str, Any]]:
         """Every job as ``GET /v1/jobs/{id}`` answers it to the admin (answers recorded)."""
@@ -385,9 +427,12 @@ class Burst:
         count: int,
         threads: int = 4,
         holds: Sequence[int] = (),
+        retry_s: float = 0,
     ) -> None:
         """``holds``: post numbers where the burst waits for :meth:`release` (so that a test
-        can break something while it surely still runs, whatever the machine's speed)."""
+        can break something while it surely still runs, whatever the machine's speed);
+        ``retry_s``: see :meth:`FaultStack.enroll`."""
+        self._retry_s = retry_s
         self.keys: dict[str, str] = {}  # public key -> job id
         self.errors: list[BaseException] = []
         self._holds = [(start, threading.Event()) for start in holds]
@@ -398,7 +443,7 @@ class Burst:
 
     def _post(self, stack: FaultStack, token: str, count: int, threads: int) -> None:
         try:
-            self.keys.update(stack.enroll(count, token, threads, self._holds))
+            self.keys.update(stack.enroll(count, token, threads, self._holds, self._retry_s))
         except BaseException as exc:  # reported by join()
             self.errors.append(exc)
 
