@@ -80,7 +80,8 @@ def up(demo: Demo) -> None:
     replicas = [f"{s} 127.0.0.1:{demo.replica_port(s)}" for s in demo.services if "api-" in s]
     if replicas:
         log(
-            f"the API is {', '.join(replicas)} behind HAProxy on {demo.url} ({demo.state}/haproxy.cfg)"
+            f"the API is {', '.join(replicas)} behind HAProxy on {demo.url}"
+            f" ({demo.state}/haproxy.cfg)"
         )
     print(
         f"""
