@@ -1,0 +1,85 @@
+"""The PostgreSQL primary stopped and its synchronous standby promoted during a burst.
+
+Every process connects with one multi-host URL (``host=primary,standby``,
+``target_session_attrs=read-write``): its pool and its LISTEN connection find the promoted
+standby by themselves, nothing is restarted. Synchronous replication means a job the API
+acknowledged was on the standby before the answer left: none is lost.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.faults.conftest import Burst, FaultStack, SecretLedger
+from tests.faults.postgres import StandbyPair
+
+pytestmark = pytest.mark.netns
+
+BURST = 600
+UNAVAILABLE_MAX_S = 15.0  # the issue's goal for a promotion
+
+
+@pytest.fixture
+def standby_pair(tmp_path: Path, secret_ledger: SecretLedger) -> Iterator[StandbyPair]:
+    pair = StandbyPair()
+    secret_ledger.logs.update(
+        {tmp_path / "postgres-primary.log", tmp_path / "postgres-standby.log"}
+    )
+    try:
+        pair.create()
+        yield pair
+    finally:
+        pair.remove(keep_logs=tmp_path)
+
+
+def test_a_burst_across_a_standby_promotion_ends_every_acknowledged_enrollment_once(
+    standby_pair: StandbyPair, make_stack: Callable[..., FaultStack]
+) -> None:  # the pair first: it must outlive the stack, whose teardown dumps it
+    stack = make_stack(
+        database_url=standby_pair.url,
+        janitor_interval_s=0.5,
+        job_requeue_after_s=2.0,
+        beat_lease_s=2.0,
+    )
+    replicas = stack.start_api_replicas(2)
+    stack.start_hub()
+    stack.start_control()
+    stack.declare_interface()
+    token = stack.enrollment_token(uses=BURST)
+
+    started = time.monotonic()
+    burst = Burst(stack, token, BURST, threads=8, holds=(200,), retry_s=40)
+    try:
+        stack.wait_enrolled(50)
+        assert burst.running(), "the burst ended before the failover: nothing was tested"
+        standby_pair.primary.stop("immediate")  # as a crash: no shutdown checkpoint
+        stopped = time.monotonic()
+        burst.release()  # posts go on, refused until the standby takes writes
+        standby_pair.standby.promote()
+        promoted_s = time.monotonic() - stopped
+    finally:
+        submitted = burst.join()
+
+    statuses = stack.wait_jobs(list(submitted.values()), timeout=90)
+    ended_s = time.monotonic() - started
+
+    assert statuses == {"succeeded": BURST}
+    stack.assert_converged(set(submitted))
+    stack.assert_applied_once(list(submitted.values()), max_attempts=2)
+    jobs = stack.query("SELECT count(*) AS n FROM jobs WHERE kind = 'enroll_peer'")[0]["n"]
+    assert jobs == BURST, "a retried post made a second job, or a job was lost"
+    assert stack.writes.refused > 0, "no write met the failover: nothing was tested"
+    unavailable_s = stack.writes.longest_refusal()
+    assert unavailable_s <= UNAVAILABLE_MAX_S
+    assert requests.get(f"{replicas.url}/readyz", verify=str(stack.pki.ca), timeout=5).ok
+    assert all(p.alive() for p in stack.processes), "a process died with the primary"
+    print(
+        f"\npostgres primary stopped, standby promoted in {promoted_s:.1f}s:"
+        f" {stack.writes.refused} attempts refused, writes refused at most {unavailable_s:.1f}s,"
+        f" all {BURST} ended at {ended_s:.1f}s"
+    )
