@@ -379,6 +379,18 @@ class FaultStack:
         assert len({r["address"] for r in rows}) == len(rows) == len(keys)
         assert {f"{r['address']}/32" for r in rows} == set(device_ips)
 
+    def outcome(self, acknowledged: dict[str, str], others: int = 0) -> dict[str, int]:
+        """``lost``: acknowledged enrollments (public key -> job id) that did not end on the
+        hub; ``doubled``: enrollment jobs beyond them (and ``others`` the test made itself)
+        plus peers the device holds twice."""
+        statuses = self.job_statuses(list(acknowledged.values()))
+        device = [p.public_key for p in self.device_peers()]
+        lost = len(acknowledged) - statuses.get("succeeded", 0)
+        lost += len(set(acknowledged) - set(device))
+        jobs = self.query("SELECT count(*) AS n FROM jobs WHERE kind = 'enroll_peer'")[0]["n"]
+        doubled = jobs - len(acknowledged) - others + len(device) - len(set(device))
+        return {"lost": lost, "doubled": doubled}
+
     def assert_applied_once(self, job_ids: list[str], max_attempts: int = 1) -> None:
         """Each job succeeded once, with one submission audit, taken at most ``max_attempts``
         times (a job a killed worker held is taken again by its successor)."""

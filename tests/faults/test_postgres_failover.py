@@ -16,11 +16,13 @@ import pytest
 import requests
 
 from tests.faults.conftest import Burst, FaultStack, SecretLedger
+from tests.faults.figures import burst_size, record
 from tests.faults.postgres import StandbyPair
+from tests.faults.tunnel_ping import TunnelPing
 
 pytestmark = pytest.mark.netns
 
-BURST = 600
+BURST = burst_size(600)
 UNAVAILABLE_MAX_S = 15.0  # the goal for a promotion
 
 
@@ -38,7 +40,7 @@ def standby_pair(tmp_path: Path, secret_ledger: SecretLedger) -> Iterator[Standb
 
 
 def test_a_burst_across_a_standby_promotion_ends_every_acknowledged_enrollment_once(
-    standby_pair: StandbyPair, make_stack: Callable[..., FaultStack]
+    standby_pair: StandbyPair, make_stack: Callable[..., FaultStack], tmp_path: Path
 ) -> None:  # the pair first: it must outlive the stack, whose teardown dumps it
     stack = make_stack(
         database_url=standby_pair.url,
@@ -50,36 +52,48 @@ def test_a_burst_across_a_standby_promotion_ends_every_acknowledged_enrollment_o
     stack.start_hub()
     stack.start_control()
     stack.declare_interface()
-    token = stack.enrollment_token(uses=BURST)
-
-    started = time.monotonic()
-    burst = Burst(stack, token, BURST, threads=8, holds=(200,), retry_s=40)
+    token = stack.enrollment_token(uses=BURST + 1)
+    tunnel = TunnelPing(stack, token, tmp_path)
     try:
-        stack.wait_enrolled(50)
-        assert burst.running(), "the burst ended before the failover: nothing was tested"
-        standby_pair.primary.stop("immediate")  # as a crash: no shutdown checkpoint
-        stopped = time.monotonic()
-        burst.release()  # posts go on, refused until the standby takes writes
-        standby_pair.standby.promote()
-        promoted_s = time.monotonic() - stopped
+        tunnel.start()
+        started = time.monotonic()
+        burst = Burst(stack, token, BURST, threads=8, holds=(BURST // 3,), retry_s=40)
+        try:
+            stack.wait_enrolled(BURST // 12)
+            assert burst.running(), "the burst ended before the failover: nothing was tested"
+            standby_pair.primary.stop("immediate")  # as a crash: no shutdown checkpoint
+            stopped = time.monotonic()
+            burst.release()  # posts go on, refused until the standby takes writes
+            standby_pair.standby.promote()
+            promoted_s = time.monotonic() - stopped
+        finally:
+            submitted = burst.join()
+        statuses = stack.wait_jobs(list(submitted.values()), timeout=90)
+        ended_s = time.monotonic() - started
+        pings, ping_loss = tunnel.stop()
     finally:
-        submitted = burst.join()
+        tunnel.close()
 
-    statuses = stack.wait_jobs(list(submitted.values()), timeout=90)
-    ended_s = time.monotonic() - started
-
-    assert statuses == {"succeeded": BURST}
-    stack.assert_converged(set(submitted))
-    stack.assert_applied_once(list(submitted.values()), max_attempts=2)
-    jobs = stack.query("SELECT count(*) AS n FROM jobs WHERE kind = 'enroll_peer'")[0]["n"]
-    assert jobs == BURST, "a retried post made a second job, or a job was lost"
-    assert stack.writes.refused > 0, "no write met the failover: nothing was tested"
+    outcome = stack.outcome(submitted, others=1)  # the pinging peer
     unavailable_s = stack.writes.longest_refusal()
+    record(
+        "postgres_primary",
+        unavailable_s=unavailable_s,
+        data_plane_loss=ping_loss,
+        promote_s=promoted_s,
+        **outcome,
+    )
+    assert statuses == {"succeeded": BURST}
+    assert outcome == {"lost": 0, "doubled": 0}, "a job lost, or a retried post made a second"
+    stack.assert_converged(set(submitted) | {tunnel.public_key})
+    stack.assert_applied_once(list(submitted.values()), max_attempts=2)
+    assert stack.writes.refused > 0, "no write met the failover: nothing was tested"
     assert unavailable_s <= UNAVAILABLE_MAX_S
+    assert pings > 10 and ping_loss == 0
     assert requests.get(f"{replicas.url}/readyz", verify=str(stack.pki.ca), timeout=5).ok
     assert all(p.alive() for p in stack.processes), "a process died with the primary"
     print(
         f"\npostgres primary stopped, standby promoted in {promoted_s:.1f}s:"
         f" {stack.writes.refused} attempts refused, writes refused at most {unavailable_s:.1f}s,"
-        f" all {BURST} ended at {ended_s:.1f}s"
+        f" all {BURST} ended at {ended_s:.1f}s, {ping_loss} of {pings} pings through the hub lost"
     )
