@@ -107,7 +107,11 @@ class Api:
                 " https://host:8443",
                 code="bad_url",
             ) from None
-        except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
+        except (
+            requests.exceptions.ConnectionError,
+            requests.exceptions.ChunkedEncodingError,  # an answer cut off, past the retries
+            requests.exceptions.Timeout,
+        ) as exc:
             raise OperatorError(
                 f"cannot reach the API at {self.server}: {reason(exc)}",
                 code="unreachable",

@@ -163,7 +163,11 @@ class Api:
                 code="bad_url",
                 exit_code=EXIT_FAILED,
             ) from None
-        except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
+        except (
+            requests.exceptions.ConnectionError,
+            requests.exceptions.ChunkedEncodingError,  # an answer cut off, past the retries
+            requests.exceptions.Timeout,
+        ) as exc:
             raise ClientError(
                 f"cannot reach the server at {self.server}: {_reason(exc)}",
                 code="unreachable",

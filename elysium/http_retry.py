@@ -33,6 +33,8 @@ _DROPPED = (
 
 def dropped(exc: BaseException) -> bool:
     """Whether ``exc`` is a connection that was open and went away (worth another attempt)."""
+    if isinstance(exc, requests.exceptions.ChunkedEncodingError):
+        return True  # the answer was cut off after its headers
     if not isinstance(exc, requests.exceptions.ConnectionError):
         return False
     if isinstance(exc, requests.exceptions.ConnectTimeout):
@@ -63,7 +65,10 @@ def request(
     while True:
         try:
             return session.request(method, url, headers=headers, **kw)
-        except requests.exceptions.ConnectionError as exc:
+        except (
+            requests.exceptions.ConnectionError,
+            requests.exceptions.ChunkedEncodingError,
+        ) as exc:
             if not dropped(exc) or time.monotonic() + pause > deadline:
                 raise
         time.sleep(pause)

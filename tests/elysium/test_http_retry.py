@@ -18,8 +18,9 @@ class DroppingServer:
     """HTTP on loopback that reads each request and hangs up on the first ``drops`` of them
     (as a killed replica does), then answers 200; it keeps every request's headers."""
 
-    def __init__(self, drops: int) -> None:
+    def __init__(self, drops: int, cut: bool = False) -> None:
         self.drops = drops
+        self.cut = cut  # hang up half-way through the answer instead of before it
         self.requests: list[dict[str, str]] = []
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
@@ -46,7 +47,9 @@ class DroppingServer:
                     {k.lower(): v.strip() for k, _, v in (h.partition(":") for h in lines if h)}
                 )
                 if len(self.requests) <= self.drops:
-                    continue  # closed unanswered
+                    if self.cut:
+                        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 90\r\n\r\n{")
+                    continue  # closed unanswered, or half-answered
                 conn.sendall(
                     b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
                     b"Content-Length: 2\r\nConnection: close\r\n\r\n{}"
@@ -69,6 +72,18 @@ def test_a_dropped_post_is_sent_again_with_one_idempotency_key(dropping: Droppin
     assert resp.status_code == 200
     keys = [r.get("idempotency-key") for r in dropping.requests]
     assert len(keys) == 3 and keys[0] and len(set(keys)) == 1
+
+
+def test_an_answer_cut_off_after_its_headers_is_asked_again_with_the_same_key() -> None:
+    server = DroppingServer(drops=1, cut=True)
+    try:
+        resp = http_retry.request(requests.Session(), "POST", server.url + "/v1/enroll", json={})
+    finally:
+        server.close()
+
+    assert resp.status_code == 200 and resp.json() == {}
+    keys = [r["idempotency-key"] for r in server.requests]
+    assert len(keys) == 2 and keys[0] == keys[1]
 
 
 def test_the_callers_idempotency_key_is_kept(dropping: DroppingServer) -> None:

@@ -68,6 +68,24 @@ def start_replicas(
     return Replicas(processes[:-1], addresses, balancer, url)
 
 
+def group_rss_mb(pgid: int) -> float:
+    """Resident memory of every process in process group ``pgid`` (a replica: its gunicorn
+    master and workers), in MB."""
+    total_kb = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[2]) != pgid:  # the process group, after state and ppid
+                continue
+            status = (stat.parent / "status").read_text()
+        except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
+            continue
+        total_kb += sum(
+            int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")
+        )
+    return round(total_kb / 1024, 1)
+
+
 @dataclass
 class WriteLog:
     """When writes were answered and when they were refused (a dropped connection, a 5xx)."""

@@ -294,7 +294,7 @@ class FaultStack:
             try:
                 r = api.post("/v1/enroll", json=body, headers=headers, timeout=10)
                 why = r.text
-            except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
+            except (requests.exceptions.RequestException, OSError) as exc:  # dropped, cut off
                 r, why = None, str(exc)
             ok = r is not None and r.status_code < 500
             self.writes.record(ok)

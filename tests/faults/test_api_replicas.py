@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests.faults.balancer import group_rss_mb
 from tests.faults.conftest import Burst, FaultStack
 from tests.faults.figures import burst_size, record
 from tests.faults.tunnel_ping import TunnelPing
@@ -57,12 +58,19 @@ def test_a_burst_across_a_killed_api_replica_ends_every_acknowledged_enrollment_
         posted_s = time.monotonic() - started
         statuses = stack.wait_jobs(list(submitted.values()), timeout=120)
         pings, ping_loss = tunnel.stop()
+        survivor_rss_mb = group_rss_mb(replicas.processes[1].pid)
     finally:
         tunnel.close()
 
     outcome = stack.outcome(submitted, others=1)  # the pinging peer
     unavailable_s = stack.writes.longest_refusal()
-    record("api_replica", unavailable_s=unavailable_s, data_plane_loss=ping_loss, **outcome)
+    record(
+        "api_replica",
+        unavailable_s=unavailable_s,
+        data_plane_loss=ping_loss,
+        replica_rss_mb=survivor_rss_mb,
+        **outcome,
+    )
     assert statuses == {"succeeded": BURST}
     assert outcome == {"lost": 0, "doubled": 0}, "a retried post made a second job?"
     stack.assert_converged(set(submitted) | {tunnel.public_key})
