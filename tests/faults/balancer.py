@@ -30,9 +30,10 @@ class Replicas:
 
 
 def start_replicas(
-    settings: Settings, pki: Pki, tmp: Path, state_dir: Path, count: int
+    settings: Settings, pki: Pki, tmp: Path, state_dir: Path, count: int, ready: bool = True
 ) -> Replicas:
-    """``count`` API replicas and HAProxy in front; answers once /readyz passes through it."""
+    """``count`` API replicas and HAProxy in front; answers once /readyz passes through it
+    (``ready``), or /healthz."""
     processes: list[Process] = []
     addresses: list[str] = []
     try:
@@ -56,10 +57,11 @@ def start_replicas(
         )  # fmt: skip
         processes.append(balancer)
         url = f"https://127.0.0.1:{port}"
+        probe = "/readyz" if ready else "/healthz"
         wait_for(
-            lambda: requests.get(f"{url}/readyz", verify=str(pki.ca), timeout=2).ok,
+            lambda: requests.get(f"{url}{probe}", verify=str(pki.ca), timeout=2).ok,
             30,
-            "the API to answer /readyz through HAProxy",
+            f"the API to answer {probe} through HAProxy",
         )
     except BaseException:
         for proc in reversed(processes):

@@ -12,6 +12,10 @@ import json
 import os
 from pathlib import Path
 
+# Connections per pool in the HA stacks (two replicas of two workers each, hub, control, beat):
+# enough for the bursts' 8 posts at a time, and within a shared server's max_connections.
+HA_POOL_MAX = 4
+
 
 def burst_size(default: int) -> int:
     """The burst's size: ``default``, or what ``bench/ha.py`` asks for."""

@@ -8,6 +8,7 @@ along: the data plane does not notice.
 
 from __future__ import annotations
 
+import dataclasses
 import signal
 import time
 from collections.abc import Callable
@@ -16,9 +17,11 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.faults.balancer import group_rss_mb
+from elysium.settings import Settings
+from tests.api.conftest import Pki, free_port
+from tests.faults.balancer import group_rss_mb, start_replicas
 from tests.faults.conftest import Burst, FaultStack
-from tests.faults.figures import burst_size, record
+from tests.faults.figures import HA_POOL_MAX, burst_size, record
 from tests.faults.tunnel_ping import TunnelPing
 
 pytestmark = pytest.mark.netns
@@ -31,7 +34,9 @@ UNAVAILABLE_MAX_S = 5.0  # the issue's goal is 10 s; HAProxy's checks take a rep
 def test_a_burst_across_a_killed_api_replica_ends_every_acknowledged_enrollment_once(
     make_stack: Callable[..., FaultStack], tmp_path: Path
 ) -> None:
-    stack = make_stack(janitor_interval_s=1.0, job_requeue_after_s=5.0, beat_lease_s=2.0)
+    stack = make_stack(
+        janitor_interval_s=1.0, job_requeue_after_s=5.0, beat_lease_s=2.0, db_pool_max=HA_POOL_MAX
+    )
     replicas = stack.start_api_replicas(2)
     stack.start_hub()
     stack.start_control()
@@ -88,3 +93,24 @@ def test_a_burst_across_a_killed_api_replica_ends_every_acknowledged_enrollment_
         f" longest refusal {unavailable_s:.2f}s, {BURST} posted in {posted_s:.1f}s,"
         f" {ping_loss} of {pings} pings through the hub lost"
     )
+
+
+def test_when_no_replica_is_ready_haproxy_still_sends_to_the_live_ones(
+    settings: Settings, api_pki: Pki, tmp_path: Path
+) -> None:
+    """A dependency every replica shares is away (here Redis): all /readyz fail together, and
+    HAProxy falls back to the live replicas instead of refusing every connection."""
+    no_redis = dataclasses.replace(settings, redis_url=f"redis://127.0.0.1:{free_port()}/0")
+    replicas = start_replicas(no_redis, api_pki, tmp_path, tmp_path / "state", 2, ready=False)
+    try:
+        ca = str(api_pki.ca)
+        for address in replicas.addresses:
+            r = requests.get(f"https://{address}/readyz", verify=ca, timeout=5)
+            assert r.status_code == 503
+        time.sleep(1.5)  # HAProxy's checks have taken both out of the ready backend
+        for _ in range(6):
+            r = requests.get(f"{replicas.url}/readyz", verify=ca, timeout=5)
+            assert r.status_code == 503 and r.json()["down"] == ["redis"]
+    finally:
+        for proc in (replicas.balancer, *replicas.processes):
+            proc.stop()

@@ -18,7 +18,7 @@ import requests
 
 from elysium.queue import redis_client
 from tests.faults.conftest import Burst, FaultStack, SecretLedger
-from tests.faults.figures import burst_size, record
+from tests.faults.figures import HA_POOL_MAX, burst_size, record
 from tests.faults.sentinel import SentinelRedis
 from tests.faults.tunnel_ping import TunnelPing
 from tests.stack import wait_for
@@ -52,6 +52,7 @@ def test_a_burst_across_a_redis_failover_ends_every_acknowledged_enrollment_once
         janitor_interval_s=0.5,
         job_requeue_after_s=2.0,
         beat_lease_s=2.0,
+        db_pool_max=HA_POOL_MAX,
     )
     stack.start_api_replicas(2)
     stack.start_hub()
