@@ -33,11 +33,15 @@ TESTS = {
     "api_replica": "tests/faults/test_api_replicas.py",
     "postgres_primary": "tests/faults/test_postgres_failover.py",
     "redis_primary": "tests/faults/test_sentinel.py",
+    "control_worker": "tests/faults/test_control_plane.py",
+    "beat_leader": "tests/faults/test_control_plane.py",
 }
 GOALS = {
     "api_replica": 10.0,
     "postgres_primary": 15.0,
     "redis_primary": 10.0,
+    "control_worker": 10.0,
+    "beat_leader": 10.0,
 }
 
 
@@ -52,7 +56,7 @@ def run_faults(burst: int) -> tuple[dict[str, dict[str, float]], float]:
         }
         started = time.monotonic()
         done = subprocess.run(
-            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *TESTS.values()],
+            [sys.executable, "-m", "pytest", "-q", *dict.fromkeys(TESTS.values())],
             cwd=ROOT,
             env=env,
             capture_output=True,

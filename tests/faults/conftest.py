@@ -37,6 +37,7 @@ from dataplane.wireguard_go import WireguardGo
 from db.jobs import FINAL
 from db.tokens import create_api_token
 from elysium.keys import generate_private_key, public_key
+from elysium.pki import make_csr, new_private_key
 from elysium.settings import Settings
 from tests.api import conftest as api_fixtures
 from tests.api.conftest import Api, Pki, start_api
@@ -216,10 +217,13 @@ class FaultStack:
         )
         return self.hub_worker
 
-    def start_control(self) -> None:
-        """A control worker and beat (the periods come from the stack's settings)."""
-        self._start("control", elysium_command("control-worker", "--concurrency", "2"))
-        self._start("beat", elysium_command("beat"))
+    def start_control(self, name: str = "") -> tuple[Process, Process]:
+        """A control worker and beat (the periods come from the stack's settings); ``name``
+        tells a second pair's logs apart."""
+        control = self._start(
+            f"control{name}", elysium_command("control-worker", "--concurrency", "2")
+        )
+        return control, self._start(f"beat{name}", elysium_command("beat"))
 
     def client(self, token: str | None = None) -> RecordedApi:
         return RecordedApi(self.ledger, self.url, self.pki.ca, token)
@@ -259,12 +263,14 @@ class FaultStack:
         threads: int = 16,
         holds: Sequence[tuple[int, threading.Event]] = (),
         retry_s: float = 0,
+        csr: bool = False,
     ) -> dict[str, str]:
         """Enroll ``count`` peers with fresh keys, as fast as ``threads`` keep-alive sessions
         can; answers public key -> job id. ``holds``: post number ``n`` and later wait until
         the event is set. ``retry_s``: a post refused (dropped connection, 5xx) is sent again
         with its Idempotency-Key for that long, as elysium-client does; ``writes`` logs each
-        attempt."""
+        attempt. ``csr``: each peer sends a CSR too (its job then passes the control worker,
+        which signs it, on its way to the hub)."""
         keys = [public_key(self.ledger.private_key()) for _ in range(count)]
         local = threading.local()
 
@@ -275,6 +281,8 @@ class FaultStack:
             if not hasattr(local, "api"):
                 local.api = self.client()
             body = {"token": token, "name": f"f-{secrets.token_hex(4)}", "public_key": keys[i]}
+            if csr:
+                body["csr"] = make_csr(new_private_key()).decode()
             if retry_s:
                 r = self._post_retrying(local.api, body, retry_s)
             else:
@@ -440,11 +448,13 @@ class Burst:
         threads: int = 4,
         holds: Sequence[int] = (),
         retry_s: float = 0,
+        csr: bool = False,
     ) -> None:
         """``holds``: post numbers where the burst waits for :meth:`release` (so that a test
         can break something while it surely still runs, whatever the machine's speed);
         ``retry_s``: see :meth:`FaultStack.enroll`."""
         self._retry_s = retry_s
+        self._csr = csr
         self.keys: dict[str, str] = {}  # public key -> job id
         self.errors: list[BaseException] = []
         self._holds = [(start, threading.Event()) for start in holds]
@@ -455,7 +465,9 @@ class Burst:
 
     def _post(self, stack: FaultStack, token: str, count: int, threads: int) -> None:
         try:
-            self.keys.update(stack.enroll(count, token, threads, self._holds, self._retry_s))
+            self.keys.update(
+                stack.enroll(count, token, threads, self._holds, self._retry_s, self._csr)
+            )
         except BaseException as exc:  # reported by join()
             self.errors.append(exc)
 
