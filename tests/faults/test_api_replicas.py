@@ -12,13 +12,16 @@ import dataclasses
 import signal
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 import requests
 
+from elysium.keys import generate_private_key, public_key
 from elysium.settings import Settings
 from tests.api.conftest import Pki, free_port
+from tests.api.ui.conftest import Browser
 from tests.faults.balancer import group_rss_mb, start_replicas
 from tests.faults.conftest import Burst, FaultStack
 from tests.faults.figures import HA_POOL_MAX, burst_size, record
@@ -114,3 +117,50 @@ def test_when_no_replica_is_ready_haproxy_still_sends_to_the_live_ones(
     finally:
         for proc in (replicas.balancer, *replicas.processes):
             proc.stop()
+
+
+def test_a_session_and_a_job_wait_begun_on_one_replica_go_on_on_the_other(
+    make_stack: Callable[..., FaultStack],
+) -> None:
+    """Replicas share nothing but the database: a dashboard session signed in on one is
+    signed in on the other (its CSRF token too), and a job wait on one wakes when the job
+    a post to the other made ends (PostgreSQL NOTIFY reaches every replica)."""
+    stack = make_stack(db_pool_max=HA_POOL_MAX)
+    replicas = stack.start_api_replicas(2)
+    stack.start_hub()
+    stack.declare_interface()
+    one, other = (f"https://{address}" for address in replicas.addresses)
+
+    browser = Browser(one, stack.pki.ca)
+    browser.sign_in(stack.admin_token)
+    browser.base = other
+    page = browser.get("/ui/")
+    assert page.status_code == 200 and page.url == f"{other}/ui/"  # not sent to sign in
+    assert browser.post("/ui/logout").status_code == 200  # the CSRF token from the first
+    assert browser.get("/ui/").url.startswith(f"{other}/ui/login")
+
+    token = stack.enrollment_token(uses=1)
+    assert stack.hub_worker is not None
+    stack.hub_worker.signal_group(signal.SIGSTOP)  # the job stays queued until we say
+    try:
+        body = {"token": token, "name": "across", "public_key": public_key(generate_private_key())}
+        r = requests.post(f"{one}/v1/enroll", json=body, verify=str(stack.pki.ca), timeout=10)
+        assert r.status_code == 202, r.text
+        waiting = ThreadPoolExecutor(1)
+        wait = waiting.submit(
+            requests.get,
+            f"{other}/v1/jobs/{r.json()['job_id']}",
+            params={"wait": 30},
+            headers={"Authorization": f"Bearer {stack.admin_token}"},
+            verify=str(stack.pki.ca),
+            timeout=40,
+        )
+        time.sleep(1.0)
+        assert not wait.done(), "the wait returned before the job could end"
+    finally:
+        stack.hub_worker.signal_group(signal.SIGCONT)
+    resumed = time.monotonic()
+    answer = wait.result(40)
+    waiting.shutdown()
+    assert answer.json()["status"] == "succeeded"
+    assert time.monotonic() - resumed < 10  # woken, not timed out at 30 s
