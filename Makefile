@@ -60,6 +60,7 @@ bench: deps
 	$(PY) -m bench.hubs
 	$(PY) -m bench.ui
 	$(PY) -m bench.compose
+	$(PY) -m bench.ha
 	$(PY) -m bench.summary
 
 up: deps

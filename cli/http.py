@@ -14,6 +14,7 @@ from typing import Any
 import requests
 
 from cli.profiles import OperatorError, Profile
+from elysium import http_retry
 from elysium.exit_codes import EXIT_FAILED, EXIT_JOB, EXIT_TLS, EXIT_TOKEN, EXIT_UNREACHABLE
 
 CONNECT_TIMEOUT_S = 5.0
@@ -89,7 +90,8 @@ class Api:
     ) -> Any:
         """One request; its JSON answer, or an ``OperatorError`` naming what went wrong."""
         try:
-            resp = self.session.request(
+            resp = http_retry.request(
+                self.session,
                 method,
                 self.server + path,
                 json=json,
@@ -105,7 +107,11 @@ class Api:
                 " https://host:8443",
                 code="bad_url",
             ) from None
-        except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
+        except (
+            requests.exceptions.ConnectionError,
+            requests.exceptions.ChunkedEncodingError,  # an answer cut off, past the retries
+            requests.exceptions.Timeout,
+        ) as exc:
             raise OperatorError(
                 f"cannot reach the API at {self.server}: {reason(exc)}",
                 code="unreachable",

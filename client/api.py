@@ -14,6 +14,7 @@ from typing import Any
 import requests
 
 from client.errors import EXIT_FAILED, EXIT_JOB, EXIT_TLS, EXIT_TOKEN, EXIT_UNREACHABLE, ClientError
+from elysium import http_retry
 
 CONNECT_TIMEOUT_S = 5.0
 READ_MARGIN_S = 10.0  # beyond a ?wait= the server may hold the request
@@ -140,7 +141,8 @@ class Api:
     ) -> dict[str, Any]:
         url = self.server + path
         try:
-            resp = self.session.request(
+            resp = http_retry.request(
+                self.session,
                 method,
                 url,
                 json=json,
@@ -161,7 +163,11 @@ class Api:
                 code="bad_url",
                 exit_code=EXIT_FAILED,
             ) from None
-        except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
+        except (
+            requests.exceptions.ConnectionError,
+            requests.exceptions.ChunkedEncodingError,  # an answer cut off, past the retries
+            requests.exceptions.Timeout,
+        ) as exc:
             raise ClientError(
                 f"cannot reach the server at {self.server}: {_reason(exc)}",
                 code="unreachable",

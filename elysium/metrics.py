@@ -17,7 +17,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, start_http_server
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from elysium.queue import CONTROL_QUEUE, HUB_QUEUE_PREFIX
+from elysium.queue import CONTROL_QUEUE, HUB_QUEUE_PREFIX, redis_client
 from elysium.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -46,9 +46,7 @@ class QueueDepthCollector(Collector):
 
     def __init__(self, settings: Settings) -> None:
         self.prefix = settings.redis_key_prefix
-        self.client = redis.Redis.from_url(
-            settings.redis_url, socket_timeout=2, socket_connect_timeout=2
-        )
+        self.client = redis_client(settings)
 
     def depths(self) -> dict[str, int]:
         keys = [self.prefix + CONTROL_QUEUE]

@@ -14,9 +14,11 @@ import socket
 import uuid
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 import redis
 from celery import Celery
+from redis.sentinel import Sentinel
 
 from elysium.settings import Settings
 
@@ -52,16 +54,51 @@ def route_task(
     return {"queue": CONTROL_QUEUE}
 
 
+def redis_db(settings: Settings) -> int:
+    """The database number of ``redis_url`` (``/0`` when it names none)."""
+    path = urlsplit(settings.redis_url).path.strip("/")
+    return int(path) if path.isdigit() else 0
+
+
+def broker_url(settings: Settings) -> str:
+    """Celery's broker: ``redis_url``, or kombu's ``sentinel://a;sentinel://b`` form."""
+    if not settings.redis_sentinels:
+        return settings.redis_url
+    db = redis_db(settings)
+    return ";".join(f"sentinel://{s}/{db}" for s in settings.redis_sentinels)
+
+
+def redis_client(settings: Settings, timeout_s: float = 2.0) -> redis.Redis:
+    """A client of the Redis primary: at ``redis_url``, or the one the sentinels name now.
+
+    Through Sentinel, a connection that fails after a failover is made again to the primary
+    the sentinels name then; what a command sent meanwhile fails with is a ``RedisError``.
+    """
+    timeouts = {"socket_timeout": timeout_s, "socket_connect_timeout": timeout_s}
+    if not settings.redis_sentinels:
+        return redis.Redis.from_url(settings.redis_url, **timeouts)
+    sentinel = Sentinel(settings.sentinel_addresses, sentinel_kwargs=timeouts, **timeouts)
+    return sentinel.master_for(settings.redis_master_name, db=redis_db(settings), **timeouts)
+
+
 def celery_config(settings: Settings) -> dict[str, Any]:
     """Reliable delivery: late ack, redelivery when a worker dies, one message at a time."""
     return {
-        "broker_url": settings.redis_url,
+        "broker_url": broker_url(settings),
         "broker_connection_retry_on_startup": True,
         "broker_transport_options": {
             # An unacknowledged message returns to its queue after this long (worker died).
             "visibility_timeout": max(60, int(settings.job_time_limit_s) * 2),
             **(
                 {"global_keyprefix": settings.redis_key_prefix} if settings.redis_key_prefix else {}
+            ),
+            **(
+                {
+                    "master_name": settings.redis_master_name,
+                    "sentinel_kwargs": {"socket_timeout": 2, "socket_connect_timeout": 2},
+                }
+                if settings.redis_sentinels
+                else {}
             ),
         },
         "task_routes": (route_task,),
@@ -101,9 +138,7 @@ class Publisher:
 
     def __init__(self, settings: Settings) -> None:
         self.prefix = settings.redis_key_prefix or ""
-        self.redis = redis.Redis.from_url(
-            settings.redis_url, socket_timeout=2, socket_connect_timeout=2
-        )
+        self.redis = redis_client(settings)
         self.origin = f"{os.getpid()}@{socket.gethostname()}"
 
     def message(self, task: str, queue: str, kwargs: dict[str, str], task_id: str) -> bytes:

@@ -20,6 +20,11 @@ class Settings:
 
     database_url: str = "postgresql://elysium:elysium@127.0.0.1:5432/elysium"
     redis_url: str = "redis://127.0.0.1:6379/0"
+    # Redis Sentinel (README "High availability"): "host:port,host:port,..." of the sentinels;
+    # when set, every process finds the primary of redis_master_name through them (the
+    # database number still comes from redis_url) instead of connecting to redis_url's host.
+    redis_sentinels: tuple[str, ...] = ()
+    redis_master_name: str = "elysium"
     # Prefix of every broker key: lets several Elysium deployments (or test runs) share a Redis.
     redis_key_prefix: str = ""
     state_dir: Path = Path("/var/lib/elysium")
@@ -95,12 +100,23 @@ class Settings:
         if settings.oidc_issuer and not settings.oidc_client_id:
             raise ConfigError("ELYSIUM_OIDC_CLIENT_ID is needed with ELYSIUM_OIDC_ISSUER", "oidc")
         settings.enroll_rules  # noqa: B018 (a malformed rule stops the process at start)
+        for sentinel in settings.redis_sentinels:
+            host, _, port = sentinel.rpartition(":")
+            if not host or not port.isdigit():
+                raise ConfigError(
+                    f"ELYSIUM_REDIS_SENTINELS: {sentinel!r} is not host:port", "redis_sentinels"
+                )
         return settings
 
     @property
     def enroll_rules(self) -> tuple[EnrollRule, ...]:
         """``oidc_enroll`` parsed; ConfigError naming a malformed rule."""
         return tuple(EnrollRule.parse(text) for text in self.oidc_enroll)
+
+    @property
+    def sentinel_addresses(self) -> list[tuple[str, int]]:
+        """``redis_sentinels`` as (host, port) pairs."""
+        return [(h, int(p)) for h, _, p in (s.rpartition(":") for s in self.redis_sentinels)]
 
     @property
     def sso(self) -> bool:

@@ -49,6 +49,17 @@ class Process:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait(10)
 
+    def signal_group(self, sig: int) -> None:
+        """``sig`` to the process and every child it forked (its own session: a gunicorn
+        master and its workers, as when their host goes)."""
+        os.killpg(self.pid, sig)
+
+    def kill_group(self) -> None:
+        """SIGKILL to the process and its children, as a host's crash would."""
+        if self.alive():
+            self.signal_group(signal.SIGKILL)
+            self.proc.wait(10)
+
     def stop(self, timeout: float = 10) -> None:
         if self.alive():
             self.proc.send_signal(signal.SIGTERM)

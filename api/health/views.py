@@ -11,6 +11,7 @@ from flask import Response
 from api import metrics, state
 from api.schemas import Blueprint
 from db.stats import ping
+from elysium.queue import redis_client
 
 blp = Blueprint("health", __name__, description="Health and metrics")
 PROBE_TIMEOUT_S = 2.0
@@ -31,11 +32,7 @@ def probe_database() -> bool:
 
 
 def probe_redis() -> bool:
-    client = redis.Redis.from_url(
-        state.settings().redis_url,
-        socket_timeout=PROBE_TIMEOUT_S,
-        socket_connect_timeout=PROBE_TIMEOUT_S,
-    )
+    client = redis_client(state.settings(), PROBE_TIMEOUT_S)
     try:
         return bool(client.ping())
     except redis.RedisError:

@@ -31,6 +31,7 @@ import psycopg
 from demo_namespaces import make_namespaces, netns_exists, remove_namespaces
 from demo_processes import (
     recorded_processes,
+    services_to_stop,
     start_service,
     start_time,
     stop_service,
@@ -47,7 +48,6 @@ from demo_provisioning import (
 from demo_settings import (
     HUB_TUNNEL_IP,
     NETWORK,
-    SERVICES,
     UNDERLAY,
     VENV_BIN,
     Demo,
@@ -67,7 +67,7 @@ def up(demo: Demo) -> None:
     if not demo.token_file.exists():
         save_admin_token(demo)
     make_namespaces(demo)
-    for service in SERVICES:
+    for service in demo.services:
         if start_service(demo, service):
             log(f"started {service}")
     api = Api(demo)
@@ -77,6 +77,12 @@ def up(demo: Demo) -> None:
     ensure_peer(api, demo, iface_id)
     ping_through_tunnel(demo)
     seconds = time.monotonic() - started
+    replicas = [f"{s} 127.0.0.1:{demo.replica_port(s)}" for s in demo.services if "api-" in s]
+    if replicas:
+        log(
+            f"the API is {', '.join(replicas)} behind HAProxy on {demo.url}"
+            f" ({demo.state}/haproxy.cfg)"
+        )
     print(
         f"""
 Elysium is up ({seconds:.1f} s); the demo peer pings {HUB_TUNNEL_IP} through wg0.
@@ -112,7 +118,7 @@ def down(demo: Demo) -> None:
     client_state = demo.state / "client"
     if (client_state / "client.json").exists():
         run(str(VENV_BIN / "elysium-client"), "down", "--state-dir", str(client_state), check=False)
-    for service in reversed(SERVICES):
+    for service in services_to_stop(demo):
         stop_service(demo, service)
     remove_namespaces(demo)
     still = [pid for pid, started in ours.items() if start_time(pid) == started]

@@ -13,6 +13,8 @@ from pathlib import Path
 
 from demo_settings import ROOT, UNDERLAY, VENV_BIN, Demo
 
+from elysium.haproxy import haproxy_config
+
 
 def wait_gone(pids: list[int], timeout: float = 30) -> list[int]:
     """Until every pid has exited (a signal is delivered, not yet acted on, when kill returns);
@@ -88,17 +90,23 @@ def start_service(demo: Demo, service: str) -> bool:
     path = pid_file(demo, service)
     if running_pid(path):
         return False
-    if service == "api" and not port_free(demo.api_port):
+    port = demo.replica_port(service) if service.startswith("api") else demo.api_port
+    if service.startswith(("api", "haproxy")) and not port_free(port):
         raise SystemExit(
-            f"up: 127.0.0.1:{demo.api_port} is taken (another checkout's demo? `make down` there,"
+            f"up: 127.0.0.1:{port} is taken (another checkout's demo? `make down` there,"
             " or choose ELYSIUM_DEMO_API_PORT and ELYSIUM_DEMO_NAME)"
         )
-    args = [str(VENV_BIN / "elysium"), service]
+    args = [str(VENV_BIN / "elysium"), "api" if service.startswith("api") else service]
+    env = {**os.environ, **demo.env(), "WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD": "1"}
+    if service.startswith("api-"):  # one replica: its own port and state, as on its own host
+        env["ELYSIUM_API_BIND"] = f"127.0.0.1:{port}"
+        env["ELYSIUM_STATE_DIR"] = str(demo.state / "server" / service)
+    if service == "haproxy":
+        args = ["haproxy", "-db", "-f", str(write_haproxy_config(demo))]
     if service == "hub-worker":
         args += ["--hub", demo.hub, "--netns", demo.ns("hub"), "--endpoint", f"{UNDERLAY}.1"]
     logs = demo.state / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, **demo.env(), "WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD": "1"}
     with open(logs / f"{service}.log", "ab") as out:
         proc = subprocess.Popen(
             args,
@@ -112,6 +120,21 @@ def start_service(demo: Demo, service: str) -> bool:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(f"{proc.pid}\n")
     return True
+
+
+def write_haproxy_config(demo: Demo) -> Path:
+    """HAProxy on the API port in front of the demo's replicas (README "High availability")."""
+    replicas = [f"127.0.0.1:{demo.replica_port(s)}" for s in demo.services if s.startswith("api")]
+    path = demo.state / "haproxy.cfg"
+    path.write_text(haproxy_config(f"127.0.0.1:{demo.api_port}", replicas, demo.pki / "ca.pem"))
+    return path
+
+
+def services_to_stop(demo: Demo) -> list[str]:
+    """The demo's services, last started first, and any other it recorded a pid for (an
+    earlier `up` with another ELYSIUM_DEMO_API_REPLICAS)."""
+    recorded = sorted(p.stem for p in (demo.state / "run").glob("*.pid"))
+    return [*reversed(demo.services), *(s for s in recorded if s not in demo.services)]
 
 
 def stop_service(demo: Demo, service: str) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
 SERVICES = ("api", "control-worker", "beat", "hub-worker")
+WORKERS = ("control-worker", "beat", "hub-worker")
 UNDERLAY = "198.18.99"
 NETWORK = "10.99.0.0/24"
 HUB_TUNNEL_IP = "10.99.0.1"
@@ -23,12 +24,32 @@ class Demo:
     name: str
     state: Path
     api_port: int
+    # ELYSIUM_DEMO_API_REPLICAS=N (N > 1): N API replicas (separate gunicorn masters on
+    # api_port+1 … api_port+N) behind HAProxy on api_port, as README "High availability".
+    api_replicas: int = 1
 
     @classmethod
     def from_env(cls) -> Demo:
         name = os.environ.get("ELYSIUM_DEMO_NAME", "demo")
         state = Path(os.environ.get("ELYSIUM_DEMO_DIR", ROOT / ".state" / name))
-        return cls(name, state.resolve(), int(os.environ.get("ELYSIUM_DEMO_API_PORT", "8443")))
+        port = int(os.environ.get("ELYSIUM_DEMO_API_PORT", "8443"))
+        raw = os.environ.get("ELYSIUM_DEMO_API_REPLICAS", "1")
+        if not raw.isdigit() or not 1 <= int(raw) <= 9:
+            raise SystemExit(f"up: ELYSIUM_DEMO_API_REPLICAS must be 1-9, not {raw!r}")
+        return cls(name, state.resolve(), port, int(raw))
+
+    @property
+    def services(self) -> tuple[str, ...]:
+        """What `up` starts, in order: the API (or its replicas and HAProxy), then workers."""
+        if self.api_replicas == 1:
+            return SERVICES
+        replicas = tuple(f"api-{i}" for i in range(1, self.api_replicas + 1))
+        return (*replicas, "haproxy", *WORKERS)
+
+    def replica_port(self, service: str) -> int:
+        """The loopback port of ``api-N`` (``api`` alone: the API port)."""
+        _, _, number = service.partition("-")
+        return self.api_port + int(number) if number else self.api_port
 
     @property
     def hub(self) -> str:

@@ -11,6 +11,9 @@ command -v ip >/dev/null || need_apt+=(iproute2)
 command -v ping >/dev/null || need_apt+=(iputils-ping)
 command -v nft >/dev/null || need_apt+=(nftables) # nft and libnftables1 (the hub firewall)
 command -v pg_ctlcluster >/dev/null || need_apt+=(postgresql)
+# High availability (README "High availability"): API replicas behind HAProxy, Redis Sentinel.
+command -v haproxy >/dev/null || need_apt+=(haproxy)
+command -v redis-sentinel >/dev/null || need_apt+=(redis-sentinel)
 # The dashboard's browser tests drive Debian's headless Chromium through chromedriver.
 command -v chromium >/dev/null || need_apt+=(chromium)
 command -v chromedriver >/dev/null || need_apt+=(chromium-driver)

@@ -64,7 +64,7 @@ def test_every_benchmark_has_a_committed_result() -> None:
 
 
 # The container deployment builds its images when a fresh machine has none (minutes).
-SLOW = {"compose": 1200}
+SLOW = {"compose": 1200, "ha": 600}  # ha: five fault stacks, one after another
 
 
 @pytest.mark.parametrize(

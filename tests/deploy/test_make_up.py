@@ -21,6 +21,7 @@ import psycopg
 import pytest
 import requests
 
+from elysium import http_retry
 from elysium.settings import Settings
 from tests.conftest import TABLES
 
@@ -234,3 +235,34 @@ def test_down_returns_only_when_every_recorded_process_has_exited(
 
     make("down", demo_env)
     nothing_left(name, pids)
+
+
+@pytest.mark.timeout(600)
+def test_up_with_two_api_replicas_serves_through_haproxy_and_survives_one_killed(
+    demo_env: dict[str, str],
+) -> None:
+    env = {**demo_env, "ELYSIUM_DEMO_API_REPLICAS": "2"}
+    state = Path(env["ELYSIUM_DEMO_DIR"])
+    port = int(env["ELYSIUM_DEMO_API_PORT"])
+    out = make("up", env)
+    assert "the demo peer pings 10.99.0.1 through wg0" in out
+    assert f"api-1 127.0.0.1:{port + 1}, api-2 127.0.0.1:{port + 2} behind HAProxy" in out
+    ca = str(state / "pki" / "ca.pem")
+    for replica in (port + 1, port + 2):  # each its own gunicorn, answering on its own
+        assert requests.get(f"https://127.0.0.1:{replica}/readyz", verify=ca, timeout=10).ok
+    api_1 = int((state / "run" / "api-1.pid").read_text())
+
+    os.killpg(api_1, signal.SIGKILL)  # the replica and its workers, as when its host goes
+    token = (state / "admin.token").read_text().strip()
+    headers = {"Authorization": f"Bearer {token}"}
+    for _ in range(10):  # fresh connections, ridden through as elysium and elysium-client do
+        r = http_retry.request(
+            requests.Session(), "GET", f"https://127.0.0.1:{port}/v1/hubs",
+            headers=headers, verify=ca, timeout=10,
+        )  # fmt: skip
+        assert r.status_code == 200
+    assert pings(env["ELYSIUM_DEMO_NAME"])
+
+    pids = recorded_pids(state)
+    make("down", env)
+    nothing_left(env["ELYSIUM_DEMO_NAME"], pids)

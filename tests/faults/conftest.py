@@ -37,9 +37,11 @@ from dataplane.wireguard_go import WireguardGo
 from db.jobs import FINAL
 from db.tokens import create_api_token
 from elysium.keys import generate_private_key, public_key
+from elysium.pki import make_csr, new_private_key
 from elysium.settings import Settings
 from tests.api import conftest as api_fixtures
 from tests.api.conftest import Api, Pki, start_api
+from tests.faults.balancer import Replicas, WriteLog, start_replicas
 from tests.netns import Topology
 from tests.stack import Process, elysium_command, settings_env, wait_for
 
@@ -164,6 +166,8 @@ class FaultStack:
         self.admin: RecordedApi | None = None
         self.admin_token = ""
         self.interface_id = 0
+        self.replicas: Replicas | None = None
+        self.writes = WriteLog()  # enrollments answered and refused (retrying bursts)
 
     # ---- processes ------------------------------------------------------------------------
     def _start(self, name: str, args: list[str]) -> Process:
@@ -184,6 +188,20 @@ class FaultStack:
             _, self.admin_token = create_api_token(conn, "faults", "admin", 3600, "tests")
         self.admin = self.client(self.admin_token)
 
+    def start_api_replicas(self, count: int) -> Replicas:
+        """``count`` API replicas behind HAProxy; the stack talks to them through it."""
+        self.replicas = start_replicas(self.settings, self.pki, self.tmp, self.state_dir, count)
+        for i in range(1, count + 1):
+            self.ledger.logs.add(self.tmp / f"api{i}.log")
+        self.processes += [*self.replicas.processes, self.replicas.balancer]
+        self.url = self.replicas.url
+        with psycopg.connect(
+            self.settings.database_url, autocommit=True, row_factory=dict_row
+        ) as conn:
+            _, self.admin_token = create_api_token(conn, "faults", "admin", 3600, "tests")
+        self.admin = self.client(self.admin_token)
+        return self.replicas
+
     def start_hub(self) -> Process:
         self.hub_worker = self._start(
             "hub",
@@ -199,10 +217,13 @@ class FaultStack:
         )
         return self.hub_worker
 
-    def start_control(self) -> None:
-        """A control worker and beat (the periods come from the stack's settings)."""
-        self._start("control", elysium_command("control-worker", "--concurrency", "2"))
-        self._start("beat", elysium_command("beat"))
+    def start_control(self, name: str = "") -> tuple[Process, Process]:
+        """A control worker and beat (the periods come from the stack's settings); ``name``
+        tells a second pair's logs apart."""
+        control = self._start(
+            f"control{name}", elysium_command("control-worker", "--concurrency", "2")
+        )
+        return control, self._start(f"beat{name}", elysium_command("beat"))
 
     def client(self, token: str | None = None) -> RecordedApi:
         return RecordedApi(self.ledger, self.url, self.pki.ca, token)
@@ -241,10 +262,15 @@ class FaultStack:
         token: str,
         threads: int = 16,
         holds: Sequence[tuple[int, threading.Event]] = (),
+        retry_s: float = 0,
+        csr: bool = False,
     ) -> dict[str, str]:
         """Enroll ``count`` peers with fresh keys, as fast as ``threads`` keep-alive sessions
         can; answers public key -> job id. ``holds``: post number ``n`` and later wait until
-        the event is set."""
+        the event is set. ``retry_s``: a post refused (dropped connection, 5xx) is sent again
+        with its Idempotency-Key for that long, as elysium-client does; ``writes`` logs each
+        attempt. ``csr``: each peer sends a CSR too (its job then passes the control worker,
+        which signs it, on its way to the hub)."""
         keys = [public_key(self.ledger.private_key()) for _ in range(count)]
         local = threading.local()
 
@@ -255,12 +281,36 @@ class FaultStack:
             if not hasattr(local, "api"):
                 local.api = self.client()
             body = {"token": token, "name": f"f-{secrets.token_hex(4)}", "public_key": keys[i]}
-            r = local.api.post("/v1/enroll", json=body)
+            if csr:
+                body["csr"] = make_csr(new_private_key()).decode()
+            if retry_s:
+                r = self._post_retrying(local.api, body, retry_s)
+            else:
+                r = local.api.post("/v1/enroll", json=body)
             assert r.status_code == 202, r.text
             return keys[i], str(r.json()["job_id"])
 
         with ThreadPoolExecutor(threads) as pool:
             return dict(pool.map(post, range(count)))
+
+    def _post_retrying(
+        self, api: RecordedApi, body: dict[str, str], retry_s: float
+    ) -> requests.Response:
+        headers = {"Idempotency-Key": secrets.token_hex(16)}
+        deadline = time.monotonic() + retry_s
+        while True:
+            try:
+                r = api.post("/v1/enroll", json=body, headers=headers, timeout=10)
+                why = r.text
+            except (requests.exceptions.RequestException, OSError) as exc:  # dropped, cut off
+                r, why = None, str(exc)
+            ok = r is not None and r.status_code < 500
+            self.writes.record(ok)
+            if r is not None and ok:
+                return r
+            if time.monotonic() > deadline:
+                raise AssertionError(f"an enrollment refused for {retry_s} s: {why}")
+            time.sleep(0.05)
 
     def job_results(self, job_ids: list[str], threads: int = 8) -> list[dict[str, Any]]:
         """Every job as ``GET /v1/jobs/{id}`` answers it to the admin (answers recorded)."""
@@ -337,6 +387,18 @@ class FaultStack:
         assert len({r["address"] for r in rows}) == len(rows) == len(keys)
         assert {f"{r['address']}/32" for r in rows} == set(device_ips)
 
+    def outcome(self, acknowledged: dict[str, str], others: int = 0) -> dict[str, int]:
+        """``lost``: acknowledged enrollments (public key -> job id) that did not end on the
+        hub; ``doubled``: enrollment jobs beyond them (and ``others`` the test made itself)
+        plus peers the device holds twice."""
+        statuses = self.job_statuses(list(acknowledged.values()))
+        device = [p.public_key for p in self.device_peers()]
+        lost = len(acknowledged) - statuses.get("succeeded", 0)
+        lost += len(set(acknowledged) - set(device))
+        jobs = self.query("SELECT count(*) AS n FROM jobs WHERE kind = 'enroll_peer'")[0]["n"]
+        doubled = jobs - len(acknowledged) - others + len(device) - len(set(device))
+        return {"lost": lost, "doubled": doubled}
+
     def assert_applied_once(self, job_ids: list[str], max_attempts: int = 1) -> None:
         """Each job succeeded once, with one submission audit, taken at most ``max_attempts``
         times (a job a killed worker held is taken again by its successor)."""
@@ -385,9 +447,14 @@ class Burst:
         count: int,
         threads: int = 4,
         holds: Sequence[int] = (),
+        retry_s: float = 0,
+        csr: bool = False,
     ) -> None:
         """``holds``: post numbers where the burst waits for :meth:`release` (so that a test
-        can break something while it surely still runs, whatever the machine's speed)."""
+        can break something while it surely still runs, whatever the machine's speed);
+        ``retry_s``: see :meth:`FaultStack.enroll`."""
+        self._retry_s = retry_s
+        self._csr = csr
         self.keys: dict[str, str] = {}  # public key -> job id
         self.errors: list[BaseException] = []
         self._holds = [(start, threading.Event()) for start in holds]
@@ -398,7 +465,9 @@ class Burst:
 
     def _post(self, stack: FaultStack, token: str, count: int, threads: int) -> None:
         try:
-            self.keys.update(stack.enroll(count, token, threads, self._holds))
+            self.keys.update(
+                stack.enroll(count, token, threads, self._holds, self._retry_s, self._csr)
+            )
         except BaseException as exc:  # reported by join()
             self.errors.append(exc)
 

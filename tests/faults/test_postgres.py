@@ -7,20 +7,15 @@ The database is a private cluster of this test (``initdb`` in a temp dir, run as
 from __future__ import annotations
 
 import os
-import shutil
 import signal
-import subprocess
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
 
-from db.migrate import migrate
-from tests.api.conftest import free_port
-from tests.faults.conftest import PG_BIN, FaultStack, SecretLedger
+from tests.faults.conftest import FaultStack, SecretLedger
+from tests.faults.postgres import PrivateCluster
 
 pytestmark = pytest.mark.netns
 
@@ -28,50 +23,6 @@ pytestmark = pytest.mark.netns
 # From PostgreSQL's start to every API worker serving again: generous (a busy machine is
 # slow); how fast the pools reconnect is a figure for bench/, printed below.
 RECOVERY_S = 30.0
-
-
-class PrivateCluster:
-    """A throwaway PostgreSQL 15 cluster with an ``elysium`` superuser (trust, loopback)."""
-
-    def __init__(self) -> None:
-        self.dir = Path(tempfile.mkdtemp(prefix="ely-pg-", dir="/tmp"))
-        shutil.chown(self.dir, "postgres", "postgres")
-        self.port = free_port()
-        self.log = self.dir / "postgres.log"
-        self.url = f"postgresql://elysium@127.0.0.1:{self.port}/elysium"
-
-    def _as_postgres(self, *args: str) -> None:
-        subprocess.run(
-            ["runuser", "-u", "postgres", "--", *args], check=True, capture_output=True, timeout=60
-        )
-
-    def create(self) -> None:
-        data = str(self.dir / "data")
-        self._as_postgres(str(PG_BIN / "initdb"), "-D", data, "-U", "elysium", "--auth=trust")
-        self.start()
-        admin = f"postgresql://elysium@127.0.0.1:{self.port}/postgres"
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute("CREATE DATABASE elysium")
-        migrate(self.url)
-
-    def start(self) -> None:
-        options = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1"
-        self._as_postgres(
-            str(PG_BIN / "pg_ctl"), "-D", str(self.dir / "data"), "-l", str(self.log),
-            "-o", options, "-w", "start",
-        )  # fmt: skip
-
-    def stop(self, mode: str = "fast") -> None:
-        self._as_postgres(
-            str(PG_BIN / "pg_ctl"), "-D", str(self.dir / "data"), "-m", mode, "-w", "stop"
-        )
-
-    def remove(self, keep_log: Path) -> None:
-        if (self.dir / "data" / "postmaster.pid").exists():
-            self.stop("immediate")
-        if self.log.exists():
-            shutil.copy(self.log, keep_log)
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 @pytest.fixture

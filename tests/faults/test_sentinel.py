@@ -1,0 +1,125 @@
+"""The Redis primary SIGKILLed during a burst: Sentinel promotes the replica, nothing is lost.
+
+Every process finds the primary through three sentinels (ELYSIUM_REDIS_SENTINELS): Celery's
+workers and beat through kombu's ``sentinel://`` transport, the API's publisher and /readyz
+through redis-py's Sentinel. A message lost with the primary, or not sent while none was
+known, is re-sent by the janitor: PostgreSQL holds every job.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import redis
+import requests
+
+from elysium.queue import redis_client
+from tests.faults.conftest import Burst, FaultStack, SecretLedger
+from tests.faults.figures import HA_POOL_MAX, burst_size, record
+from tests.faults.sentinel import SentinelRedis
+from tests.faults.tunnel_ping import TunnelPing
+from tests.stack import wait_for
+
+pytestmark = pytest.mark.netns
+
+BURST = burst_size(600)
+FAILOVER_MAX_S = 10.0
+
+
+@pytest.fixture
+def sentinel_redis(tmp_path: Path, secret_ledger: SecretLedger) -> Iterator[SentinelRedis]:
+    work = tmp_path / "redis"
+    work.mkdir()
+    servers = SentinelRedis(work)
+    try:
+        servers.start()
+        yield servers
+    finally:
+        servers.stop()
+        secret_ledger.logs.update(servers.logs)
+
+
+def test_a_burst_across_a_redis_failover_ends_every_acknowledged_enrollment_once(
+    sentinel_redis: SentinelRedis, make_stack: Callable[..., FaultStack], tmp_path: Path
+) -> None:  # the servers first: they must outlive the stack's processes
+    stack = make_stack(
+        redis_url="redis://unused.invalid:1/0",  # only the sentinels may be asked
+        redis_sentinels=sentinel_redis.sentinels,
+        redis_master_name=sentinel_redis.master_name,
+        janitor_interval_s=0.5,
+        job_requeue_after_s=2.0,
+        beat_lease_s=2.0,
+        db_pool_max=HA_POOL_MAX,
+    )
+    stack.start_api_replicas(2)
+    stack.start_hub()
+    stack.start_control()
+    stack.declare_interface()
+    token = stack.enrollment_token(uses=BURST + 1)
+    first_primary = sentinel_redis.primary_port()
+    tunnel = TunnelPing(stack, token, tmp_path)
+    try:
+        tunnel.start()
+        started = time.monotonic()
+        burst = Burst(stack, token, BURST, threads=8, holds=(BURST // 3,), retry_s=30)
+        try:
+            stack.wait_enrolled(BURST // 12)
+            assert burst.running(), "the burst ended before the kill: nothing was tested"
+            sentinel_redis.kill_primary()
+            killed = time.monotonic()
+            burst.release()  # the rest posts while no primary is known, and after
+            wait_for(
+                lambda: sentinel_redis.primary_port() != first_primary,
+                30,
+                "the sentinels to promote the replica",
+                interval=0.05,
+            )
+            failover_s = time.monotonic() - killed
+        finally:
+            submitted = burst.join()
+        statuses = stack.wait_jobs(list(submitted.values()), timeout=90)
+        ended_s = time.monotonic() - started
+        pings, ping_loss = tunnel.stop()
+    finally:
+        tunnel.close()
+
+    outcome = stack.outcome(submitted, others=1)  # the pinging peer
+    unavailable_s = stack.writes.longest_refusal()
+    record(
+        "redis_primary",
+        unavailable_s=unavailable_s,
+        data_plane_loss=ping_loss,
+        failover_s=failover_s,
+        **outcome,
+    )
+    assert statuses == {"succeeded": BURST}
+    assert outcome == {"lost": 0, "doubled": 0}
+    stack.assert_converged(set(submitted) | {tunnel.public_key})
+    stack.assert_applied_once(list(submitted.values()), max_attempts=2)
+    assert failover_s <= FAILOVER_MAX_S
+    assert unavailable_s <= FAILOVER_MAX_S
+    assert pings > 10 and ping_loss == 0
+    # Everything talks to the new primary; nothing but the old one was restarted or died.
+    client = redis_client(stack.settings)
+    try:
+        assert client.ping()
+    finally:
+        client.close()
+    assert requests.get(f"{stack.url}/readyz", verify=str(stack.pki.ca), timeout=5).ok
+    assert all(p.alive() for p in stack.processes)
+    requeued = stack.query("SELECT count(*) AS n FROM audit WHERE action = 'job.requeue'")[0]["n"]
+    new_primary = redis.Redis(port=sentinel_redis.primary_port())
+    try:
+        role = new_primary.info("replication")["role"]
+    finally:
+        new_primary.close()
+    assert role == "master"
+    print(
+        f"\nredis primary killed: sentinels promoted the replica in {failover_s:.1f}s,"
+        f" {requeued} jobs re-sent by the janitor, writes refused at most"
+        f" {unavailable_s:.2f}s, all {BURST} ended at {ended_s:.1f}s,"
+        f" {ping_loss} of {pings} pings through the hub lost"
+    )
