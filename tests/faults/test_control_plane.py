@@ -28,12 +28,17 @@ LEASE_S = 2.0
 
 
 def beat_leader(stack: FaultStack, beats: list[Process]) -> Process:
-    """The beat whose pid the ``beat`` lease names."""
-    holder = wait_for(
-        lambda: stack.query("SELECT holder FROM leases WHERE name = 'beat'"), 15, "a beat leader"
-    )
-    pid = int(holder[0]["holder"].split(":")[1])  # type: ignore[index]
-    return next(b for b in beats if b.pid == pid)
+    """The one of ``beats`` whose pid the ``beat`` lease names, once it names one of them (a
+    killed leader's name stays on the lease until the lease runs out)."""
+
+    def holder() -> Process | None:
+        rows = stack.query("SELECT holder FROM leases WHERE name = 'beat'")
+        pid = int(rows[0]["holder"].split(":")[1]) if rows else None
+        return next((b for b in beats if b.pid == pid), None)
+
+    leader = wait_for(holder, 15 + LEASE_S, "a beat leader among the running beats")
+    assert isinstance(leader, Process)
+    return leader
 
 
 @pytest.mark.parametrize("fault", ["control_worker", "beat_leader"])
