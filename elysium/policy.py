@@ -447,7 +447,7 @@ def check(
         raise ValidationError("port", "is 1 to 65535 and needs proto tcp or udp")
     if src_ip.version != dst_ip.version:
         raise ValidationError("to", "is not of the same IP family as from")
-    sets = _SetIndex(members)
+    sets = SetIndex(members)
     hub = hub_set(compiled.prefix, dst_ip.version)
     if sets.contains(hub, dst_ip):
         chain = "input"
@@ -482,7 +482,7 @@ def _port_in(port: int, ports: tuple[str, ...]) -> bool:
     return False
 
 
-class _SetIndex:
+class SetIndex:
     """Set members parsed once per check, on first use."""
 
     def __init__(self, members: SetMembers) -> None:

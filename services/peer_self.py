@@ -21,6 +21,7 @@ from elysium import pki
 from elysium.errors import ElysiumError, Forbidden
 from elysium.queue import JobQueue
 from elysium.states import JobKind, JobStatus, is_live_peer
+from services.direct import direct_config
 from services.jobs import Record, Submitted, submit_hub_job
 from services.peers import peer_record
 
@@ -30,7 +31,7 @@ def current_config(conn: Connection[DictRow], peer_id: int) -> dict[str, Any]:
     peer = get_peer(conn, peer_id)
     if not is_live_peer(peer["status"]):
         raise Forbidden(f"peer {peer_id} is {peer['status']}", code="peer_not_live")
-    return peer_config(conn, peer_id)
+    return direct_config(conn, peer_config(conn, peer_id))
 
 
 def follow_config(

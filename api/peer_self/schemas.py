@@ -32,6 +32,16 @@ class PeerConfigSchema(ma.Schema):
     )
     exit = ma.fields.Boolean(metadata={"description": "the hub is this peer's default route"})
     tags = ma.fields.List(ma.fields.String())
+    direct = ma.fields.Boolean(
+        metadata={"description": "the interface has direct paths on (absent: off)"}
+    )
+    direct_peers = ma.fields.List(
+        ma.fields.Nested(lambda: DirectPeerSchema()),
+        metadata={
+            "description": "on a direct interface, the peers this one may exchange traffic"
+            " with under the policy (either direction), to try directly"
+        },
+    )
     version = ma.fields.String(
         metadata={"description": "moves whenever anything in this config moves"}
     )
@@ -60,3 +70,35 @@ class PeerCertificateSchema(StrictSchema):
 
 class PeerKeySchema(StrictSchema):
     public_key = key_field(required=True)
+
+
+class DirectPeerSchema(ma.Schema):
+    peer_id = ma.fields.Integer(required=True)
+    public_key = ma.fields.String(required=True)
+    addresses = ma.fields.List(ma.fields.String(), metadata={"example": ["10.8.0.3/32"]})
+    endpoints = ma.fields.List(
+        ma.fields.String(),
+        metadata={"description": "candidates in order: where the hub saw it, then its own"},
+    )
+    keepalive = ma.fields.Integer()
+
+
+class PeerCandidatesSchema(StrictSchema):
+    addresses = ma.fields.Raw(
+        required=True,
+        metadata={
+            "description": "this peer's own addresses (at most 8; no loopback, link-local,"
+            " multicast, unspecified, tunnel address)",
+            "example": ["192.168.1.20"],
+        },
+    )
+    listen_port = ma.fields.Raw(
+        required=True, metadata={"description": "its WireGuard listen port", "example": 40312}
+    )
+
+
+class PeerCandidatesStoredSchema(ma.Schema):
+    peer_id = ma.fields.Integer(required=True)
+    addresses = ma.fields.List(ma.fields.String())
+    listen_port = ma.fields.Integer()
+    reported_at = ma.fields.AwareDateTime()

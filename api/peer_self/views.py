@@ -10,6 +10,8 @@ from api import state
 from api.auth import caller, require_peer
 from api.jobs.schemas import JobAcceptedSchema
 from api.peer_self.schemas import (
+    PeerCandidatesSchema,
+    PeerCandidatesStoredSchema,
     PeerCertificateSchema,
     PeerConfigArgs,
     PeerConfigSchema,
@@ -17,6 +19,7 @@ from api.peer_self.schemas import (
 )
 from api.schemas import IDEMPOTENCY_PARAM, Blueprint, idempotency_key
 from elysium.wgquick import render_wg_quick
+from services.direct import report_candidates
 from services.peer_self import follow_config, renew_certificate
 from services.peers import rotate_key
 
@@ -93,3 +96,18 @@ def put_key(body: dict[str, Any]) -> dict[str, Any]:
             idempotency_key=idempotency_key(),
         )
     return sub.body
+
+
+@blp.route("/candidates", methods=["PUT"])
+@require_peer
+@blp.arguments(PeerCandidatesSchema)
+@blp.response(200, PeerCandidatesStoredSchema)
+@blp.doc(security=[])
+def put_candidates(body: dict[str, Any]) -> dict[str, Any]:
+    """Report this peer's own addresses and WireGuard listen port: on a direct interface the
+    peers it may talk with try them (after the endpoint the hub sees) for a direct path."""
+    who = caller()
+    with state.connection() as conn:
+        return report_candidates(
+            conn, who.actor, who.peer_id or 0, body["addresses"], body["listen_port"]
+        )

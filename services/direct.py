@@ -1,0 +1,102 @@
+"""Direct peer-to-peer paths: a peer reports its candidates; on a direct interface each peer's
+config lists the other peers its policy lets it exchange traffic with (either direction), with
+their keys, tunnel addresses and candidates; the rest stay relayed by the hub."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+
+from psycopg import Connection
+from psycopg.rows import DictRow
+
+from db import audit
+from db.interfaces import get_interface
+from db.peer_candidates import direct_peers, get_candidates, set_candidates, tunnel_addresses
+from db.peer_config import config_version
+from db.peers import get_peer
+from elysium.direct import candidate_endpoints, may_talk, parse_candidates
+from elysium.errors import Forbidden
+from elysium.states import is_live_peer
+from services.policy import compile_with, mesh_peers
+
+DIRECT_KEEPALIVE_S = 1  # how often a direct peer's client says it is there
+
+
+def report_candidates(
+    conn: Connection[DictRow], actor: str, peer_id: int, addresses: object, listen_port: object
+) -> dict[str, Any]:
+    """Store the peer's own addresses and listen port (validated; nothing stored on a 400);
+    returns what is stored, with its time."""
+    with conn.transaction():
+        peer = get_peer(conn, peer_id, lock=True)
+        if not is_live_peer(peer["status"]):
+            raise Forbidden(f"peer {peer_id} is {peer['status']}", code="peer_not_live")
+        iface = get_interface(conn, peer["interface_id"])
+        nets = [ipaddress.ip_network(n) for n in (iface["network"], iface["network6"]) if n]
+        raw = addresses if isinstance(addresses, list) else []
+        texts = [a for a in raw if isinstance(a, str)]
+        valid_texts = [a for a in texts if _is_ip(a)]
+        taken = tunnel_addresses(conn, valid_texts, peer_id) if valid_texts else []
+        addrs, port = parse_candidates(addresses, listen_port, nets, taken)
+        before = get_candidates(conn, peer_id)
+        set_candidates(conn, peer_id, addrs, port)
+        if before is None or (before["addresses"], before["listen_port"]) != (addrs, port):
+            audit.record(
+                conn,
+                actor,
+                "peer.candidates",
+                f"peer:{peer_id}",
+                "succeeded",
+                {"addresses": addrs, "listen_port": port},
+            )
+        stored = get_candidates(conn, peer_id)
+    assert stored is not None
+    return {"peer_id": peer_id, **stored}
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def direct_config(conn: Connection[DictRow], config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` (``db.peer_config.peer_config``) with ``direct`` and, on a direct
+    interface, ``direct_peers``: the peers policy lets this one talk with, in id order, each
+    ``{peer_id, public_key, addresses, endpoints, keepalive}`` (endpoints: where the hub saw
+    it, then its reported addresses). The version covers them. Off: the config as it was."""
+    iface = get_interface(conn, config["interface_id"])
+    if not iface["direct"]:
+        return config
+    peers = direct_peers(conn, iface["id"])
+    compiled, members = compile_with(iface, peers, mesh_peers(conn, iface["hub"]))
+    me = next((p for p in peers if p["id"] == config["peer_id"]), None)
+    listed: list[dict[str, Any]] = []
+    if me is not None:
+        mine = [a for a in (me["address"], me["address6"]) if a]
+        for other in peers:
+            theirs = [a for a in (other["address"], other["address6"]) if a]
+            if other["id"] == me["id"] or not may_talk(compiled, members, mine, theirs):
+                continue
+            listed.append(
+                {
+                    "peer_id": other["id"],
+                    "public_key": other["public_key"],
+                    "addresses": [_host(a) for a in theirs],
+                    "endpoints": candidate_endpoints(
+                        other["endpoint"], other["local_addresses"], other["listen_port"]
+                    ),
+                    "keepalive": DIRECT_KEEPALIVE_S,
+                }
+            )
+    out = {k: v for k, v in config.items() if k != "version"}
+    out |= {"direct": True, "direct_peers": listed}
+    return {**out, "version": config_version(out)}
+
+
+def _host(address: str) -> str:
+    addr = ipaddress.ip_address(address)
+    return f"{addr}/{addr.max_prefixlen}"
