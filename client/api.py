@@ -121,6 +121,12 @@ class Api:
         """POST /v1/peer/certificate with our (still valid) certificate: ``202 {job_id, ...}``."""
         return self._call("POST", "/v1/peer/certificate", json={"csr": csr}, mtls=True)
 
+    def put_candidates(self, addresses: list[str], listen_port: int) -> dict[str, Any]:
+        """PUT /v1/peer/candidates with our certificate: our own addresses and listen port,
+        for the peers that may try a direct path to us."""
+        body = {"addresses": addresses, "listen_port": listen_port}
+        return self._call("PUT", "/v1/peer/candidates", json=body, mtls=True)
+
     def rotate_key(self, public_key: str) -> dict[str, Any]:
         """PUT /v1/peer/key with our certificate: ``202 {job_id, ...}``."""
         return self._call("PUT", "/v1/peer/key", json={"public_key": public_key}, mtls=True)

@@ -270,6 +270,12 @@ def status(as_json: bool, netns: str | None, state_dir: Path | None) -> None:
     ]
     for label, value in rows:
         click.echo(f"{label:<11}{value}")
+    for path in st.paths:  # other peers of a direct interface
+        at = path["latest_handshake_at"]
+        click.echo(
+            f"{'peer ' + str(path['peer_id']):<11}{','.join(path['addresses'])} {path['path']}"
+            f" via {path['endpoint'] or 'the hub'}, handshake {at or 'never'}"
+        )
 
 
 @cli.command()
