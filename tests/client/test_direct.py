@@ -1,14 +1,18 @@
 """Direct peer-to-peer paths, end to end: two peers behind two different home routers (NAT,
 an input firewall), each running ``elysium-client run``, on a direct interface whose policy
 lets A reach B. A pings B and the path is direct: the hub's WireGuard counters for A and B
-stay flat during a 1 MB transfer and ``status`` says ``direct`` on both. With direct off they
-are relayed again (the hub carries the transfer), without the tunnel going down, and neither
-holds the other's key. Real API, workers, beat, wireguard-go and nftables.
+stay flat during a 1 MB transfer and ``status`` says ``direct`` on both. A third peer C sits
+behind a NAT that randomises ports: A and C stay relayed. A router that starts dropping UDP
+between the NATs sends A and B back through the hub within 10 s, and they go direct again
+when it heals. With direct off every pair is relayed again (the hub carries the transfer),
+without the tunnel going down, and no peer holds another's key. Real API, workers, beat,
+wireguard-go and nftables.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +52,7 @@ class DirectStack:
     hub_state_dir: Path
     a: Peer
     b: Peer
+    c: Peer
 
 
 def enroll(api: ApiServer, interface_id: int, tag: str, peer: Peer) -> None:
@@ -95,6 +100,8 @@ def stack(
         rt_b = topo.add_nat_router("rb", 51, "192.168.72.0/24", firewall=True)
         a = Peer(topo.add_behind_router(rt_a, "pa", "192.168.71.2"), tmp / "a")
         b = Peer(topo.add_behind_router(rt_b, "pb", "192.168.72.2"), tmp / "b")
+        rt_c = topo.add_nat_router("rc", 52, "192.168.73.0/24", firewall=True, random_ports=True)
+        c = Peer(topo.add_behind_router(rt_c, "pc", "192.168.73.2"), tmp / "c")
         api = api_server
         api.call("POST", "/v1/hubs", json={"name": HUB, "endpoint": hub_ip})
         hub_cmd = ["hub-worker", "--hub", HUB, "--netns", hub_ns, "--state-dir", str(hub_state)]
@@ -121,9 +128,9 @@ def stack(
         api.wait_job(
             api.call("PUT", f"/v1/interfaces/{interface_id}/policy", json=policy)["job_id"]
         )
-        for peer in (a, b):
+        for peer in (a, b, c):
             peer.follower = start_follower(peer.state, tmp / f"run-{peer.ns}.log")
-        yield DirectStack(api, topo, interface_id, hub_state / "hubs" / HUB, a, b)
+        yield DirectStack(api, topo, interface_id, hub_state / "hubs" / HUB, a, b, c)
     finally:
         for peer in peers:
             if peer.follower is not None:
@@ -148,9 +155,14 @@ def paths(peer: Peer) -> list[dict[str, Any]]:
     return list(json.loads(ok("status", "--json", state_dir=peer.state))["paths"])
 
 
-def path_of(peer: Peer) -> str | None:
-    found = paths(peer)
+def path_to(peer: Peer, other: Peer) -> str | None:
+    """``direct``, ``trying`` or ``relayed``, as ``peer``'s status says of ``other``."""
+    found = [p for p in paths(peer) if p["addresses"] == [f"{other.address}/32"]]
     return found[0]["path"] if found else None
+
+
+def direct_both(x: Peer, y: Peer) -> bool:
+    return path_to(x, y) == "direct" and path_to(y, x) == "direct"
 
 
 def transfer_1mb(src: Peer, dst: Peer) -> None:
@@ -166,9 +178,9 @@ def test_two_peers_behind_two_nats_go_direct_and_the_hub_sees_no_traffic(
     set_direct(stack, True)
     a, b = stack.a, stack.b
     assert ping(a.ns, HUB_TUNNEL_IP, tries=15) and ping(b.ns, HUB_TUNNEL_IP, tries=15)
-    wait_for(lambda: path_of(a) == "direct" and path_of(b) == "direct", 90, "a direct path")
+    wait_for(lambda: direct_both(a, b), 90, "a direct path")
     assert ping(a.ns, b.address)
-    endpoint = paths(a)[0]["endpoint"]
+    endpoint = next(p for p in paths(a) if p["path"] == "direct")["endpoint"]
     assert endpoint.startswith("198.18.0.51:"), endpoint  # B's router, as the hub saw it
     before = hub_counters(stack)
     transfer_1mb(a, b)
@@ -184,16 +196,58 @@ def test_direct_off_relays_every_pair_again_without_the_tunnel_going_down(
 ) -> None:
     a, b = stack.a, stack.b
     set_direct(stack, True)
-    wait_for(lambda: path_of(a) == "direct" and path_of(b) == "direct", 90, "a direct path")
+    wait_for(lambda: direct_both(a, b), 90, "a direct path")
     set_direct(stack, False)
-    wait_for(lambda: paths(a) == [] and paths(b) == [], 30, "direct peers to go")
-    wait_for(lambda: device_keys(a) == device_keys(b) == set(), 10, "each other's key to go")
+    wait_for(lambda: paths(a) == paths(b) == paths(stack.c) == [], 30, "direct peers to go")
+    wait_for(
+        lambda: device_keys(a) == device_keys(b) == device_keys(stack.c) == set(),
+        10,
+        "each other's key to go",
+    )
     assert ping(a.ns, HUB_TUNNEL_IP)  # the tunnel stayed up
     before = hub_counters(stack)
     transfer_1mb(a, b)
     after = hub_counters(stack)
     for peer in (a, b):  # the hub carried all of it
         assert after[peer.key] - before[peer.key] > 1_000_000, (before, after)
+
+
+def test_a_nat_with_random_ports_stays_relayed_and_traffic_flows_through_the_hub(
+    stack: DirectStack,
+) -> None:
+    a, c = stack.a, stack.c
+    set_direct(stack, True)
+    wait_for(lambda: path_to(a, c) is not None and path_to(c, a) is not None, 30, "listed")
+    deadline = time.monotonic() + 20  # several tries of every candidate
+    while time.monotonic() < deadline:
+        assert path_to(a, c) != "direct" and path_to(c, a) != "direct"
+        time.sleep(1)
+    before = hub_counters(stack)
+    assert ping(a.ns, c.address)
+    assert hub_counters(stack)[c.key] > before[c.key]
+    text = ok("status", state_dir=c.state)
+    assert "relayed via the hub" in text or " trying " in text, text
+
+
+def test_a_broken_direct_path_goes_back_through_the_hub_and_heals(stack: DirectStack) -> None:
+    a, b = stack.a, stack.b
+    set_direct(stack, True)
+    wait_for(lambda: direct_both(a, b), 90, "a direct path")
+    router = a.ns.replace("ely-pa-", "ely-ra-")
+    in_ns(router, "nft", "add", "table", "inet", "cut")
+    chain = "{ type filter hook forward priority -10 ; }"
+    in_ns(router, "nft", "add", "chain", "inet", "cut", "fwd", chain)
+    for side in ("daddr", "saddr"):
+        in_ns(router, "nft", "add", "rule", "inet", "cut", "fwd", "ip", side, "198.18.0.51",
+              "meta", "l4proto", "udp", "drop")  # fmt: skip
+    cut = time.monotonic()
+    try:
+        wait_for(lambda: path_to(a, b) == "relayed", 10, "A to give B back to the hub")
+        assert time.monotonic() - cut <= 10
+        assert ping(a.ns, b.address, tries=5)  # through the hub
+    finally:
+        in_ns(router, "nft", "delete", "table", "inet", "cut")
+    wait_for(lambda: direct_both(a, b), 90, "the direct path again")
 
 
 def device_keys(peer: Peer) -> set[str]:
