@@ -118,13 +118,11 @@ def stack(
         )
         interface_id = int(created["interface_id"])
         api.wait_job(created["job_id"])
-        for tag, peer in (("a", a), ("b", b)):
+        for tag, peer in (("a", a), ("b", b), ("c", c)):
             enroll(api, interface_id, tag, peer)
             peers.append(peer)
-        policy = {
-            "default": "drop",
-            "rules": [{"from": "tag:a", "to": "tag:b", "action": "accept"}],
-        }
+        rules = [{"from": "tag:a", "to": f"tag:{t}", "action": "accept"} for t in ("b", "c")]
+        policy = {"default": "drop", "rules": rules}
         api.wait_job(
             api.call("PUT", f"/v1/interfaces/{interface_id}/policy", json=policy)["job_id"]
         )
@@ -235,10 +233,10 @@ def test_a_broken_direct_path_goes_back_through_the_hub_and_heals(stack: DirectS
     wait_for(lambda: direct_both(a, b), 90, "a direct path")
     router = a.ns.replace("ely-pa-", "ely-ra-")
     in_ns(router, "nft", "add", "table", "inet", "cut")
-    chain = "{ type filter hook forward priority -10 ; }"
-    in_ns(router, "nft", "add", "chain", "inet", "cut", "fwd", chain)
+    chain = "{ type filter hook forward priority 0 ; }"
+    in_ns(router, "nft", "add", "chain", "inet", "cut", "forward_cut", chain)
     for side in ("daddr", "saddr"):
-        in_ns(router, "nft", "add", "rule", "inet", "cut", "fwd", "ip", side, "198.18.0.51",
+        in_ns(router, "nft", "add", "rule", "inet", "cut", "forward_cut", "ip", side, "198.18.0.51",
               "meta", "l4proto", "udp", "drop")  # fmt: skip
     cut = time.monotonic()
     try:
