@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from types import FrameType
 from typing import Any
 
-from client import certificate, dns, exit_routing, tunnel
+from client import certificate, dns, exit_routing, receiver_policy, tunnel
 from client.api import Api
 from client.direct import DirectPaths
 from client.errors import EXIT_FAILED, EXIT_TLS, EXIT_UNREACHABLE, ClientError
@@ -34,7 +34,7 @@ WAIT_S = 55  # one long poll; the server caps it (ELYSIUM_CONFIG_WAIT_MAX_S, 60 
 BACKOFF_FIRST_S = 1.0
 BACKOFF_MAX_S = 10.0
 INTERFACE_KEYS = ("addresses", "mtu", "public_key")
-DIRECT_KEYS = ("direct", "direct_peers")
+DIRECT_KEYS = ("direct", "direct_peers", "inbound")
 PEER_KEYS = ("allowed_ips", "endpoint", "keepalive", "hub_public_key")
 
 
@@ -162,6 +162,7 @@ class Follower:
         adopted = tunnel.is_up(self.enrollment, self.options)
         tunnel.up(self.state, self.enrollment, self.options)
         self._apply_dns()
+        self._apply_inbound()
         where = f" in netns {self.enrollment.netns}" if self.enrollment.netns else ""
         self.log(
             f"{self.enrollment.interface}{where} {'adopted' if adopted else 'up'}:"
@@ -228,6 +229,8 @@ class Follower:
             apply_config(self.state, self.enrollment, self.options, old, answer)
             if old.get("dns") != answer.get("dns"):
                 self._apply_dns()
+            if old.get("inbound") != answer.get("inbound"):
+                self._apply_inbound()
         else:
             self.enrollment.config = merged(old, answer)
         self.enrollment.config_at = self.enrollment.checked_at
@@ -241,6 +244,12 @@ class Follower:
         config = self.enrollment.config
         dns.apply(
             self.state.path, self.options.netns, self.enrollment.interface, config.get("dns") or []
+        )
+
+    def _apply_inbound(self) -> None:
+        """The peer's own table for what reaches it on a direct interface, or none."""
+        receiver_policy.apply(
+            self.options.netns, self.enrollment.interface, self.enrollment.config.get("inbound")
         )
 
     def _repair(self) -> None:

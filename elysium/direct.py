@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from elysium.errors import ValidationError
 from elysium.networks import IPNetwork, special_range
-from elysium.policy import CompiledPolicy, SetIndex, SetMembers
+from elysium.policy import CompiledPolicy, Operand, SetIndex, SetMembers
 
 MAX_CANDIDATES = 8
 
@@ -100,3 +101,51 @@ def may_talk(
     return any(
         may_flow(compiled, sets, x, y) or may_flow(compiled, sets, y, x) for x in a for y in b
     )
+
+
+def inbound_rules(
+    compiled: CompiledPolicy, members: SetMembers, own: Sequence[str], hub: Sequence[str]
+) -> dict[str, Any]:
+    """What a peer enforces itself on what reaches it (a direct path passes no hub): the
+    compiled rules whose destination may be one of its ``own`` addresses, in order, each
+    source resolved to the addresses of its sets (merged; ``None``: any). ``from_hub`` rules
+    are the hub's output chain (default accept); the others its forward chain (the policy's
+    default). ``hub``: the hub's tunnel addresses, so the peer tells the two apart."""
+    sets = SetIndex(members)
+    mine = [ipaddress.ip_address(a) for a in own]
+    rules: list[dict[str, Any]] = []
+    for rule in compiled.rules:
+        if rule.chain == "input":
+            continue
+        if not any(rule.family in (None, a.version) and sets.matches(rule.dst, a) for a in mine):
+            continue
+        src = _addresses(members, rule.src)
+        if src == []:
+            continue  # a set with no members matches nobody
+        rules.append(
+            {
+                "index": rule.index,
+                "from_hub": rule.chain == "output",
+                "family": rule.family,
+                "src": src,
+                "proto": rule.proto,
+                "ports": list(rule.ports),
+                "action": rule.action,
+            }
+        )
+    return {"default": compiled.default, "hub": [str(h) for h in hub], "rules": rules}
+
+
+def _addresses(members: SetMembers, operand: Operand | None) -> list[str] | None:
+    if operand is None:
+        return None
+    if operand.cidr is not None:
+        texts = [operand.cidr]
+    else:
+        texts = [e for name in operand.sets for e in members.get(name, ())]
+    nets = [ipaddress.ip_network(t, strict=False) for t in texts]
+    out: list[str] = []
+    for family in (4, 6):
+        merged = ipaddress.collapse_addresses(n for n in nets if n.version == family)  # type: ignore[type-var]
+        out += [str(n) for n in merged]
+    return out

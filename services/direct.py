@@ -15,8 +15,9 @@ from db.interfaces import get_interface
 from db.peer_candidates import direct_peers, get_candidates, set_candidates, tunnel_addresses
 from db.peer_config import config_version
 from db.peers import get_peer
-from elysium.direct import candidate_endpoints, may_talk, parse_candidates
+from elysium.direct import candidate_endpoints, inbound_rules, may_talk, parse_candidates
 from elysium.errors import Forbidden
+from elysium.networks import hub_addresses
 from elysium.states import is_live_peer
 from services.policy import compile_with, mesh_peers
 
@@ -67,7 +68,9 @@ def direct_config(conn: Connection[DictRow], config: dict[str, Any]) -> dict[str
     """``config`` (``db.peer_config.peer_config``) with ``direct`` and, on a direct
     interface, ``direct_peers``: the peers policy lets this one talk with, in id order, each
     ``{peer_id, public_key, addresses, endpoints, keepalive}`` (endpoints: where the hub saw
-    it, then its reported addresses). The version covers them. Off: the config as it was."""
+    it, then its reported addresses), and ``inbound``: the rules it enforces itself on what
+    reaches it (``elysium.direct.inbound_rules``). The version covers them. Off: the config
+    as it was."""
     iface = get_interface(conn, config["interface_id"])
     if not iface["direct"]:
         return config
@@ -75,8 +78,11 @@ def direct_config(conn: Connection[DictRow], config: dict[str, Any]) -> dict[str
     compiled, members = compile_with(iface, peers, mesh_peers(conn, iface["hub"]))
     me = next((p for p in peers if p["id"] == config["peer_id"]), None)
     listed: list[dict[str, Any]] = []
+    inbound: dict[str, Any] | None = None
     if me is not None:
         mine = [a for a in (me["address"], me["address6"]) if a]
+        hub = [h.split("/")[0] for h in hub_addresses(iface["network"], iface["network6"])]
+        inbound = inbound_rules(compiled, members, mine, hub)
         for other in peers:
             theirs = [a for a in (other["address"], other["address6"]) if a]
             if other["id"] == me["id"] or not may_talk(compiled, members, mine, theirs):
@@ -93,7 +99,7 @@ def direct_config(conn: Connection[DictRow], config: dict[str, Any]) -> dict[str
                 }
             )
     out = {k: v for k, v in config.items() if k != "version"}
-    out |= {"direct": True, "direct_peers": listed}
+    out |= {"direct": True, "direct_peers": listed, "inbound": inbound}
     return {**out, "version": config_version(out)}
 
 

@@ -42,6 +42,14 @@ class PeerConfigSchema(ma.Schema):
             " with under the policy (either direction), to try directly"
         },
     )
+    inbound = ma.fields.Dict(
+        allow_none=True,
+        metadata={
+            "description": "on a direct interface, the policy's rules whose destination is"
+            " this peer ({default, hub, rules: [{index, from_hub, family, src, proto, ports,"
+            " action}]}): the peer enforces them itself, as a direct path passes no hub"
+        },
+    )
     version = ma.fields.String(
         metadata={"description": "moves whenever anything in this config moves"}
     )

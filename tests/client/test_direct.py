@@ -189,6 +189,27 @@ def test_two_peers_behind_two_nats_go_direct_and_the_hub_sees_no_traffic(
     assert "direct via 198.18.0.51:" in text, text
 
 
+def counter_packets(peer: Peer, name: str) -> int:
+    shown = in_ns(peer.ns, "nft", "-j", "list", "counter", "inet", "elysium_peer", name).stdout
+    return int(
+        next(o["counter"] for o in json.loads(shown)["nftables"] if "counter" in o)["packets"]
+    )
+
+
+def test_on_a_direct_path_the_receiver_enforces_the_policy(stack: DirectStack) -> None:
+    """Policy a→b only: B→A is dropped by A's own table (its default counter grows), while
+    A→B is let in by B's (its rule's counter grows) and B's answers come back."""
+    a, b = stack.a, stack.b
+    set_direct(stack, True)
+    wait_for(lambda: direct_both(a, b), 90, "a direct path")
+    dropped, accepted = counter_packets(a, "default"), counter_packets(b, "rule_0")
+    assert not ping(b.ns, a.address, tries=2)
+    assert ping(a.ns, b.address)
+    assert counter_packets(a, "default") >= dropped + 2
+    assert counter_packets(b, "rule_0") > accepted
+    assert path_to(a, b) == "direct"  # all of it went direct
+
+
 def test_direct_off_relays_every_pair_again_without_the_tunnel_going_down(
     stack: DirectStack,
 ) -> None:
@@ -197,6 +218,8 @@ def test_direct_off_relays_every_pair_again_without_the_tunnel_going_down(
     wait_for(lambda: direct_both(a, b), 90, "a direct path")
     set_direct(stack, False)
     wait_for(lambda: paths(a) == paths(b) == paths(stack.c) == [], 30, "direct peers to go")
+    tables = in_ns(a.ns, "nft", "list", "tables").stdout
+    assert "elysium_peer" not in tables  # the receiver's table goes with direct
     wait_for(
         lambda: device_keys(a) == device_keys(b) == device_keys(stack.c) == set(),
         10,
