@@ -25,7 +25,7 @@ INBOUND = {
             "proto": "tcp",
             "ports": ["22"],
             "action": "drop",
-        },  # fmt: skip
+        },
         {
             "index": 1,
             "from_hub": False,
@@ -34,7 +34,7 @@ INBOUND = {
             "proto": "tcp",
             "ports": ["22", "8000-8080"],
             "action": "accept",
-        },  # fmt: skip
+        },
         {
             "index": 2,
             "from_hub": False,
@@ -43,7 +43,7 @@ INBOUND = {
             "proto": "icmp",
             "ports": [],
             "action": "accept",
-        },  # fmt: skip
+        },
         {
             "index": 3,
             "from_hub": False,
@@ -52,7 +52,7 @@ INBOUND = {
             "proto": None,
             "ports": [],
             "action": "accept",
-        },  # fmt: skip
+        },
     ],
 }
 
