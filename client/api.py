@@ -127,6 +127,10 @@ class Api:
         body = {"addresses": addresses, "listen_port": listen_port}
         return self._call("PUT", "/v1/peer/candidates", json=body, mtls=True)
 
+    def put_paths(self, paths: list[dict[str, Any]]) -> dict[str, Any]:
+        """PUT /v1/peer/paths with our certificate: direct, trying or relayed per peer."""
+        return self._call("PUT", "/v1/peer/paths", json={"paths": paths}, mtls=True)
+
     def rotate_key(self, public_key: str) -> dict[str, Any]:
         """PUT /v1/peer/key with our certificate: ``202 {job_id, ...}``."""
         return self._call("PUT", "/v1/peer/key", json={"public_key": public_key}, mtls=True)

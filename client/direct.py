@@ -182,6 +182,14 @@ class PathTable:
         )
 
 
+def _endpoint(path: Path, stat: PeerStats | None) -> str | None:
+    if path.state == "direct":
+        return stat.endpoint if stat else None
+    if path.state == "trying":
+        return path.endpoints[path.index]
+    return None
+
+
 def local_addresses(netns: str | None, tunnel: str) -> list[str]:
     """This host's global addresses (not the tunnel's, not loopback or link-local)."""
     cmd = ["ip", *(["-n", netns] if netns else []), "-j", "addr", "show"]
@@ -212,9 +220,12 @@ class DirectPaths:
         open_dataplane: Callable[[], Any],
         report: Callable[[list[str], int], Any],
         log: Callable[[str], None],
+        report_paths: Callable[[list[dict[str, Any]]], Any] | None = None,
     ) -> None:
         self.interface, self.netns = interface, netns
         self.open_dataplane, self.report, self.log = open_dataplane, report, log
+        self.report_paths = report_paths
+        self._paths_reported: list[dict[str, Any]] | None = None
         self.table = PathTable(log)
         self._pending: list[dict[str, Any]] | None = None
         self._direct = False
@@ -268,6 +279,26 @@ class DirectPaths:
                 self._apply(dp, actions)
             if direct:
                 self._report(dp, now)
+        self._report_paths(stats)
+
+    def _report_paths(self, stats: dict[str, PeerStats]) -> None:
+        """Tell the server when a path changed (it shows them with the peer)."""
+        now = [
+            {
+                "peer_id": path.peer["peer_id"],
+                "path": path.state,
+                "endpoint": _endpoint(path, stats.get(path.key)),
+                "why": path.why or None,
+            }
+            for path in sorted(self.table.paths.values(), key=lambda p: p.peer["peer_id"])
+        ]
+        if self.report_paths is None or now == self._paths_reported:
+            return
+        if self._paths_reported is None and not now:
+            self._paths_reported = now
+            return
+        self.report_paths(now)
+        self._paths_reported = now
 
     def _apply(self, dp: Any, actions: Actions) -> None:
         fresh = [s.public_key for s in actions.fresh]

@@ -138,7 +138,14 @@ class Follower:
             lambda: tunnel.dataplane(options),
             self._report_candidates,
             log,
+            self._report_paths,
         )
+
+    def _report_paths(self, paths: list[dict[str, Any]]) -> None:
+        try:
+            api_for(self.state, self.enrollment).put_paths(paths)
+        except ClientError as exc:
+            self.log(f"could not report paths ({exc.message})")
 
     def _report_candidates(self, addresses: list[str], listen_port: int) -> None:
         # The paths thread's own client: a requests session is not shared across threads.

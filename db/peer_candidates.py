@@ -59,3 +59,40 @@ def direct_peers(conn: Connection[DictRow], interface_id: int) -> list[dict[str,
         (interface_id,),
     ).fetchall()
     return [dict(r) for r in rows]
+
+
+def set_paths(conn: Connection[DictRow], peer_id: int, paths: list[dict[str, Any]]) -> None:
+    """Replace what the peer reported of its paths (one row per other peer)."""
+    conn.execute("DELETE FROM peer_paths WHERE peer_id = %s", (peer_id,))
+    if paths:
+        conn.execute(
+            "INSERT INTO peer_paths (peer_id, other_id, path, endpoint, why)"
+            " SELECT %s, o, p, e, w FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[])"
+            " AS t(o, p, e, w)",
+            (
+                peer_id,
+                [p["peer_id"] for p in paths],
+                [p["path"] for p in paths],
+                [p.get("endpoint") for p in paths],
+                [p.get("why") for p in paths],
+            ),
+        )
+
+
+def paths_of(conn: Connection[DictRow], peer_id: int) -> list[dict[str, Any]]:
+    """The peer's paths as it last reported them, by the other peer's id."""
+    rows = conn.execute(
+        "SELECT other_id AS peer_id, path, endpoint, why, reported_at FROM peer_paths"
+        " WHERE peer_id = %s ORDER BY other_id",
+        (peer_id,),
+    ).fetchall()
+    return [dict(r) for r in rows]
+
+
+def peers_of_interface(conn: Connection[DictRow], interface_id: int, ids: list[int]) -> set[int]:
+    """Which of ``ids`` are not-ended peers of the interface."""
+    rows = conn.execute(
+        f"SELECT p.id FROM peers p WHERE p.interface_id = %s AND p.id = ANY(%s) AND {NOT_ENDED}",
+        (interface_id, ids),
+    ).fetchall()
+    return {r["id"] for r in rows}

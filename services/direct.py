@@ -12,11 +12,19 @@ from psycopg.rows import DictRow
 
 from db import audit
 from db.interfaces import get_interface
-from db.peer_candidates import direct_peers, get_candidates, set_candidates, tunnel_addresses
+from db.peer_candidates import (
+    direct_peers,
+    get_candidates,
+    paths_of,
+    peers_of_interface,
+    set_candidates,
+    set_paths,
+    tunnel_addresses,
+)
 from db.peer_config import config_version
 from db.peers import get_peer
 from elysium.direct import candidate_endpoints, inbound_rules, may_talk, parse_candidates
-from elysium.errors import Forbidden
+from elysium.errors import Forbidden, ValidationError
 from elysium.networks import hub_addresses
 from elysium.states import is_live_peer
 from services.policy import compile_with, mesh_peers
@@ -54,6 +62,44 @@ def report_candidates(
         stored = get_candidates(conn, peer_id)
     assert stored is not None
     return {"peer_id": peer_id, **stored}
+
+
+PATHS = ("direct", "trying", "relayed")
+MAX_PATHS = 1024
+
+
+def report_paths(conn: Connection[DictRow], peer_id: int, paths: object) -> list[dict[str, Any]]:
+    """Store the peer's paths to the other peers of its interface (``[{peer_id, path,
+    endpoint?, why?}]``, each checked, a 400 naming ``paths.N.FIELD``); they replace what it
+    reported before. Returns them as stored."""
+    if not isinstance(paths, list) or len(paths) > MAX_PATHS:
+        raise ValidationError("paths", f"must be a list of at most {MAX_PATHS} paths")
+    rows = [_path(item, f"paths.{i}") for i, item in enumerate(paths)]
+    with conn.transaction():
+        peer = get_peer(conn, peer_id)
+        if not is_live_peer(peer["status"]):
+            raise Forbidden(f"peer {peer_id} is {peer['status']}", code="peer_not_live")
+        ids = [r["peer_id"] for r in rows]
+        known = peers_of_interface(conn, peer["interface_id"], ids)
+        for i, other in enumerate(ids):
+            if other not in known or other == peer_id or ids.index(other) != i:
+                raise ValidationError(f"paths.{i}.peer_id", "is no other peer of this interface")
+        set_paths(conn, peer_id, rows)
+        return paths_of(conn, peer_id)
+
+
+def _path(item: object, at: str) -> dict[str, Any]:
+    if not isinstance(item, dict) or not set(item) <= {"peer_id", "path", "endpoint", "why"}:
+        raise ValidationError(at, "must be {peer_id, path, endpoint?, why?}")
+    if not isinstance(item.get("peer_id"), int) or isinstance(item.get("peer_id"), bool):
+        raise ValidationError(f"{at}.peer_id", "must be a peer id")
+    if item.get("path") not in PATHS:
+        raise ValidationError(f"{at}.path", "must be direct, trying or relayed")
+    for key, most in (("endpoint", 64), ("why", 200)):
+        value = item.get(key)
+        if value is not None and (not isinstance(value, str) or len(value) > most):
+            raise ValidationError(f"{at}.{key}", f"must be text of at most {most} characters")
+    return {k: item.get(k) for k in ("peer_id", "path", "endpoint", "why")}
 
 
 def _is_ip(text: str) -> bool:

@@ -110,3 +110,26 @@ class PeerCandidatesStoredSchema(ma.Schema):
     addresses = ma.fields.List(ma.fields.String())
     listen_port = ma.fields.Integer()
     reported_at = ma.fields.AwareDateTime()
+
+
+class PeerPathsSchema(StrictSchema):
+    paths = ma.fields.Raw(
+        required=True,
+        metadata={
+            "description": "[{peer_id, path: direct|trying|relayed, endpoint?, why?}] for the"
+            " peers this peer's config lists",
+            "example": [{"peer_id": 3, "path": "direct", "endpoint": "198.51.100.7:40312"}],
+        },
+    )
+
+
+class PeerPathSchema(ma.Schema):
+    peer_id = ma.fields.Integer(required=True)
+    path = ma.fields.String(metadata={"description": "direct, trying or relayed"})
+    endpoint = ma.fields.String(allow_none=True)
+    why = ma.fields.String(allow_none=True, metadata={"description": "why it is relayed"})
+    reported_at = ma.fields.AwareDateTime()
+
+
+class PeerPathsStoredSchema(ma.Schema):
+    paths = ma.fields.List(ma.fields.Nested(PeerPathSchema))

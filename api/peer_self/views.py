@@ -16,10 +16,12 @@ from api.peer_self.schemas import (
     PeerConfigArgs,
     PeerConfigSchema,
     PeerKeySchema,
+    PeerPathsSchema,
+    PeerPathsStoredSchema,
 )
 from api.schemas import IDEMPOTENCY_PARAM, Blueprint, idempotency_key
 from elysium.wgquick import render_wg_quick
-from services.direct import report_candidates
+from services.direct import report_candidates, report_paths
 from services.peer_self import follow_config, renew_certificate
 from services.peers import rotate_key
 
@@ -111,3 +113,15 @@ def put_candidates(body: dict[str, Any]) -> dict[str, Any]:
         return report_candidates(
             conn, who.actor, who.peer_id or 0, body["addresses"], body["listen_port"]
         )
+
+
+@blp.route("/paths", methods=["PUT"])
+@require_peer
+@blp.arguments(PeerPathsSchema)
+@blp.response(200, PeerPathsStoredSchema)
+@blp.doc(security=[])
+def put_paths(body: dict[str, Any]) -> dict[str, Any]:
+    """Report this peer's paths to the peers its config lists (direct, trying, relayed; the
+    endpoint in use; why relayed): ``GET /v1/peers/{id}`` and the metrics show them."""
+    with state.connection() as conn:
+        return {"paths": report_paths(conn, caller().peer_id or 0, body["paths"])}

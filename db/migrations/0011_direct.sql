@@ -46,3 +46,16 @@ CREATE TRIGGER peers_notify_direct_update
 CREATE TRIGGER peer_candidates_notify_direct
     AFTER INSERT OR UPDATE OR DELETE ON peer_candidates
     FOR EACH ROW EXECUTE FUNCTION notify_peer_config_direct();
+
+-- What a peer's client last reported of its paths to the peers its config lists: direct,
+-- trying or relayed (through the hub), the endpoint in use, and why a pair is relayed.
+CREATE TABLE peer_paths (
+    peer_id     bigint NOT NULL REFERENCES peers (id) ON DELETE CASCADE,
+    other_id    bigint NOT NULL REFERENCES peers (id) ON DELETE CASCADE,
+    path        text NOT NULL CHECK (path IN ('direct', 'trying', 'relayed')),
+    endpoint    text,
+    why         text,
+    reported_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (peer_id, other_id)
+);
+CREATE INDEX peer_paths_other ON peer_paths (other_id);

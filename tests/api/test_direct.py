@@ -194,3 +194,53 @@ def test_a_pair_dropped_both_ways_is_apart_and_follow_wakes_on_candidates(
     waiter.join(25)
     assert got["version"] != conf_a["version"]
     assert got["direct_peers"][0]["endpoints"] == ["192.168.9.4:41000"]
+
+
+def test_paths_are_reported_shown_with_the_peer_and_counted(
+    trio: list[tuple[Api, int, str]], reader: Api, api_url: str, db: psycopg.Connection[Any]
+) -> None:
+    (a, a_id, _), (_, b_id, _), (_, c_id, _) = trio
+    body = {
+        "paths": [
+            {"peer_id": b_id, "path": "direct", "endpoint": "198.51.100.9:40000"},
+            {"peer_id": c_id, "path": "relayed", "why": "no candidate answered"},
+        ]
+    }
+    r = a.put("/v1/peer/paths", json=body)
+    assert r.status_code == 200, r.text
+    shown = reader.get(f"/v1/peers/{a_id}").json()["paths"]
+    assert [(p["peer_id"], p["path"], p["why"]) for p in shown] == [
+        (b_id, "direct", None),
+        (c_id, "relayed", "no candidate answered"),
+    ]
+    assert shown[0]["endpoint"] == "198.51.100.9:40000" and shown[0]["reported_at"]
+    metrics = reader.get("/metrics").text
+    assert 'elysium_peer_paths{path="direct"} 1.0' in metrics
+    assert 'elysium_peer_paths{path="relayed"} 1.0' in metrics
+    # A new report replaces the old one.
+    assert a.put("/v1/peer/paths", json={"paths": []}).status_code == 200
+    assert reader.get(f"/v1/peers/{a_id}").json()["paths"] == []
+
+
+@pytest.mark.parametrize(
+    ("paths", "field"),
+    [
+        ([{"peer_id": 999, "path": "direct"}], "paths.0.peer_id"),
+        ([{"peer_id": "x", "path": "direct"}], "paths.0.peer_id"),
+        ([{"peer_id": 1, "path": "direct"}], "paths.0.peer_id"),  # itself
+        ([{"peer_id": 2, "path": "sideways"}], "paths.0.path"),
+        ([{"peer_id": 2, "path": "direct", "endpoint": "x" * 65}], "paths.0.endpoint"),
+        ([{"peer_id": 2, "path": "direct", "colour": "red"}], "paths.0"),
+        ([{"peer_id": 2, "path": "direct"}, {"peer_id": 2, "path": "direct"}], "paths.1.peer_id"),
+        ("direct", "paths"),
+    ],
+)
+def test_bad_paths_are_400_naming_the_field_and_store_nothing(
+    trio: list[tuple[Api, int, str]], db: psycopg.Connection[Any], paths: Any, field: str
+) -> None:
+    a, a_id, _ = trio[0]
+    assert a_id == 1
+    r = a.put("/v1/peer/paths", json={"paths": paths})
+    assert r.status_code == 400, r.text
+    assert field in r.json()["error"]["fields"], r.json()
+    assert db.execute("SELECT count(*) AS n FROM peer_paths").fetchone() == {"n": 0}

@@ -188,6 +188,13 @@ def test_two_peers_behind_two_nats_go_direct_and_the_hub_sees_no_traffic(
     text = ok("status", state_dir=a.state)
     assert "direct via 198.18.0.51:" in text, text
 
+    def reported() -> list[dict[str, Any]]:
+        listed = stack.api.call("GET", "/v1/peers", params={"interface_id": stack.interface_id})
+        a_id = next(p["id"] for p in listed["items"] if p["public_key"] == a.key)
+        return list(stack.api.call("GET", f"/v1/peers/{a_id}")["paths"])
+
+    wait_for(lambda: any(p["path"] == "direct" for p in reported()), 10, "A's paths reported")
+
 
 def counter_packets(peer: Peer, name: str) -> int:
     shown = in_ns(peer.ns, "nft", "-j", "list", "counter", "inet", "elysium_peer", name).stdout
