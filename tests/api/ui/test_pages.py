@@ -294,3 +294,23 @@ def test_the_interface_page_says_whether_direct_paths_are_on(
     r = admin.patch(f"/v1/interfaces/{interface_id}", json={"direct": True})
     assert r.status_code == 202, r.text
     assert 'id="direct">on' in reader.get(f"/ui/interfaces/{interface_id}").text
+
+
+def test_a_peer_page_on_a_direct_interface_shows_its_reported_paths(
+    api_url: str,
+    api_pki: Pki,
+    db: psycopg.Connection[Any],
+    admin: Api,
+    operator: Api,
+    interface_id: int,
+) -> None:
+    a, b = add_peer(operator, interface_id, "a"), add_peer(operator, interface_id, "b")
+    reader = signed_in(api_url, api_pki.ca, db, "reader")
+    assert 'id="paths"' not in reader.get(f"/ui/peers/{a}").text  # direct off
+    assert admin.patch(f"/v1/interfaces/{interface_id}", json={"direct": True}).status_code == 202
+    db.execute(
+        "INSERT INTO peer_paths (peer_id, other_id, path, why) VALUES (%s, %s, 'relayed', %s)",
+        (a, b, "no candidate answered"),
+    )
+    page = reader.get(f"/ui/peers/{a}").text
+    assert 'id="paths"' in page and "relayed" in page and "no candidate answered" in page
