@@ -109,10 +109,15 @@ class Api:
                     exit_code=EXIT_JOB,
                 )
 
-    def peer_config(self, version: str | None = None, wait: float = 0) -> dict[str, Any]:
+    def peer_config(
+        self, version: str | None = None, wait: float = 0, delta: bool = False
+    ) -> dict[str, Any]:
         """GET /v1/peer/config with our certificate; with ``version`` and ``wait``, the server
-        answers when the config's version is not ``version``, or after ``wait`` seconds."""
-        params = {"version": version, "wait": wait} if version and wait else None
+        answers when the config's version is not ``version``, or after ``wait`` seconds (with
+        ``delta``, a config that moved meanwhile comes as a delta from ``version``)."""
+        params: dict[str, Any] | None = None
+        if version and wait:
+            params = {"version": version, "wait": wait} | ({"delta": "true"} if delta else {})
         return self._call(
             "GET", "/v1/peer/config", params=params, mtls=True, read_timeout=wait + READ_MARGIN_S
         )

@@ -28,6 +28,7 @@ from client.direct import DirectPaths
 from client.errors import EXIT_FAILED, EXIT_TLS, EXIT_UNREACHABLE, ClientError
 from client.rotation import api_for
 from client.state import Enrollment, StateDir
+from elysium.config_delta import apply_delta
 from elysium.errors import ElysiumError
 
 WAIT_S = 55  # one long poll; the server caps it (ELYSIUM_CONFIG_WAIT_MAX_S, 60 by default)
@@ -200,7 +201,10 @@ class Follower:
         if certificate.renewal_due(self.state):
             self._renew()
         try:
-            answer = self.api.peer_config(self.version, self.wait_s)
+            answer = self.api.peer_config(self.version, self.wait_s, delta=True)
+            if "base" in answer:  # only what moved since our version
+                whole = apply_delta(self.enrollment.config, answer)
+                answer = whole if whole is not None else self.api.peer_config()
         except ClientError as exc:
             if not _retryable(exc):
                 raise

@@ -21,8 +21,8 @@ from db.peer_candidates import (
     set_paths,
     tunnel_addresses,
 )
-from db.peer_config import config_version
 from db.peers import get_peer
+from elysium.config_delta import config_version
 from elysium.direct import candidate_endpoints, inbound_rules, may_talk, parse_candidates
 from elysium.errors import Forbidden, ValidationError
 from elysium.networks import hub_addresses

@@ -66,6 +66,14 @@ class PeerConfigArgs(ma.Schema):
         validate=ma.validate.Range(min=0, max=3600),
         metadata={"description": "seconds to wait for a version other than `version` (capped)"},
     )
+    delta = ma.fields.Boolean(
+        load_default=False,
+        metadata={
+            "description": "with version and wait: a config that moves while waiting comes as"
+            " {version, base, set, unset, direct_peers: {upsert, remove, present}} from the"
+            " config of version `version` (a follower too far behind gets the whole config)"
+        },
+    )
 
 
 class PeerCertificateSchema(StrictSchema):

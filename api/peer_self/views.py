@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Response, request
+from flask import Response, jsonify, request
 
 from api import state
 from api.auth import caller, require_peer
@@ -52,7 +52,10 @@ def config(args: dict[str, Any]) -> Any:
         caller().peer_id or 0,
         args["version"],
         min(args["wait"], state.settings().config_wait_max_s),
+        args["delta"],
     )
+    if "base" in found:  # a delta: not a config, so not through the config's schema
+        return jsonify(found)
     best = request.accept_mimetypes.best_match(["application/json", "text/plain"])
     if best == "text/plain":
         return Response(render_wg_quick(found, None), mimetype="text/plain")

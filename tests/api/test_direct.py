@@ -13,6 +13,7 @@ import psycopg
 import pytest
 
 from elysium import pki
+from elysium.config_delta import apply_delta
 from tests.api.conftest import Api, enrollment_token, new_key
 from tests.api.test_enroll import signed_job
 
@@ -244,3 +245,33 @@ def test_bad_paths_are_400_naming_the_field_and_store_nothing(
     assert r.status_code == 400, r.text
     assert field in r.json()["error"]["fields"], r.json()
     assert db.execute("SELECT count(*) AS n FROM peer_paths").fetchone() == {"n": 0}
+
+
+def test_a_follower_gets_only_what_moved_and_rebuilds_the_whole_config(
+    trio: list[tuple[Api, int, str]], admin: Api, interface_id: int
+) -> None:
+    (a, _, _), _, (gamma, gamma_id, _) = trio
+    set_policy(admin, interface_id, [{"from": "any", "to": "any", "action": "accept"}])
+    admin.patch(f"/v1/interfaces/{interface_id}", json={"direct": True})
+    held = a.get("/v1/peer/config").json()
+    got: dict[str, Any] = {}
+
+    def follow() -> None:
+        params = {"version": held["version"], "wait": 20, "delta": "true"}
+        r = a.get("/v1/peer/config", params=params)
+        got.update(r.json(), size=len(r.content))
+
+    waiter = threading.Thread(target=follow)
+    waiter.start()
+    time.sleep(0.5)
+    gamma.put("/v1/peer/candidates", json={"addresses": ["192.168.9.4"], "listen_port": 41000})
+    waiter.join(25)
+    size = got.pop("size")
+    assert got["base"] == held["version"] and got["set"] == {} and got["unset"] == []
+    assert [p["peer_id"] for p in got["direct_peers"]["upsert"]] == [gamma_id]
+    assert got["direct_peers"]["remove"] == [] and size < 1000
+    now = a.get("/v1/peer/config").json()
+    assert apply_delta(held, got) == now
+    # A follower too far behind gets the whole config, not a delta.
+    behind = a.get("/v1/peer/config", params={"version": "0" * 16, "wait": 5, "delta": "true"})
+    assert "base" not in behind.json() and behind.json()["version"] == now["version"]
