@@ -128,10 +128,19 @@ class PathTable:
                 path.failures = 0
                 self._try(path, now, actions)
 
-    def step(self, stats: dict[str, PeerStats], now: float, wall: float) -> Actions:
-        """One round: what each path's counters say, and what to change for it."""
+    def step(
+        self,
+        stats: dict[str, PeerStats],
+        now: float,
+        wall: float,
+        skip: frozenset[str] = frozenset(),
+    ) -> Actions:
+        """One round: what each path's counters say, and what to change for it (not for the
+        paths in ``skip``: a new config just set them)."""
         actions = Actions()
         for path in self.paths.values():
+            if path.key in skip:
+                continue
             stat = stats.get(path.key)
             if path.state == "relayed":
                 if wall >= path.retry_at and path.endpoints:
@@ -271,7 +280,10 @@ class DirectPaths:
             if pending is not None:
                 self.table.update(pending, now, actions)
             stats = {s.public_key: s for s in dp.dump(self.interface)}
-            step = self.table.step(stats, now, wall)
+            touched = frozenset(
+                [s.public_key for s in actions.fresh + actions.update] + actions.remove
+            )
+            step = self.table.step(stats, now, wall, touched)
             actions.fresh += step.fresh
             actions.update += step.update
             actions.remove += step.remove

@@ -204,7 +204,10 @@ class Follower:
             answer = self.api.peer_config(self.version, self.wait_s, delta=True)
             if "base" in answer:  # only what moved since our version
                 whole = apply_delta(self.enrollment.config, answer)
-                answer = whole if whole is not None else self.api.peer_config()
+                if whole is None:
+                    self.log(f"delta to {answer['version']} did not apply; reading it whole")
+                    whole = self.api.peer_config()
+                answer = whole
         except ClientError as exc:
             if not _retryable(exc):
                 raise

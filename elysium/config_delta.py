@@ -20,14 +20,16 @@ def config_version(config: dict[str, Any]) -> str:
 
 
 def config_delta(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
-    """``{version, base, set, unset, direct_peers: {upsert, remove}}``: from ``old`` (whose
-    version is ``base``) to ``new``; other peers listed only when they came, went or moved."""
+    """``{version, base, keys, set, unset, direct_peers: {upsert, remove, present}}``: from
+    ``old`` (whose version is ``base``) to ``new``; other peers listed only when they came,
+    went or moved; ``keys``: every field of ``new`` (a follower may hold fields of its own)."""
     keys = (set(old) | set(new)) - {"version", LISTED}
     was = {p["peer_id"]: p for p in old.get(LISTED) or []}
     now = {p["peer_id"]: p for p in new.get(LISTED) or []}
     return {
         "version": new["version"],
         "base": old["version"],
+        "keys": sorted(new),
         "set": {k: new[k] for k in sorted(keys) if k in new and old.get(k) != new[k]},
         "unset": sorted(k for k in keys if k in old and k not in new),
         LISTED: {
@@ -43,7 +45,8 @@ def apply_delta(old: dict[str, Any], delta: dict[str, Any]) -> dict[str, Any] | 
     base) or the result's version is not the one announced: fetch the whole config then."""
     if delta.get("base") != old.get("version"):
         return None
-    new = {k: v for k, v in old.items() if k not in delta["unset"]}
+    keys = set(delta["keys"])
+    new = {k: v for k, v in old.items() if k in keys and k not in delta["unset"]}
     new.update(delta["set"])
     listed = delta[LISTED]
     peers = {p["peer_id"]: p for p in old.get(LISTED) or []}
@@ -55,4 +58,6 @@ def apply_delta(old: dict[str, Any], delta: dict[str, Any]) -> dict[str, Any] | 
     else:
         new.pop(LISTED, None)
     new["version"] = delta["version"]
-    return new if config_version(new) == delta["version"] else None
+    if set(new) != keys or config_version(new) != delta["version"]:
+        return None
+    return new

@@ -194,6 +194,9 @@ def test_two_peers_behind_two_nats_go_direct_and_the_hub_sees_no_traffic(
         return list(stack.api.call("GET", f"/v1/peers/{a_id}")["paths"])
 
     wait_for(lambda: any(p["path"] == "direct" for p in reported()), 10, "A's paths reported")
+    for peer in (a, b):  # followed by deltas, each rebuilding the server's version
+        assert peer.follower is not None and "did not apply" not in peer.follower.log()
+        assert "direct peers" in peer.follower.log()
 
 
 def counter_packets(peer: Peer, name: str) -> int:

@@ -45,3 +45,9 @@ def test_a_delta_from_another_base_or_a_wrong_result_does_not_apply() -> None:
     delta = config_delta(old, new)
     assert apply_delta(config(dns=["x"]), delta) is None
     assert apply_delta(old, {**delta, "version": "0" * 16}) is None
+
+
+def test_fields_of_the_followers_own_are_left_out_of_the_rebuilt_config() -> None:
+    old = config(direct=True, direct_peers=[peer(2)])
+    new = config(direct=True, direct_peers=[peer(2), peer(3)])
+    assert apply_delta({**old, "batch": 7}, config_delta(old, new)) == new
