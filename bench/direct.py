@@ -95,9 +95,9 @@ def homes(hub_ns: str) -> Iterator[list[str]]:
             ns_run(router, "sysctl", "-qw", "net.ipv4.ip_forward=1")
             script = (
                 "table ip nat { chain post { type nat hook postrouting priority srcnat;\n"
-                f'oifname "eth0" ip saddr {lan}.0/24 masquerade }} }}\n'
+                f'oifname "eth0" ip saddr {lan}.0/24 masquerade\n}}\n}}\n'
                 "table inet home { chain input { type filter hook input priority 0;\n"
-                'iifname "eth0" ct state new drop } }\n'
+                'iifname "eth0" ct state new drop\n}\n}\n'
             )
             subprocess.run(["ip", "netns", "exec", router, "nft", "-f", "-"], input=script,
                            text=True, check=True, capture_output=True)  # fmt: skip
@@ -184,7 +184,7 @@ def measure(
     cut = (
         "table inet cut { chain forward_cut { type filter hook forward priority 0;\n"
         f"ip daddr {B_WAN} meta l4proto udp drop\n"
-        f"ip saddr {B_WAN} meta l4proto udp drop }} }}\n"
+        f"ip saddr {B_WAN} meta l4proto udp drop\n}}\n}}\n"
     )
     subprocess.run(["ip", "netns", "exec", router, "nft", "-f", "-"], input=cut, text=True,
                    check=True)  # fmt: skip
