@@ -43,11 +43,10 @@ def report_candidates(
             raise Forbidden(f"peer {peer_id} is {peer['status']}", code="peer_not_live")
         iface = get_interface(conn, peer["interface_id"])
         nets = [ipaddress.ip_network(n) for n in (iface["network"], iface["network6"]) if n]
-        raw = addresses if isinstance(addresses, list) else []
-        texts = [a for a in raw if isinstance(a, str)]
-        valid_texts = [a for a in texts if _is_ip(a)]
-        taken = tunnel_addresses(conn, valid_texts, peer_id) if valid_texts else []
-        addrs, port = parse_candidates(addresses, listen_port, nets, taken)
+        addrs, port = parse_candidates(addresses, listen_port, nets, ())
+        taken = tunnel_addresses(conn, addrs, peer_id) if addrs else []
+        if taken:  # checked again, now knowing them: the 400 names the address's field
+            parse_candidates(addresses, listen_port, nets, taken)
         before = get_candidates(conn, peer_id)
         set_candidates(conn, peer_id, addrs, port)
         if before is None or (before["addresses"], before["listen_port"]) != (addrs, port):
@@ -100,14 +99,6 @@ def _path(item: object, at: str) -> dict[str, Any]:
         if value is not None and (not isinstance(value, str) or len(value) > most):
             raise ValidationError(f"{at}.{key}", f"must be text of at most {most} characters")
     return {k: item.get(k) for k in ("peer_id", "path", "endpoint", "why")}
-
-
-def _is_ip(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True
 
 
 def direct_config(conn: Connection[DictRow], config: dict[str, Any]) -> dict[str, Any]:
