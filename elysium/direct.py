@@ -93,11 +93,9 @@ def may_flow(compiled: CompiledPolicy, sets: SetIndex, src: str, dst: str) -> bo
     return compiled.default == "accept"
 
 
-def may_talk(
-    compiled: CompiledPolicy, members: SetMembers, a: Sequence[str], b: Sequence[str]
-) -> bool:
-    """Whether two peers (their tunnel addresses) may exchange any traffic, either way."""
-    sets = SetIndex(members)
+def may_talk(compiled: CompiledPolicy, sets: SetIndex, a: Sequence[str], b: Sequence[str]) -> bool:
+    """Whether two peers (their tunnel addresses) may exchange any traffic, either way
+    (``sets``: the policy's set members, indexed once for every pair)."""
     return any(
         may_flow(compiled, sets, x, y) or may_flow(compiled, sets, y, x) for x in a for y in b
     )

@@ -26,6 +26,7 @@ from elysium.config_delta import config_version
 from elysium.direct import candidate_endpoints, inbound_rules, may_talk, parse_candidates
 from elysium.errors import Forbidden, ValidationError
 from elysium.networks import hub_addresses
+from elysium.policy import SetIndex
 from elysium.states import is_live_peer
 from services.policy import compile_with, mesh_peers
 
@@ -120,9 +121,10 @@ def direct_config(conn: Connection[DictRow], config: dict[str, Any]) -> dict[str
         mine = [a for a in (me["address"], me["address6"]) if a]
         hub = [h.split("/")[0] for h in hub_addresses(iface["network"], iface["network6"])]
         inbound = inbound_rules(compiled, members, mine, hub)
+        sets = SetIndex(members)
         for other in peers:
             theirs = [a for a in (other["address"], other["address6"]) if a]
-            if other["id"] == me["id"] or not may_talk(compiled, members, mine, theirs):
+            if other["id"] == me["id"] or not may_talk(compiled, sets, mine, theirs):
                 continue
             listed.append(
                 {

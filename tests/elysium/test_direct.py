@@ -9,7 +9,13 @@ import pytest
 
 from elysium.direct import candidate_endpoints, may_talk, parse_candidates
 from elysium.errors import ValidationError
-from elysium.policy import PeerMembership, compile_policy, members_for, parse_policy
+from elysium.policy import (
+    PeerMembership,
+    SetIndex,
+    compile_policy,
+    members_for,
+    parse_policy,
+)
 
 A, B, C = "10.9.0.2", "10.9.0.3", "10.9.0.4"
 PEERS = [
@@ -22,7 +28,8 @@ PEERS = [
 def talks(body: dict[str, Any], x: str, y: str) -> bool:
     parsed = parse_policy(body, known_tags={"ops", "srv"}, known_peers={1, 2, 3})
     compiled = compile_policy("wg0", parsed)
-    return may_talk(compiled, members_for("wg0", PEERS, [], ["10.9.0.1/24"]), [x], [y])
+    members = members_for("wg0", PEERS, [], ["10.9.0.1/24"])
+    return may_talk(compiled, SetIndex(members), [x], [y])
 
 
 def test_a_rule_either_way_lets_a_pair_talk_and_nobody_else() -> None:
