@@ -187,6 +187,10 @@ def test_two_peers_behind_two_nats_go_direct_and_the_hub_sees_no_traffic(
         assert after[peer.key] - before[peer.key] < 20_000, (before, after)
     text = ok("status", state_dir=a.state)
     assert "direct via 198.18.0.51:" in text, text
+    # B and C: no rule lets them exchange anything, so neither ever holds the other's key.
+    c = stack.c
+    assert c.key not in device_keys(b) and b.key not in device_keys(c)
+    assert [p["addresses"] for p in paths(c)] == [[f"{a.address}/32"]]
 
     def reported() -> list[dict[str, Any]]:
         listed = stack.api.call("GET", "/v1/peers", params={"interface_id": stack.interface_id})
