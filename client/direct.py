@@ -13,6 +13,7 @@ and a NAT that maps endpoint-independently lets the pair through.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import math
@@ -243,6 +244,9 @@ class DirectPaths:
         self._reported: tuple[list[str], int] | None = None
         self._reported_at = -math.inf
         self._thread: threading.Thread | None = None
+        self._stack = contextlib.ExitStack()
+        self._reader_dp: Any = None
+        self._last_failure = ""
 
     def follow(self, config: dict[str, Any]) -> None:
         """A new config: its ``direct_peers`` (none when direct is off) for the next round."""
@@ -258,40 +262,61 @@ class DirectPaths:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(10)
+        self._stack.close()
 
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
                 self.round()
+                self._last_failure = ""
             except ElysiumError as exc:  # the device is being repaired: next round
-                self.log(f"direct paths: {exc.message}")
+                self._failed(exc.message)
             except Exception as exc:  # the thread must outlive a bad round
-                self.log(f"direct paths: {type(exc).__name__}: {exc}")
+                self._failed(f"{type(exc).__name__}: {exc}")
             self._stop.wait(TICK_S)
 
+    def _failed(self, why: str) -> None:
+        """One line per kind of failure, not one a second; the reader is opened again."""
+        if why != self._last_failure:
+            self.log(f"direct paths: {why}")
+        self._last_failure = why
+        self._stack.close()
+        self._stack, self._reader_dp = contextlib.ExitStack(), None
+
     def round(self) -> None:
-        """Take a new config's peers, read the device, apply what the paths decide."""
+        """Take a new config's peers, read the device, apply what the paths decide. Without
+        listed peers nothing is read (a hub-only ``run`` costs nothing here)."""
         now, wall = time.monotonic(), time.time()
         actions = Actions()
         with self._lock:
             pending, self._pending = self._pending, None
             direct = self._direct
-        with self.open_dataplane() as dp:
-            if pending is not None:
-                self.table.update(pending, now, actions)
-            stats = {s.public_key: s for s in dp.dump(self.interface)}
-            touched = frozenset(
-                [s.public_key for s in actions.fresh + actions.update] + actions.remove
-            )
-            step = self.table.step(stats, now, wall, touched)
-            actions.fresh += step.fresh
-            actions.update += step.update
-            actions.remove += step.remove
-            if actions:
-                self._apply(dp, actions)
-            if direct:
-                self._report(dp, now)
+        if pending is None and not self.table.paths:
+            if direct and now - self._reported_at >= REPORT_EVERY_S:
+                with self.open_dataplane() as dp:
+                    self._report(dp, now)
+            return
+        if pending is not None:
+            self.table.update(pending, now, actions)
+        stats = {s.public_key: s for s in self._reader().dump(self.interface)}
+        touched = frozenset([s.public_key for s in actions.fresh + actions.update] + actions.remove)
+        step = self.table.step(stats, now, wall, touched)
+        actions.fresh += step.fresh
+        actions.update += step.update
+        actions.remove += step.remove
+        if actions or direct:
+            with self.open_dataplane() as dp:  # fresh: the daemon's own changes are not in
+                if actions:  # a long-lived driver's view of the device
+                    self._apply(dp, actions)
+                if direct:
+                    self._report(dp, now)
         self._report_paths(stats)
+
+    def _reader(self) -> Any:
+        """The driver the rounds read the device with, opened once (dumps keep no state)."""
+        if self._reader_dp is None:
+            self._reader_dp = self._stack.enter_context(self.open_dataplane())
+        return self._reader_dp
 
     def _report_paths(self, stats: dict[str, PeerStats]) -> None:
         """Tell the server when a path changed (it shows them with the peer)."""
