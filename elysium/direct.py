@@ -101,23 +101,31 @@ def may_talk(compiled: CompiledPolicy, sets: SetIndex, a: Sequence[str], b: Sequ
     )
 
 
+def rule_sources(compiled: CompiledPolicy, members: SetMembers) -> list[list[str] | None]:
+    """Each compiled rule's source as addresses (merged; ``None``: any), in rule order: the
+    same for every peer of the interface, so resolved once."""
+    return [_addresses(members, rule.src) for rule in compiled.rules]
+
+
 def inbound_rules(
-    compiled: CompiledPolicy, members: SetMembers, own: Sequence[str], hub: Sequence[str]
+    compiled: CompiledPolicy,
+    sets: SetIndex,
+    sources: Sequence[list[str] | None],
+    own: Sequence[str],
+    hub: Sequence[str],
 ) -> dict[str, Any]:
     """What a peer enforces itself on what reaches it (a direct path passes no hub): the
-    compiled rules whose destination may be one of its ``own`` addresses, in order, each
-    source resolved to the addresses of its sets (merged; ``None``: any). ``from_hub`` rules
-    are the hub's output chain (default accept); the others its forward chain (the policy's
-    default). ``hub``: the hub's tunnel addresses, so the peer tells the two apart."""
-    sets = SetIndex(members)
+    compiled rules whose destination may be one of its ``own`` addresses, in order, each with
+    its source from :func:`rule_sources`. ``from_hub`` rules are the hub's output chain
+    (default accept); the others its forward chain (the policy's default). ``hub``: the hub's
+    tunnel addresses, so the peer tells the two apart."""
     mine = [ipaddress.ip_address(a) for a in own]
     rules: list[dict[str, Any]] = []
-    for rule in compiled.rules:
+    for rule, src in zip(compiled.rules, sources, strict=True):
         if rule.chain == "input":
             continue
         if not any(rule.family in (None, a.version) and sets.matches(rule.dst, a) for a in mine):
             continue
-        src = _addresses(members, rule.src)
         if src == []:
             continue  # a set with no members matches nobody
         rules.append(

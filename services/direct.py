@@ -5,6 +5,8 @@ their keys, tunnel addresses and candidates; the rest stay relayed by the hub.""
 from __future__ import annotations
 
 import ipaddress
+import json
+from dataclasses import dataclass
 from typing import Any
 
 from psycopg import Connection
@@ -22,11 +24,18 @@ from db.peer_candidates import (
     tunnel_addresses,
 )
 from db.peers import get_peer
+from db.rows import InterfaceRow
 from elysium.config_delta import config_version
-from elysium.direct import candidate_endpoints, inbound_rules, may_talk, parse_candidates
+from elysium.direct import (
+    candidate_endpoints,
+    inbound_rules,
+    may_talk,
+    parse_candidates,
+    rule_sources,
+)
 from elysium.errors import Forbidden, ValidationError
 from elysium.networks import hub_addresses
-from elysium.policy import SetIndex
+from elysium.policy import CompiledPolicy, SetIndex
 from elysium.states import is_live_peer
 from services.policy import compile_with, mesh_peers
 
@@ -102,6 +111,59 @@ def _path(item: object, at: str) -> dict[str, Any]:
     return {k: item.get(k) for k in ("peer_id", "path", "endpoint", "why")}
 
 
+@dataclass(frozen=True)
+class Snapshot:
+    """What every peer of a direct interface shares, computed once per state of the
+    interface and its peers (in this process): the compiled policy, its indexed sets, and
+    each peer's entry as the others list it."""
+
+    compiled: CompiledPolicy
+    sets: SetIndex
+    sources: list[list[str] | None]  # each compiled rule's source, as addresses
+    peers: tuple[dict[str, Any], ...]
+    entries: dict[int, dict[str, Any]]
+
+
+# interface id -> (the state it was computed from, its snapshot): the latest only, so a
+# wake-up of every follower of an interface compiles its policy once, not once per follower.
+_snapshots: dict[int, tuple[str, Snapshot]] = {}
+
+
+def snapshot(conn: Connection[DictRow], iface: InterfaceRow) -> Snapshot:
+    """The interface's :class:`Snapshot` for its state now (rows read every time, the rest
+    reused while they are the same)."""
+    peers = direct_peers(conn, iface["id"])
+    across = mesh_peers(conn, iface["hub"])
+    state = json.dumps(
+        [iface["name"], iface["policy"], iface["routes"], iface["network"], iface["network6"],
+         peers, across],
+        sort_keys=True,
+        default=str,
+    )  # fmt: skip
+    cached = _snapshots.get(iface["id"])
+    if cached is not None and cached[0] == state:
+        return cached[1]
+    compiled, members = compile_with(iface, peers, across)
+    entries = {
+        p["id"]: {
+            "peer_id": p["id"],
+            "public_key": p["public_key"],
+            "addresses": [_host(a) for a in _tunnel(p)],
+            "endpoints": candidate_endpoints(p["endpoint"], p["local_addresses"], p["listen_port"]),
+            "keepalive": DIRECT_KEEPALIVE_S,
+        }
+        for p in peers
+    }
+    sources = rule_sources(compiled, members)
+    made = Snapshot(compiled, SetIndex(members), sources, tuple(peers), entries)
+    _snapshots[iface["id"]] = (state, made)
+    return made
+
+
+def _tunnel(peer: dict[str, Any]) -> list[str]:
+    return [a for a in (peer["address"], peer["address6"]) if a]
+
+
 def direct_config(conn: Connection[DictRow], config: dict[str, Any]) -> dict[str, Any]:
     """``config`` (``db.peer_config.peer_config``) with ``direct`` and, on a direct
     interface, ``direct_peers``: the peers policy lets this one talk with, in id order, each
@@ -112,31 +174,19 @@ def direct_config(conn: Connection[DictRow], config: dict[str, Any]) -> dict[str
     iface = get_interface(conn, config["interface_id"])
     if not iface["direct"]:
         return config
-    peers = direct_peers(conn, iface["id"])
-    compiled, members = compile_with(iface, peers, mesh_peers(conn, iface["hub"]))
-    me = next((p for p in peers if p["id"] == config["peer_id"]), None)
+    snap = snapshot(conn, iface)
+    me = next((p for p in snap.peers if p["id"] == config["peer_id"]), None)
     listed: list[dict[str, Any]] = []
     inbound: dict[str, Any] | None = None
     if me is not None:
-        mine = [a for a in (me["address"], me["address6"]) if a]
+        mine = _tunnel(me)
         hub = [h.split("/")[0] for h in hub_addresses(iface["network"], iface["network6"])]
-        inbound = inbound_rules(compiled, members, mine, hub)
-        sets = SetIndex(members)
-        for other in peers:
-            theirs = [a for a in (other["address"], other["address6"]) if a]
-            if other["id"] == me["id"] or not may_talk(compiled, sets, mine, theirs):
-                continue
-            listed.append(
-                {
-                    "peer_id": other["id"],
-                    "public_key": other["public_key"],
-                    "addresses": [_host(a) for a in theirs],
-                    "endpoints": candidate_endpoints(
-                        other["endpoint"], other["local_addresses"], other["listen_port"]
-                    ),
-                    "keepalive": DIRECT_KEEPALIVE_S,
-                }
-            )
+        inbound = inbound_rules(snap.compiled, snap.sets, snap.sources, mine, hub)
+        listed = [
+            snap.entries[other["id"]]
+            for other in snap.peers
+            if other["id"] != me["id"] and may_talk(snap.compiled, snap.sets, mine, _tunnel(other))
+        ]
     out = {k: v for k, v in config.items() if k != "version"}
     out |= {"direct": True, "direct_peers": listed, "inbound": inbound}
     return {**out, "version": config_version(out)}
