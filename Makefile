@@ -57,6 +57,7 @@ bench: deps
 	$(PY) -m bench.policy
 	$(PY) -m bench.follow
 	$(PY) -m bench.client
+	$(PY) -m bench.direct
 	$(PY) -m bench.hubs
 	$(PY) -m bench.ui
 	$(PY) -m bench.compose

@@ -46,15 +46,21 @@ class DatabaseCollector(Collector):
             "elysium_jobs", "Jobs by kind and status", labels=["kind", "status"]
         )
         online = GaugeMetricFamily("elysium_peers_online", "Live peers seen online")
+        paths = GaugeMetricFamily(
+            "elysium_peer_paths", "Pairs of peers by the path their peers report", labels=["path"]
+        )
         try:
             with state.connection() as conn:
                 for kind, status, n in stats.jobs_by_kind_and_status(conn):
                     jobs.add_metric([kind, status], n)
                 online.add_metric([], stats.peers_online(conn))
+                for path, n in stats.paths_by_kind(conn):
+                    paths.add_metric([path], n)
         except Exception:  # the database is down: /readyz says so; request metrics still go out
             return
         yield jobs
         yield online
+        yield paths
 
 
 def _route() -> str:

@@ -30,6 +30,11 @@ BASELINES: dict[str, dict[str, str]] = {
         "enroll.p50_ms": "healthz.p50_ms",
         "enroll.p99_ms": "healthz.p99_ms",
     },
+    "direct": {
+        "hub_bytes_per_mb_direct": "hub_bytes_per_mb_relayed",
+        "rtt_direct_ms": "rtt_relayed_ms",
+        "throughput_direct_mbps": "throughput_relayed_mbps",
+    },
     "dataplane": {
         "converge_10k_s": "wg_setconf_10k_s",
         "dump_10k_s": "wg_show_dump_10k_s",

@@ -18,6 +18,7 @@ INTERFACE_COLUMNS: list[output.Column] = [
     ("STATUS", "status"),
     ("ROUTES", "routes"),
     ("EXIT", "exit"),
+    ("DIRECT", "direct"),
 ]
 INTERFACE_FIELDS = [
     "id",
@@ -34,6 +35,7 @@ INTERFACE_FIELDS = [
     "routes",
     "exit",
     "nat",
+    "direct",
     "created_at",
     "updated_at",
 ]
@@ -112,6 +114,11 @@ def interface_add(
 @click.option("--exit/--no-exit", "exit_", default=None, help="Be the peers' default route.")
 @click.option("--nat-egress", metavar="DEV", help="Masquerade what leaves through DEV.")
 @click.option("--no-nat", is_flag=True, help="No NAT (route an exit without it).")
+@click.option(
+    "--direct/--no-direct",
+    default=None,
+    help="Let peers that the policy lets talk connect directly (the hub relays the rest).",
+)
 @operator_options(changes=True)
 def interface_set(
     op: Operator,
@@ -121,8 +128,10 @@ def interface_set(
     exit_: bool | None,
     nat_egress: str | None,
     no_nat: bool,
+    direct: bool | None,
 ) -> None:
-    """Change what the interface pushes to its peers: routes, exit, NAT (admin)."""
+    """Change what the interface pushes to its peers: routes, exit, NAT, direct paths
+    (admin)."""
     body: dict[str, Any] = {}
     if routes or no_routes:
         body["routes"] = list(routes)
@@ -130,8 +139,12 @@ def interface_set(
         body["exit"] = exit_
     if nat_egress or no_nat:
         body["nat"] = {"egress": nat_egress} if nat_egress else None
+    if direct is not None:
+        body["direct"] = direct
     if not body:
-        raise click.UsageError("nothing to change: give --route, --exit, --nat-egress ...")
+        raise click.UsageError(
+            "nothing to change: give --route, --exit, --nat-egress, --direct ..."
+        )
     op.follow(op.api.patch(f"/v1/interfaces/{interface_id}", body), f"interface {interface_id}")
     _show_after(op, interface_id)
 

@@ -110,10 +110,15 @@ class Api:
                     exit_code=EXIT_JOB,
                 )
 
-    def peer_config(self, version: str | None = None, wait: float = 0) -> dict[str, Any]:
+    def peer_config(
+        self, version: str | None = None, wait: float = 0, delta: bool = False
+    ) -> dict[str, Any]:
         """GET /v1/peer/config with our certificate; with ``version`` and ``wait``, the server
-        answers when the config's version is not ``version``, or after ``wait`` seconds."""
-        params = {"version": version, "wait": wait} if version and wait else None
+        answers when the config's version is not ``version``, or after ``wait`` seconds (with
+        ``delta``, a config that moved meanwhile comes as a delta from ``version``)."""
+        params: dict[str, Any] | None = None
+        if version and wait:
+            params = {"version": version, "wait": wait} | ({"delta": "true"} if delta else {})
         return self._call(
             "GET", "/v1/peer/config", params=params, mtls=True, read_timeout=wait + READ_MARGIN_S
         )
@@ -121,6 +126,16 @@ class Api:
     def renew_certificate(self, csr: str) -> dict[str, Any]:
         """POST /v1/peer/certificate with our (still valid) certificate: ``202 {job_id, ...}``."""
         return self._call("POST", "/v1/peer/certificate", json={"csr": csr}, mtls=True)
+
+    def put_candidates(self, addresses: list[str], listen_port: int) -> dict[str, Any]:
+        """PUT /v1/peer/candidates with our certificate: our own addresses and listen port,
+        for the peers that may try a direct path to us."""
+        body = {"addresses": addresses, "listen_port": listen_port}
+        return self._call("PUT", "/v1/peer/candidates", json=body, mtls=True)
+
+    def put_paths(self, paths: list[dict[str, Any]]) -> dict[str, Any]:
+        """PUT /v1/peer/paths with our certificate: direct, trying or relayed per peer."""
+        return self._call("PUT", "/v1/peer/paths", json={"paths": paths}, mtls=True)
 
     def rotate_key(self, public_key: str) -> dict[str, Any]:
         """PUT /v1/peer/key with our certificate: ``202 {job_id, ...}``."""

@@ -13,7 +13,7 @@ import click
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from client import dns, tunnel, wgquick
+from client import dns, receiver_policy, tunnel, wgquick
 from client.errors import EXIT_FAILED, ClientError
 from client.state import DEFAULT_INTERFACE, STATE_DIR_ENV, Enrollment, StateDir
 from elysium.errors import ElysiumError
@@ -233,6 +233,7 @@ def down(netns: str | None, state_dir: Path | None) -> None:
     """
     state, enrollment = _enrolled(state_dir, netns, None)
     removed = tunnel.down(enrollment, _tunnel_options(state, enrollment))
+    receiver_policy.remove(enrollment.netns)  # run's own table on a direct interface
     dns.restore(state.path)  # the DNS servers from before up
     click.echo(
         f"{enrollment.interface} is down" if removed else f"{enrollment.interface} was not up"
@@ -270,6 +271,12 @@ def status(as_json: bool, netns: str | None, state_dir: Path | None) -> None:
     ]
     for label, value in rows:
         click.echo(f"{label:<11}{value}")
+    for path in st.paths:  # other peers of a direct interface
+        at = path["latest_handshake_at"]
+        click.echo(
+            f"{'peer ' + str(path['peer_id']):<11}{','.join(path['addresses'])} {path['path']}"
+            f" via {path['endpoint'] or 'the hub'}, handshake {at or 'never'}"
+        )
 
 
 @cli.command()

@@ -7,6 +7,8 @@ key) or on the interface (addresses, MTU, our own key), never by taking the tunn
 log line says what moved. The interface's DNS servers are applied too (``client/dns.py``).
 When the server cannot be reached the last config keeps working
 and the daemon retries with backoff; a server that no longer knows this peer ends it.
+On a direct interface a thread keeps direct paths to the peers the config lists
+(``client/direct.py``); ``up`` alone stays hub-only.
 """
 
 from __future__ import annotations
@@ -20,17 +22,20 @@ from datetime import UTC, datetime
 from types import FrameType
 from typing import Any
 
-from client import certificate, dns, exit_routing, tunnel
+from client import certificate, dns, exit_routing, receiver_policy, tunnel
 from client.api import Api
+from client.direct import DirectPaths
 from client.errors import EXIT_FAILED, EXIT_TLS, EXIT_UNREACHABLE, ClientError
 from client.rotation import api_for
 from client.state import Enrollment, StateDir
+from elysium.config_delta import apply_delta
 from elysium.errors import ElysiumError
 
 WAIT_S = 55  # one long poll; the server caps it (ELYSIUM_CONFIG_WAIT_MAX_S, 60 by default)
 BACKOFF_FIRST_S = 1.0
 BACKOFF_MAX_S = 10.0
 INTERFACE_KEYS = ("addresses", "mtu", "public_key")
+DIRECT_KEYS = ("direct", "direct_peers", "inbound")
 PEER_KEYS = ("allowed_ips", "endpoint", "keepalive", "hub_public_key")
 
 
@@ -51,6 +56,9 @@ def describe(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
             f"-{a}" for a in sorted(before - after)
         ]
         out.append("allowed IPs " + " ".join(moved))
+    if old.get("direct_peers") != new.get("direct_peers"):
+        count = len(new.get("direct_peers") or [])
+        out.append(f"direct peers: {count} listed" if new.get("direct") else "direct off")
     for key, label in (
         ("hub_public_key", "hub key"),
         ("endpoint", "endpoint"),
@@ -72,6 +80,16 @@ def _short(value: Any) -> str:
     return text[:8] + "…" if len(text) == 44 and text.endswith("=") else text  # a key
 
 
+def merged(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """The stored config moved to ``new``; the direct-path keys go when ``new`` has none
+    (direct switched off: the server leaves them out)."""
+    out = {**old, **new}
+    for key in DIRECT_KEYS:
+        if key not in new:
+            out.pop(key, None)
+    return out
+
+
 def apply_config(
     state: StateDir,
     enrollment: Enrollment,
@@ -86,7 +104,7 @@ def apply_config(
         exit_routing.check(options.netns, enrollment.interface, options.routing)
     interface_moved = exit_moved or any(old.get(k) != new.get(k) for k in INTERFACE_KEYS)
     peer_moved = any(old.get(k) != new.get(k) for k in PEER_KEYS)
-    enrollment.config = {**enrollment.config, **new}
+    enrollment.config = merged(enrollment.config, new)
     with tunnel.dataplane(options) as dp:
         if interface_moved:  # an exit switched marks the tunnel's socket, or no longer
             dp.ensure_interface(tunnel.interface_spec(state, enrollment, options.routing))
@@ -115,6 +133,27 @@ class Follower:
         self.log, self.wait_s = log, wait_s
         self.api = api or api_for(state, enrollment)
         self.failures = 0
+        self.paths = DirectPaths(
+            enrollment.interface,
+            options.netns,
+            lambda: tunnel.dataplane(options),
+            self._report_candidates,
+            log,
+            self._report_paths,
+        )
+
+    def _report_paths(self, paths: list[dict[str, Any]]) -> None:
+        try:
+            api_for(self.state, self.enrollment).put_paths(paths)
+        except ClientError as exc:
+            self.log(f"could not report paths ({exc.message})")
+
+    def _report_candidates(self, addresses: list[str], listen_port: int) -> None:
+        # The paths thread's own client: a requests session is not shared across threads.
+        try:
+            api_for(self.state, self.enrollment).put_candidates(addresses, listen_port)
+        except ClientError as exc:
+            self.log(f"could not report candidates ({exc.message}); trying again later")
 
     @property
     def version(self) -> str | None:
@@ -131,6 +170,7 @@ class Follower:
         adopted = tunnel.is_up(self.enrollment, self.options)
         tunnel.up(self.state, self.enrollment, self.options)
         self._apply_dns()
+        self._apply_inbound()
         where = f" in netns {self.enrollment.netns}" if self.enrollment.netns else ""
         self.log(
             f"{self.enrollment.interface}{where} {'adopted' if adopted else 'up'}:"
@@ -144,11 +184,14 @@ class Follower:
         previous = {s: signal.signal(s, _stop) for s in (signal.SIGTERM, signal.SIGINT)}
         try:
             self.start()
+            self.paths.follow(self.enrollment.config)
+            self.paths.start()
             while True:
                 self.step()
         except Stopped:
             self.log("stopped; the tunnel stays up (elysium-client down removes it)")
         finally:
+            self.paths.stop()
             for s, handler in previous.items():
                 signal.signal(s, handler)
 
@@ -158,7 +201,13 @@ class Follower:
         if certificate.renewal_due(self.state):
             self._renew()
         try:
-            answer = self.api.peer_config(self.version, self.wait_s)
+            answer = self.api.peer_config(self.version, self.wait_s, delta=True)
+            if "base" in answer:  # only what moved since our version
+                whole = apply_delta(self.enrollment.config, answer)
+                if whole is None:
+                    self.log(f"delta to {answer['version']} did not apply; reading it whole")
+                    whole = self.api.peer_config()
+                answer = whole
         except ClientError as exc:
             if not _retryable(exc):
                 raise
@@ -194,11 +243,14 @@ class Follower:
             apply_config(self.state, self.enrollment, self.options, old, answer)
             if old.get("dns") != answer.get("dns"):
                 self._apply_dns()
+            if old.get("inbound") != answer.get("inbound"):
+                self._apply_inbound()
         else:
-            self.enrollment.config = {**old, **answer}
+            self.enrollment.config = merged(old, answer)
         self.enrollment.config_at = self.enrollment.checked_at
         self.state.save(self.enrollment)
         if apply:
+            self.paths.follow(self.enrollment.config)
             what = "; ".join(moved) or "nothing the tunnel uses"
             self.log(f"config {old.get('version')} -> {answer.get('version')}: {what}")
 
@@ -206,6 +258,12 @@ class Follower:
         config = self.enrollment.config
         dns.apply(
             self.state.path, self.options.netns, self.enrollment.interface, config.get("dns") or []
+        )
+
+    def _apply_inbound(self) -> None:
+        """The peer's own table for what reaches it on a direct interface, or none."""
+        receiver_policy.apply(
+            self.options.netns, self.enrollment.interface, self.enrollment.config.get("inbound")
         )
 
     def _repair(self) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from client import exit_routing
+from client.direct import peer_paths
 from client.exit_routing import ExitRouting
 from client.state import Enrollment, StateDir
 from dataplane import Dataplane, InterfaceSpec, PeerSpec
@@ -62,6 +63,7 @@ class TunnelStatus:
     latest_handshake_at: datetime | None
     rx_bytes: int
     tx_bytes: int
+    paths: tuple[dict[str, Any], ...] = ()  # other peers, direct or relayed (client/direct.py)
 
     def handshake_age_s(self, now: datetime | None = None) -> float | None:
         if self.latest_handshake_at is None:
@@ -82,6 +84,7 @@ class TunnelStatus:
             "handshake_age_s": round(age, 1) if age is not None else None,
             "rx_bytes": self.rx_bytes,
             "tx_bytes": self.tx_bytes,
+            "paths": list(self.paths),
         }
 
 
@@ -184,4 +187,5 @@ def status(enrollment: Enrollment, options: TunnelOptions) -> TunnelStatus:
         latest_handshake_at=hub.last_handshake_at if hub else None,
         rx_bytes=hub.rx_bytes if hub else 0,
         tx_bytes=hub.tx_bytes if hub else 0,
+        paths=tuple(peer_paths(config, stats)),
     )

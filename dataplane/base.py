@@ -111,6 +111,10 @@ class Dataplane(Protocol):
         """Every peer's endpoint, latest handshake and transfer counters, in one call."""
         ...
 
+    def listen_port(self, name: str) -> int:
+        """The UDP port the interface listens on (a client's is picked by the device)."""
+        ...
+
     def remove_interface(self, name: str) -> bool:
         """Remove the interface, its device process and routes; False when it was not there."""
         ...

@@ -198,6 +198,13 @@ class ConvergingDriver(ABC):
         with gc_paused():
             return self._stats(name)
 
+    def listen_port(self, name: str) -> int:
+        """The UDP port the running interface listens on, read from the device."""
+        check_ifname(name)
+        require_netns(self.netns)
+        self._require_running(name)
+        return self._read(name).listen_port
+
     def remove_interface(self, name: str) -> bool:
         """Stop the device, drop our routes and its saved spec; False when it was not there."""
         check_ifname(name)

@@ -17,7 +17,7 @@ from elysium.states import InterfaceStatus
 INTERFACE_COLUMNS = (
     "i.id, i.hub_id, h.name AS hub, h.endpoint AS hub_endpoint, i.name,"
     " i.network::text AS network, i.network6::text AS network6, i.listen_port, i.mtu, i.dns,"
-    " i.keepalive, i.public_key, i.status, i.routes::text[] AS routes, i.exit, i.nat,"
+    " i.keepalive, i.public_key, i.status, i.routes::text[] AS routes, i.exit, i.nat, i.direct,"
     " i.policy, i.created_at, i.updated_at, h.mesh_port IS NOT NULL AS hub_meshed"
 )
 FROM_INTERFACES = "FROM interfaces i JOIN hubs h ON h.id = i.hub_id"
@@ -99,8 +99,9 @@ def delete_interface(conn: Connection[DictRow], interface_id: int) -> None:
 
 
 def update_interface(conn: Connection[DictRow], interface_id: int, changes: dict[str, Any]) -> None:
-    """Change ``routes``, ``exit``, ``nat`` or ``policy`` (the caller validated them)."""
-    allowed = {"routes": "%s::cidr[]", "exit": "%s", "nat": "%s", "policy": "%s"}
+    """Change ``routes``, ``exit``, ``nat``, ``direct`` or ``policy`` (the caller validated
+    them)."""
+    allowed = {"routes": "%s::cidr[]", "exit": "%s", "nat": "%s", "direct": "%s", "policy": "%s"}
     sets = []
     for key in changes:
         if key not in allowed:

@@ -5,9 +5,7 @@ reach — and a ``version`` that moves whenever any of it moves."""
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
-import json
 from typing import Any
 
 from psycopg import Connection
@@ -15,6 +13,7 @@ from psycopg.rows import DictRow
 
 from db.mesh import linked_hubs, networks_behind
 from db.peers import routed_subnets
+from elysium.config_delta import config_version
 from elysium.errors import NotFound
 from elysium.mesh import may_reach
 from elysium.networks import client_allowed_ips, endpoint_with_port, hub_addresses
@@ -87,9 +86,3 @@ def mesh_routes(conn: Connection[DictRow], row: dict[str, Any]) -> list[str]:
         for net in behind[h["id"]]
         if may_reach(rules, row["id"], row["tags"], own, net)
     ]
-
-
-def config_version(config: dict[str, Any]) -> str:
-    """A short hash of the config's canonical JSON: it moves whenever anything in it moves."""
-    text = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]

@@ -40,6 +40,7 @@ class InterfaceRow(TypedDict):
     routes: list[str]  # networks behind the hub that its peers may reach
     exit: bool  # the hub is its peers' default route
     nat: dict[str, str] | None  # {"egress": DEVICE}; None: no masquerade (or never said)
+    direct: bool  # its peers may connect to each other directly where policy lets them
     policy: dict[str, Any]  # elysium.policy's JSON form: {"default", "rules"}
     created_at: datetime
     updated_at: datetime

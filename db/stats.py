@@ -24,3 +24,9 @@ def peers_online(conn: Connection[DictRow]) -> int:
 
 def ping(conn: Connection[DictRow]) -> None:
     conn.execute("SELECT 1").fetchone()
+
+
+def paths_by_kind(conn: Connection[DictRow]) -> list[tuple[str, int]]:
+    """Pairs of peers by the path their peers last reported: direct, trying, relayed."""
+    rows = conn.execute("SELECT path, count(*) AS n FROM peer_paths GROUP BY path ORDER BY path")
+    return [(r["path"], int(r["n"])) for r in rows.fetchall()]

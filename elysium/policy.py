@@ -447,7 +447,7 @@ def check(
         raise ValidationError("port", "is 1 to 65535 and needs proto tcp or udp")
     if src_ip.version != dst_ip.version:
         raise ValidationError("to", "is not of the same IP family as from")
-    sets = _SetIndex(members)
+    sets = SetIndex(members)
     hub = hub_set(compiled.prefix, dst_ip.version)
     if sets.contains(hub, dst_ip):
         chain = "input"
@@ -482,19 +482,28 @@ def _port_in(port: int, ports: tuple[str, ...]) -> bool:
     return False
 
 
-class _SetIndex:
-    """Set members parsed once per check, on first use."""
+class SetIndex:
+    """Set members parsed once, on first use: host addresses in a hash set (a lookup is
+    O(1) however many peers a tag holds), networks in a list."""
 
     def __init__(self, members: SetMembers) -> None:
         self._members = members
-        self._parsed: dict[str, list[IPNetwork]] = {}
+        self._parsed: dict[str, tuple[set[IPAddress], list[IPNetwork]]] = {}
 
     def contains(self, name: str, addr: IPAddress) -> bool:
-        nets = self._parsed.get(name)
-        if nets is None:
-            nets = [ipaddress.ip_network(m, strict=False) for m in self._members.get(name, ())]
-            self._parsed[name] = nets
-        return any(addr.version == n.version and addr in n for n in nets)
+        parsed = self._parsed.get(name)
+        if parsed is None:
+            hosts: set[IPAddress] = set()
+            nets: list[IPNetwork] = []
+            for m in self._members.get(name, ()):
+                net = ipaddress.ip_network(m, strict=False)
+                if net.num_addresses == 1:
+                    hosts.add(net.network_address)
+                else:
+                    nets.append(net)
+            parsed = self._parsed[name] = (hosts, nets)
+        hosts, nets = parsed
+        return addr in hosts or any(addr.version == n.version and addr in n for n in nets)
 
     def matches(self, operand: Operand | None, addr: IPAddress) -> bool:
         if operand is None:

@@ -180,12 +180,13 @@ def change_interface(
     changes: dict[str, Any],
     idempotency_key: str | None = None,
 ) -> Submitted:
-    """PATCH ``routes``, ``exit`` and ``nat``: the hub converges its routes, NAT and policy.
+    """PATCH ``routes``, ``exit``, ``nat`` and ``direct``: the hub converges its routes, NAT
+    and policy; with ``direct`` the peers' configs list the peers they may reach directly.
 
     ``exit: true`` needs ``nat`` said in the same request or before: an operator who routes
     the peers' internet traffic without masquerade says ``"nat": null``.
     """
-    check_changeable(changes, ("routes", "exit", "nat"))
+    check_changeable(changes, ("routes", "exit", "nat", "direct"))
     values: dict[str, Any] = {}
     if "nat" in changes:
         values["nat"] = Jsonb(check_nat(changes["nat"]))
@@ -193,6 +194,10 @@ def change_interface(
         if not isinstance(changes["exit"], bool):
             raise ValidationError("exit", "must be true or false")
         values["exit"] = changes["exit"]
+    if "direct" in changes:
+        if not isinstance(changes["direct"], bool):
+            raise ValidationError("direct", "must be true or false")
+        values["direct"] = changes["direct"]
 
     def write(c: Connection[DictRow]) -> Record:
         iface = changeable_interface(c, interface_id)

@@ -18,9 +18,11 @@ from db.notify import Connect, Notifications
 from db.peer_config import peer_config
 from db.peers import get_peer, update_peer
 from elysium import pki
+from elysium.config_delta import config_delta
 from elysium.errors import ElysiumError, Forbidden
 from elysium.queue import JobQueue
 from elysium.states import JobKind, JobStatus, is_live_peer
+from services.direct import direct_config
 from services.jobs import Record, Submitted, submit_hub_job
 from services.peers import peer_record
 
@@ -30,7 +32,7 @@ def current_config(conn: Connection[DictRow], peer_id: int) -> dict[str, Any]:
     peer = get_peer(conn, peer_id)
     if not is_live_peer(peer["status"]):
         raise Forbidden(f"peer {peer_id} is {peer['status']}", code="peer_not_live")
-    return peer_config(conn, peer_id)
+    return direct_config(conn, peer_config(conn, peer_id))
 
 
 def follow_config(
@@ -39,10 +41,13 @@ def follow_config(
     peer_id: int,
     version: str | None,
     wait_s: float,
+    delta: bool = False,
 ) -> dict[str, Any]:
     """The peer's config at once when its version is not ``version``; else when it moves,
     or as it is after ``wait_s``. Waiting holds no database connection: the process's one
-    listener wakes it when a notification names the peer or its interface."""
+    listener wakes it when a notification names the peer or its interface. With ``delta``,
+    a config that moved while waiting comes as ``elysium.config_delta.config_delta`` from
+    the one the follower holds (a follower too far behind gets the whole config)."""
     deadline = time.monotonic() + wait_s
     with connect() as conn:
         config = current_config(conn, peer_id)
@@ -52,6 +57,7 @@ def follow_config(
     with notifications.subscribe(keys) as moved:
         with connect() as conn:  # again, now that no change can slip past unnoticed
             config = current_config(conn, peer_id)
+        base = config
         while config["version"] == version:
             left = deadline - time.monotonic()
             if left <= 0 or not moved.wait(left):
@@ -59,6 +65,8 @@ def follow_config(
             moved.clear()
             with connect() as conn:
                 config = current_config(conn, peer_id)
+    if delta and base["version"] == version and config["version"] != version:
+        return config_delta(base, config)  # the follower holds ``base``: only what moved
     return config
 
 

@@ -158,13 +158,23 @@ class Topology:
         return ns
 
     def add_nat_router(
-        self, name: str, number: int, lan: str, *, upstream: str | None = None
+        self,
+        name: str,
+        number: int,
+        lan: str,
+        *,
+        upstream: str | None = None,
+        firewall: bool = False,
+        random_ports: bool = False,
     ) -> str:
         """A home router: its WAN on the underlay (``<prefix>.<number>``) or, with
         ``upstream``, on that router's LAN (``.<number>`` there, a router behind a router); a
         LAN bridge with the first address of ``lan`` (``192.168.77.0/24``), forwarding on and
         masquerade out of its WAN, all inside its own namespace. Hosts join with
-        :meth:`add_behind_router`."""
+        :meth:`add_behind_router`. ``firewall``: like a real home router, it drops what comes
+        to itself from its WAN unasked (so an unanswered packet leaves no conntrack entry);
+        ``random_ports``: masquerade ``random,fully-random`` (a port per destination, the NAT
+        no direct path gets through)."""
         if upstream is None:
             ns = f"ely-{name}-{self.suffix}"
             self._attach(ns, f"v{name}", f"{UNDERLAY_PREFIX}.{number}")
@@ -180,8 +190,15 @@ class Topology:
         in_ns(ns, "nft", "add", "table", "ip", "nat")
         chain = "{ type nat hook postrouting priority srcnat ; }"
         in_ns(ns, "nft", "add", "chain", "ip", "nat", "post", chain)
+        flags = ["random,fully-random"] if random_ports else []
         in_ns(ns, "nft", "add", "rule", "ip", "nat", "post", "oifname", "eth0", "ip", "saddr", lan,
-              "masquerade")  # fmt: skip
+              "masquerade", *flags)  # fmt: skip
+        if firewall:
+            in_ns(ns, "nft", "add", "table", "inet", "home")
+            chain = "{ type filter hook input priority 0 ; }"
+            in_ns(ns, "nft", "add", "chain", "inet", "home", "input", chain)
+            in_ns(ns, "nft", "add", "rule", "inet", "home", "input", "iifname", "eth0", "ct",
+                  "state", "new", "drop")  # fmt: skip
         return ns
 
     def add_behind_router(self, router: str, name: str, address: str) -> str:

@@ -57,6 +57,12 @@ class InterfaceChangeSchema(StrictSchema):
     exit = ma.fields.Boolean(
         metadata={"description": "the hub is its peers' default route (0.0.0.0/0, ::/0)"}
     )
+    direct = ma.fields.Boolean(
+        metadata={
+            "description": "peers that the policy lets talk connect directly where the network"
+            " allows, the hub relaying the rest (default false: everything through the hub)"
+        }
+    )
     nat = ma.fields.Dict(
         keys=ma.fields.String(),
         values=ma.fields.String(),
@@ -85,6 +91,7 @@ class InterfaceSchema(ma.Schema):
     routes = ma.fields.List(ma.fields.String())
     exit = ma.fields.Boolean()
     nat = ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.String(), allow_none=True)
+    direct = ma.fields.Boolean()
     created_at = ma.fields.AwareDateTime()
     updated_at = ma.fields.AwareDateTime()
 

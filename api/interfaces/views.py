@@ -65,8 +65,8 @@ def interface(interface_id: int) -> InterfaceRow:
 @blp.response(202, JobAcceptedSchema)
 @blp.doc(parameters=[IDEMPOTENCY_PARAM])
 def change_interface(body: dict[str, Any], interface_id: int) -> dict[str, Any]:
-    """Change the networks pushed to peers (``routes``), ``exit`` and ``nat``; the hub applies
-    routes, NAT and policy, and peers' configs follow."""
+    """Change the networks pushed to peers (``routes``), ``exit``, ``nat`` and ``direct``
+    (peer-to-peer paths); the hub applies routes, NAT and policy, and peers' configs follow."""
     with state.connection() as conn:
         sub = services.change_interface(
             conn, state.queue(), caller().actor, interface_id, body, idempotency_key()

@@ -4,19 +4,24 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Response, request
+from flask import Response, jsonify, request
 
 from api import state
 from api.auth import caller, require_peer
 from api.jobs.schemas import JobAcceptedSchema
 from api.peer_self.schemas import (
+    PeerCandidatesSchema,
+    PeerCandidatesStoredSchema,
     PeerCertificateSchema,
     PeerConfigArgs,
     PeerConfigSchema,
     PeerKeySchema,
+    PeerPathsSchema,
+    PeerPathsStoredSchema,
 )
 from api.schemas import IDEMPOTENCY_PARAM, Blueprint, idempotency_key
 from elysium.wgquick import render_wg_quick
+from services.direct import report_candidates, report_paths
 from services.peer_self import follow_config, renew_certificate
 from services.peers import rotate_key
 
@@ -47,7 +52,10 @@ def config(args: dict[str, Any]) -> Any:
         caller().peer_id or 0,
         args["version"],
         min(args["wait"], state.settings().config_wait_max_s),
+        args["delta"],
     )
+    if "base" in found:  # a delta: not a config, so not through the config's schema
+        return jsonify(found)
     best = request.accept_mimetypes.best_match(["application/json", "text/plain"])
     if best == "text/plain":
         return Response(render_wg_quick(found, None), mimetype="text/plain")
@@ -93,3 +101,30 @@ def put_key(body: dict[str, Any]) -> dict[str, Any]:
             idempotency_key=idempotency_key(),
         )
     return sub.body
+
+
+@blp.route("/candidates", methods=["PUT"])
+@require_peer
+@blp.arguments(PeerCandidatesSchema)
+@blp.response(200, PeerCandidatesStoredSchema)
+@blp.doc(security=[])
+def put_candidates(body: dict[str, Any]) -> dict[str, Any]:
+    """Report this peer's own addresses and WireGuard listen port: on a direct interface the
+    peers it may talk with try them (after the endpoint the hub sees) for a direct path."""
+    who = caller()
+    with state.connection() as conn:
+        return report_candidates(
+            conn, who.actor, who.peer_id or 0, body["addresses"], body["listen_port"]
+        )
+
+
+@blp.route("/paths", methods=["PUT"])
+@require_peer
+@blp.arguments(PeerPathsSchema)
+@blp.response(200, PeerPathsStoredSchema)
+@blp.doc(security=[])
+def put_paths(body: dict[str, Any]) -> dict[str, Any]:
+    """Report this peer's paths to the peers its config lists (direct, trying, relayed; the
+    endpoint in use; why relayed): ``GET /v1/peers/{id}`` and the metrics show them."""
+    with state.connection() as conn:
+        return {"paths": report_paths(conn, caller().peer_id or 0, body["paths"])}

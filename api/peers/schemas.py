@@ -67,6 +67,21 @@ class PeerSchema(ma.Schema):
     created_at = ma.fields.AwareDateTime()
 
 
+class PeerPathSchema(ma.Schema):
+    peer_id = ma.fields.Integer(required=True)
+    path = ma.fields.String(metadata={"description": "direct, trying or relayed"})
+    endpoint = ma.fields.String(allow_none=True)
+    why = ma.fields.String(allow_none=True, metadata={"description": "why it is relayed"})
+    reported_at = ma.fields.AwareDateTime()
+
+
+class PeerDetailSchema(PeerSchema):
+    paths = ma.fields.List(
+        ma.fields.Nested(PeerPathSchema),
+        metadata={"description": "on a direct interface, its paths as its client reported them"},
+    )
+
+
 class PeerListArgs(PageArgs):
     interface_id = id_field(load_default=None)
     online = ma.fields.Boolean(load_default=None)

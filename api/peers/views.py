@@ -10,13 +10,13 @@ from api.jobs.schemas import JobAcceptedSchema
 from api.peers.schemas import (
     PeerChangeSchema,
     PeerCreateSchema,
+    PeerDetailSchema,
     PeerListArgs,
     PeerPageSchema,
-    PeerSchema,
 )
 from api.schemas import IDEMPOTENCY_PARAM, Blueprint, after_id, idempotency_key, page
+from db.peer_candidates import paths_of
 from db.peers import get_peer, list_peers
-from db.rows import PeerRow
 from elysium.errors import ValidationError
 from services import peers as services
 
@@ -61,11 +61,12 @@ def peers(args: dict[str, Any]) -> dict[str, Any]:
 
 @blp.route("/peers/<id:peer_id>", methods=["GET"])
 @require_scope("reader")
-@blp.response(200, PeerSchema)
-def peer(peer_id: int) -> PeerRow:
-    """One peer, with what its hub last reported of it."""
+@blp.response(200, PeerDetailSchema)
+def peer(peer_id: int) -> dict[str, Any]:
+    """One peer, with what its hub last reported of it and, on a direct interface, its paths
+    to other peers as its client reported them."""
     with state.connection() as conn:
-        return get_peer(conn, peer_id)
+        return {**get_peer(conn, peer_id), "paths": paths_of(conn, peer_id)}
 
 
 @blp.route("/peers/<id:peer_id>", methods=["PATCH"])

@@ -14,6 +14,7 @@ from api.ui.blueprint import blp, page, requires
 from db.dashboard import find_audit, interface_counts, job_counts, recent_jobs, search_peers
 from db.hubs import get_hub, list_hubs
 from db.interfaces import get_interface, list_hub_interfaces
+from db.peer_candidates import paths_of
 from db.peer_config import peer_config
 from db.peers import get_peer
 from elysium.errors import ValidationError
@@ -75,10 +76,12 @@ def peer(peer_id: int) -> Response:
         config = peer_config(conn, peer_id)
         iface = get_interface(conn, row["interface_id"])
         audit = find_audit(conn, target=f"peer:{peer_id}", limit=50)
+        paths = paths_of(conn, peer_id) if iface["direct"] else []
     return page(
         "peer.html",
         peer=row,
         iface=iface,
+        paths=paths,
         config=config,
         wg_quick=render_wg_quick(config, None, row["name"]),
         audit=audit,

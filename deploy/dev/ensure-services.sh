@@ -17,6 +17,8 @@ command -v redis-sentinel >/dev/null || need_apt+=(redis-sentinel)
 # The dashboard's browser tests drive Debian's headless Chromium through chromedriver.
 command -v chromium >/dev/null || need_apt+=(chromium)
 command -v chromedriver >/dev/null || need_apt+=(chromium-driver)
+# bench/direct.py measures direct and relayed throughput with iperf3.
+command -v iperf3 >/dev/null || need_apt+=(iperf3)
 # The single sign-on tests run a real OpenID provider (oidc-provider) on Node.
 command -v node >/dev/null || need_apt+=(nodejs)
 command -v npm >/dev/null || need_apt+=(npm)

@@ -158,6 +158,20 @@ def test_bad_routes_exit_or_nat_are_400_naming_the_field_and_write_nothing(
     assert got["routes"] == [] and got["exit"] is False and got["nat"] is None
 
 
+def test_direct_is_off_by_default_and_switched_by_a_job(
+    admin: Api, interface_id: int, db: psycopg.Connection[Any]
+) -> None:
+    assert admin.get(f"/v1/interfaces/{interface_id}").json()["direct"] is False
+    r = admin.patch(f"/v1/interfaces/{interface_id}", json={"direct": True})
+    assert r.status_code == 202, r.text
+    job = db.execute("SELECT kind, queue FROM jobs WHERE id = %s", (r.json()["job_id"],)).fetchone()
+    assert job == {"kind": "update_interface", "queue": "hub.hub-a"}
+    assert admin.get(f"/v1/interfaces/{interface_id}").json()["direct"] is True
+    r = admin.patch(f"/v1/interfaces/{interface_id}", json={"direct": "maybe"})
+    assert r.status_code == 400 and "direct" in r.json()["error"]["fields"], r.text
+    assert admin.get(f"/v1/interfaces/{interface_id}").json()["direct"] is True
+
+
 def test_an_exit_without_masquerade_is_said_with_nat_null(admin: Api, interface_id: int) -> None:
     r = admin.patch(f"/v1/interfaces/{interface_id}", json={"exit": True, "nat": None})
     assert r.status_code == 202, r.text

@@ -78,6 +78,18 @@ def test_interface_set_and_rotate_key(operator: Operator, iface: int) -> None:
     assert nothing.code == 2 and "nothing to change" in nothing.err
 
 
+def test_interface_set_direct_switches_direct_paths_on_and_off(
+    operator: Operator, iface: int
+) -> None:
+    on = operator("interface", "set", str(iface), "--direct")
+    assert on.code == 0 and "done" in on.out, on.err
+    assert json.loads(operator.ok("interface", "show", str(iface), "--json"))["direct"] is True
+    assert "DIRECT" in operator.ok("interface", "list")
+    off = operator("interface", "set", str(iface), "--no-direct")
+    assert off.code == 0, off.err
+    assert json.loads(operator.ok("interface", "show", str(iface), "--json"))["direct"] is False
+
+
 def test_peer_add_show_list_set_disable_enable_rm(
     operator: Operator, iface: int, hub_worker: Topology
 ) -> None:

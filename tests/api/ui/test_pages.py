@@ -284,3 +284,33 @@ def test_a_hub_page_shows_its_mesh_links(
     assert "198.18.0.1:51900" in page.text and "198.18.0.2:51900" in page.text
     assert admin.delete("/v1/hubs/hub-a/mesh").status_code == 202
     assert "Not in the mesh" in browser.get("/ui/hubs/hub-a").text
+
+
+def test_the_interface_page_says_whether_direct_paths_are_on(
+    api_url: str, api_pki: Pki, db: psycopg.Connection[Any], admin: Api, interface_id: int
+) -> None:
+    reader = signed_in(api_url, api_pki.ca, db, "reader")
+    assert 'id="direct">off' in reader.get(f"/ui/interfaces/{interface_id}").text
+    r = admin.patch(f"/v1/interfaces/{interface_id}", json={"direct": True})
+    assert r.status_code == 202, r.text
+    assert 'id="direct">on' in reader.get(f"/ui/interfaces/{interface_id}").text
+
+
+def test_a_peer_page_on_a_direct_interface_shows_its_reported_paths(
+    api_url: str,
+    api_pki: Pki,
+    db: psycopg.Connection[Any],
+    admin: Api,
+    operator: Api,
+    interface_id: int,
+) -> None:
+    a, b = add_peer(operator, interface_id, "a"), add_peer(operator, interface_id, "b")
+    reader = signed_in(api_url, api_pki.ca, db, "reader")
+    assert 'id="paths"' not in reader.get(f"/ui/peers/{a}").text  # direct off
+    assert admin.patch(f"/v1/interfaces/{interface_id}", json={"direct": True}).status_code == 202
+    db.execute(
+        "INSERT INTO peer_paths (peer_id, other_id, path, why) VALUES (%s, %s, 'relayed', %s)",
+        (a, b, "no candidate answered"),
+    )
+    page = reader.get(f"/ui/peers/{a}").text
+    assert 'id="paths"' in page and "relayed" in page and "no candidate answered" in page

@@ -1,0 +1,280 @@
+"""Direct peer-to-peer paths, end to end: a hub, two peers each behind its own home router
+(masquerade, an input firewall), the real API (TLS), control and hub workers, beat and
+``elysium-client run`` per peer, on an interface whose policy lets the two talk.
+
+- ``direct_established_p50_s``/``_max_s``: from ``direct: true`` (its job ended) until both
+  peers' ``status`` says ``direct``, over ``repetitions`` (direct off and on again; the peers
+  stay up). Goal: p50 ≤ 5 s.
+- ``fallback_s``: from a router starting to drop UDP between the two NATs until a ping from
+  A to B answers again (through the hub), probes every 0.1 s. Goal ≤ 10 s.
+- ``hub_bytes_per_mb_direct`` / ``_relayed``: what the hub's device moves for A and B (their
+  counters, both directions) while about 1 MB goes from A to B and back (800 pings of 1,300
+  bytes), direct and then relayed (direct off), same run. Goal direct ≈ 0.
+- ``rtt_direct_ms`` / ``rtt_relayed_ms``: ping's average over 20 probes, same run.
+- ``throughput_direct_mbps`` / ``throughput_relayed_mbps``: iperf3 (Debian's) TCP from A to
+  B for 3 s, same run.
+Run: ``.venv/bin/python -m bench.direct`` (writes bench/results/direct.json).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from bench.api import api_server, tls_settings
+from bench.client import Api, client, follower, in_ns
+from bench.scaffold import (
+    elysium_processes,
+    percentile,
+    size,
+    throwaway_database,
+    throwaway_redis_prefix,
+    throwaway_underlay,
+    wait_until,
+    write_result,
+)
+from dataplane.uapi import UapiDriver
+from dataplane.wireguard_go import WireguardGo
+from db.tokens import create_api_token
+
+UNDERLAY = "198.18.79"
+HUB = "hub-d"
+NETWORK = "10.79.0.0/24"
+REPETITIONS = size(full=10, small=1)
+B_WAN = f"{UNDERLAY}.51"
+
+
+def ip(*args: str) -> None:
+    subprocess.run(["ip", *args], check=True, capture_output=True, timeout=30)
+
+
+def ns_run(ns: str, *cmd: str) -> None:
+    subprocess.run(["ip", "netns", "exec", ns, *cmd], check=True, capture_output=True, timeout=30)
+
+
+@contextlib.contextmanager
+def homes(hub_ns: str) -> Iterator[list[str]]:
+    """Two home routers on the hub's underlay (``.50``, ``.51``), each with one peer namespace
+    behind it (``192.168.8x.2``); everything in them is ours and is killed at the end."""
+    sfx = hub_ns.rsplit("-", 1)[1]
+    underlay, made = f"ely-bu-{sfx}", []
+    try:
+        peers = []
+        for i, (wan, lan) in enumerate(((f"{UNDERLAY}.50", "192.168.81"),
+                                        (B_WAN, "192.168.82"))):  # fmt: skip
+            router, peer = f"ely-bdr{i}-{sfx}", f"ely-bdp{i}-{sfx}"
+            for ns in (router, peer):
+                ip("netns", "add", ns)
+                made.append(ns)
+                ip("-n", ns, "link", "set", "lo", "up")
+            ip("-n", underlay, "link", "add", f"vdr{i}", "type", "veth", "peer", "name", "eth0",
+               "netns", router)  # fmt: skip
+            ip("-n", underlay, "link", "set", f"vdr{i}", "master", "br0", "up")
+            ip("-n", router, "addr", "add", f"{wan}/24", "dev", "eth0")
+            ip("-n", router, "link", "set", "eth0", "up")
+            ip("-n", router, "link", "add", "lan", "type", "veth", "peer", "name", "eth0",
+               "netns", peer)  # fmt: skip
+            ip("-n", router, "addr", "add", f"{lan}.1/24", "dev", "lan")
+            ip("-n", router, "link", "set", "lan", "up")
+            ip("-n", peer, "addr", "add", f"{lan}.2/24", "dev", "eth0")
+            ip("-n", peer, "link", "set", "eth0", "up")
+            ip("-n", peer, "route", "add", "default", "via", f"{lan}.1")
+            ns_run(router, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+            script = (
+                "table ip nat { chain post { type nat hook postrouting priority srcnat;\n"
+                f'oifname "eth0" ip saddr {lan}.0/24 masquerade\n}}\n}}\n'
+                "table inet home { chain input { type filter hook input priority 0;\n"
+                'iifname "eth0" ct state new drop\n}\n}\n'
+            )
+            subprocess.run(["ip", "netns", "exec", router, "nft", "-f", "-"], input=script,
+                           text=True, check=True, capture_output=True)  # fmt: skip
+            peers.append(peer)
+        yield peers
+    finally:
+        for ns in reversed(made):
+            pids = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True)
+            for pid in pids.stdout.split():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(int(pid), signal.SIGKILL)
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+
+
+def status(state: Path) -> dict[str, Any]:
+    return dict(json.loads(client(state, "status", "--json").stdout))
+
+
+def direct(state: Path) -> bool:
+    return any(p["path"] == "direct" for p in status(state).get("paths", []))
+
+
+def hub_bytes(hub_state: Path, hub_ns: str, keys: list[str]) -> int:
+    driver = UapiDriver(hub_state, hub_ns)
+    try:
+        return sum(p.rx_bytes + p.tx_bytes for p in driver.dump("wg0") if p.public_key in keys)
+    finally:
+        driver.close()
+
+
+def transfer_1mb(ns: str, address: str) -> None:
+    cmd = ["ping", "-q", "-c", "800", "-i", "0.002", "-s", "1300", "-W", "1", address]
+    done = in_ns(ns, *cmd)
+    if " 0% packet loss" not in done.stdout:
+        raise RuntimeError(f"the 1 MB transfer lost packets: {done.stdout}")
+
+
+def rtt_ms(ns: str, address: str) -> float:
+    done = in_ns(ns, "ping", "-q", "-c", "20", "-i", "0.05", "-W", "1", address).stdout
+    match = re.search(r"= [\d.]+/([\d.]+)/", done)
+    if not match:
+        raise RuntimeError(f"no RTT from ping: {done}")
+    return float(match.group(1))
+
+
+def throughput_mbps(src: str, dst: str, address: str) -> float:
+    server = subprocess.Popen(["ip", "netns", "exec", dst, "iperf3", "-s", "-1"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        time.sleep(0.5)
+        out = subprocess.run(["ip", "netns", "exec", src, "iperf3", "-c", address, "-t", "3",
+                              "-J"], capture_output=True, text=True, timeout=60)  # fmt: skip
+        bits = json.loads(out.stdout)["end"]["sum_received"]["bits_per_second"]
+        return round(bits / 1e6, 1)
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+def set_direct(api: Api, interface_id: int, on: bool) -> None:
+    api.wait_job(api.call("PATCH", f"/v1/interfaces/{interface_id}", json={"direct": on})["job_id"])
+
+
+def measure(
+    api: Api, interface_id: int, hub: tuple[str, Path], peers: list[dict[str, Any]]
+) -> dict[str, Any]:
+    hub_ns, hub_state = hub
+    a, b = peers
+    keys = [a["key"], b["key"]]
+    established = []
+    for _ in range(REPETITIONS):
+        set_direct(api, interface_id, False)
+        wait_until(lambda: not status(a["state"]).get("paths"), 30, "direct off")
+        set_direct(api, interface_id, True)
+        t = time.monotonic()
+        wait_until(lambda: direct(a["state"]) and direct(b["state"]), 90, "a direct path", 0.1)
+        established.append(time.monotonic() - t)
+    before = hub_bytes(hub_state, hub_ns, keys)
+    transfer_1mb(a["ns"], b["address"])
+    hub_direct = hub_bytes(hub_state, hub_ns, keys) - before
+    rtt_direct = rtt_ms(a["ns"], b["address"])
+    tput_direct = throughput_mbps(a["ns"], b["ns"], b["address"])
+    router = a["router"]
+    cut = (
+        "table inet cut { chain forward_cut { type filter hook forward priority 0;\n"
+        f"ip daddr {B_WAN} meta l4proto udp drop\n"
+        f"ip saddr {B_WAN} meta l4proto udp drop\n}}\n}}\n"
+    )
+    subprocess.run(["ip", "netns", "exec", router, "nft", "-f", "-"], input=cut, text=True,
+                   check=True)  # fmt: skip
+    t = time.monotonic()
+    wait_until(lambda: in_ns(a["ns"], "ping", "-c1", "-W0.3", "-n", b["address"]).returncode == 0,
+               30, "traffic through the hub", 0.1)  # fmt: skip
+    fallback = time.monotonic() - t
+    ns_run(router, "nft", "delete", "table", "inet", "cut")
+    set_direct(api, interface_id, False)
+    wait_until(lambda: not status(a["state"]).get("paths"), 30, "direct off")
+    before = hub_bytes(hub_state, hub_ns, keys)
+    transfer_1mb(a["ns"], b["address"])
+    hub_relayed = hub_bytes(hub_state, hub_ns, keys) - before
+    return {
+        "repetitions": REPETITIONS,
+        "direct_established_p50_s": round(percentile(established, 0.5), 2),
+        "direct_established_max_s": round(max(established), 2),
+        "fallback_s": round(fallback, 2),
+        "hub_bytes_per_mb_direct": hub_direct,
+        "hub_bytes_per_mb_relayed": hub_relayed,
+        "rtt_direct_ms": rtt_direct,
+        "rtt_relayed_ms": rtt_ms(a["ns"], b["address"]),
+        "throughput_direct_mbps": tput_direct,
+        "throughput_relayed_mbps": throughput_mbps(a["ns"], b["ns"], b["address"]),
+    }
+
+
+def run(url: str, hub_ns: str, peer_nss: list[str], d: Path) -> dict[str, Any]:
+    with throwaway_redis_prefix() as prefix:
+        settings = tls_settings(url, d, prefix, wg_driver="userspace", ca_key=d / "ca.key",
+                                liveness_interval_s=2.0, heartbeat_interval_s=1.0)  # fmt: skip
+        with psycopg.connect(url, autocommit=True) as conn:
+            _, token = create_api_token(conn, "bench-direct", "admin", 3600, "bench")
+        with api_server(settings, d) as api_url, elysium_processes(settings, d) as start:
+            api = Api(api_url, d / "ca.pem", token)
+            start("control-worker", ["control-worker", "--concurrency", "1"])
+            start("beat", ["beat"])
+            api.call("POST", "/v1/hubs", json={"name": HUB, "endpoint": f"{UNDERLAY}.1"})
+            hub_state = d / "hub"
+            start("hub-worker", ["hub-worker", "--hub", HUB, "--netns", hub_ns,
+                                 "--state-dir", str(hub_state)])  # fmt: skip
+            body = {"name": "wg0", "network": NETWORK, "listen_port": 51820, "keepalive": 5}
+            created = api.call("POST", f"/v1/hubs/{HUB}/interfaces", json=body)
+            api.wait_job(created["job_id"])
+            interface_id = int(created["interface_id"])
+            policy = {"default": "accept", "rules": []}
+            api.wait_job(
+                api.call("PUT", f"/v1/interfaces/{interface_id}/policy", json=policy)["job_id"]
+            )
+            peers = []
+            for i, ns in enumerate(peer_nss):
+                state = d / f"peer{i}"
+                done = client(state, "enroll", "--server", api_url, "--ca", str(d / "ca.pem"),
+                              "--token", api.token_for(interface_id), "--name", f"p{i}",
+                              "--netns", ns)  # fmt: skip
+                if done.returncode != 0:
+                    raise RuntimeError(f"enroll: {done.stderr.strip()}")
+                shown = status(state)
+                peers.append({"ns": ns, "state": state, "key": shown["public_key"],
+                              "address": shown["addresses"][0].split("/")[0],
+                              "router": ns.replace("ely-bdp", "ely-bdr")})  # fmt: skip
+            try:
+                with (
+                    follower(peers[0]["state"], d / "run-a.log"),
+                    follower(peers[1]["state"], d / "run-b.log"),
+                ):
+                    figures = measure(api, interface_id, (hub_ns, hub_state / "hubs" / HUB), peers)
+            finally:
+                devices = WireguardGo(hub_state / "hubs" / HUB, hub_ns)
+                for name in devices.names():
+                    devices.stop(name)
+    return figures
+
+
+def main() -> None:
+    if shutil.which("iperf3") is None:
+        sys.exit("bench.direct needs iperf3 (make deps installs it)")
+    d = Path(tempfile.mkdtemp(prefix="ely-bd-", dir="/tmp"))
+    try:
+        with (
+            throwaway_database() as url,
+            throwaway_underlay(1, UNDERLAY) as (hub_ns,),
+            homes(hub_ns) as peer_nss,
+        ):
+            figures = run(url, hub_ns, peer_nss, d)
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+    figures["goals"] = {"direct_established_p50_s": 5.0, "fallback_s": 10.0}
+    write_result("direct", figures)
+
+
+if __name__ == "__main__":
+    main()
