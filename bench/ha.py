@@ -8,8 +8,8 @@ and ``ELYSIUM_FAULT_BURST`` for the burst's size; writes ``bench/results/ha.json
 
 ``unavailable_s``: the longest stretch from a refused write (dropped connection, 5xx) to the
 next acknowledged one; ``lost``/``doubled``: acknowledged enrollments that did not end on the
-hub once / enrollment jobs or device peers beyond them; ``data_plane_loss``: pings from an
-enrolled peer to the hub through its tunnel lost during the fault. A test that fails (a goal
+hub once / enrollment jobs or device peers beyond them; ``data_plane_loss``: pings from one
+enrolled peer to another, through the hub, lost during the fault. A test that fails (a goal
 missed) fails this benchmark.
 
 Run: ``.venv/bin/python -m bench.ha`` (root: namespaces, wireguard-go, PostgreSQL clusters).

@@ -44,7 +44,7 @@ def test_a_burst_across_a_killed_api_replica_ends_every_acknowledged_enrollment_
     stack.start_hub()
     stack.start_control()
     stack.declare_interface()
-    token = stack.enrollment_token(uses=BURST + 1)
+    token = stack.enrollment_token(uses=BURST + TunnelPing.PEERS)
     tunnel = TunnelPing(stack, token, tmp_path)
     try:
         tunnel.start()
@@ -70,7 +70,7 @@ def test_a_burst_across_a_killed_api_replica_ends_every_acknowledged_enrollment_
     finally:
         tunnel.close()
 
-    outcome = stack.outcome(submitted, others=1)  # the pinging peer
+    outcome = stack.outcome(submitted, others=TunnelPing.PEERS)  # the pinging peers
     unavailable_s = stack.writes.longest_refusal()
     record(
         "api_replica",
@@ -81,7 +81,7 @@ def test_a_burst_across_a_killed_api_replica_ends_every_acknowledged_enrollment_
     )
     assert statuses == {"succeeded": BURST}
     assert outcome == {"lost": 0, "doubled": 0}, "a retried post made a second job?"
-    stack.assert_converged(set(submitted) | {tunnel.public_key})
+    stack.assert_converged(set(submitted) | tunnel.public_keys)
     stack.assert_applied_once(list(submitted.values()))
     results = [job["result"] for job in stack.job_results(list(submitted.values()))]
     assert len({r["address"] for r in results}) == BURST

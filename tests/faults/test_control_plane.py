@@ -57,7 +57,7 @@ def test_a_burst_across_a_killed_control_process_ends_every_acknowledged_enrollm
     stack.start_hub()
     pairs = [stack.start_control(), stack.start_control("2")]
     stack.declare_interface()
-    token = stack.enrollment_token(uses=BURST + 1)
+    token = stack.enrollment_token(uses=BURST + TunnelPing.PEERS)
     tunnel = TunnelPing(stack, token, tmp_path)
     try:
         tunnel.start()
@@ -85,12 +85,12 @@ def test_a_burst_across_a_killed_control_process_ends_every_acknowledged_enrollm
     finally:
         tunnel.close()
 
-    outcome = stack.outcome(submitted, others=1)  # the pinging peer
+    outcome = stack.outcome(submitted, others=TunnelPing.PEERS)  # the pinging peers
     unavailable_s = stack.writes.longest_refusal()
     record(fault, unavailable_s=unavailable_s, data_plane_loss=ping_loss, **outcome)
     assert statuses == {"succeeded": BURST}
     assert outcome == {"lost": 0, "doubled": 0}
-    stack.assert_converged(set(submitted) | {tunnel.public_key})
+    stack.assert_converged(set(submitted) | tunnel.public_keys)
     results = [job["result"] for job in stack.job_results(list(submitted.values()))]
     assert all(r["certificate"].startswith("-----BEGIN CERTIFICATE") for r in results)
     assert stack.writes.refused == 0, "the API refused writes: it needs no control process"

@@ -54,7 +54,7 @@ def test_a_burst_across_a_standby_promotion_ends_every_acknowledged_enrollment_o
     stack.start_hub()
     stack.start_control()
     stack.declare_interface()
-    token = stack.enrollment_token(uses=BURST + 1)
+    token = stack.enrollment_token(uses=BURST + TunnelPing.PEERS)
     tunnel = TunnelPing(stack, token, tmp_path)
     try:
         tunnel.start()
@@ -76,7 +76,7 @@ def test_a_burst_across_a_standby_promotion_ends_every_acknowledged_enrollment_o
     finally:
         tunnel.close()
 
-    outcome = stack.outcome(submitted, others=1)  # the pinging peer
+    outcome = stack.outcome(submitted, others=TunnelPing.PEERS)  # the pinging peers
     unavailable_s = stack.writes.longest_refusal()
     record(
         "postgres_primary",
@@ -87,7 +87,7 @@ def test_a_burst_across_a_standby_promotion_ends_every_acknowledged_enrollment_o
     )
     assert statuses == {"succeeded": BURST}
     assert outcome == {"lost": 0, "doubled": 0}, "a job lost, or a retried post made a second"
-    stack.assert_converged(set(submitted) | {tunnel.public_key})
+    stack.assert_converged(set(submitted) | tunnel.public_keys)
     stack.assert_applied_once(list(submitted.values()), max_attempts=2)
     # The posts held at BURST // 3 were all made after the stop: they needed the new primary.
     with psycopg.connect(standby_pair.standby.url, autocommit=True) as conn:

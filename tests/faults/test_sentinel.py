@@ -58,7 +58,7 @@ def test_a_burst_across_a_redis_failover_ends_every_acknowledged_enrollment_once
     stack.start_hub()
     stack.start_control()
     stack.declare_interface()
-    token = stack.enrollment_token(uses=BURST + 1)
+    token = stack.enrollment_token(uses=BURST + TunnelPing.PEERS)
     first_primary = sentinel_redis.primary_port()
     tunnel = TunnelPing(stack, token, tmp_path)
     try:
@@ -86,7 +86,7 @@ def test_a_burst_across_a_redis_failover_ends_every_acknowledged_enrollment_once
     finally:
         tunnel.close()
 
-    outcome = stack.outcome(submitted, others=1)  # the pinging peer
+    outcome = stack.outcome(submitted, others=TunnelPing.PEERS)  # the pinging peers
     unavailable_s = stack.writes.longest_refusal()
     record(
         "redis_primary",
@@ -97,7 +97,7 @@ def test_a_burst_across_a_redis_failover_ends_every_acknowledged_enrollment_once
     )
     assert statuses == {"succeeded": BURST}
     assert outcome == {"lost": 0, "doubled": 0}
-    stack.assert_converged(set(submitted) | {tunnel.public_key})
+    stack.assert_converged(set(submitted) | tunnel.public_keys)
     stack.assert_applied_once(list(submitted.values()), max_attempts=2)
     assert failover_s <= FAILOVER_MAX_S
     assert unavailable_s <= FAILOVER_MAX_S

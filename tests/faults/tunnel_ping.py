@@ -1,9 +1,10 @@
-"""A peer that pings the hub through its tunnel while a fault test breaks the control plane.
+"""Two peers that ping each other through the hub while a fault test breaks the control plane.
 
-The peer is enrolled through the API like any other, its WireGuard device (wireguard-go)
-made in a peer namespace of the test's topology from the job's result; ``ping`` runs there
-10 times a second for as long as the fault lasts. The hub forwards without the control
-plane, so not one ping may be lost.
+Each peer is enrolled through the API like any other, its WireGuard device (wireguard-go)
+made in a peer namespace of the test's topology from the job's result. The interface's policy
+lets the first ping the second (replies pass as an established flow); ``ping`` runs from the
+first to the second's tunnel address, through the hub, 10 times a second for as long as the
+fault lasts. The hub forwards without the control plane, so not one ping may be lost.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import secrets
 import signal
 import subprocess
 from pathlib import Path
+from typing import Any
 
 from dataplane.base import InterfaceSpec, PeerSpec
 from dataplane.uapi import UapiDriver
@@ -26,39 +28,24 @@ _SUMMARY = re.compile(r"(\d+) packets transmitted")
 _REPLY = re.compile(r"icmp_seq=(\d+)")
 
 
-class TunnelPing:
-    """One enrolled peer in ``stack.topology.peers[0]`` pinging the hub's tunnel address."""
+class TunnelPeer:
+    """One enrolled peer with its own device in ``ns``."""
 
-    def __init__(self, stack: FaultStack, token: str, work: Path) -> None:
-        self.stack = stack
-        self.dir = work / "tunnel-peer"
+    def __init__(self, stack: FaultStack, token: str, ns: str, work: Path) -> None:
+        self.ns = ns
+        self.dir = work
         self.dir.mkdir(mode=0o700)
-        self.ns = stack.topology.peers[0]
         private = stack.ledger.private_key()
         self.public_key = public_key(private)
-        self.key_file = self.dir / "wg0.key"
-        self.key_file.write_text(private + "\n")
-        self.key_file.chmod(0o600)
-        self.driver = UapiDriver(self.dir, self.ns)
-        self.process: Process | None = None
-        self.hub_address = ""
-        self._enroll_and_connect(token)
-
-    def _enroll_and_connect(self, token: str) -> None:
-        api = self.stack.client()
-        body = {
-            "token": token,
-            "name": f"ping-{secrets.token_hex(3)}",
-            "public_key": self.public_key,
-        }
-        r = api.post("/v1/enroll", json=body)
-        assert r.status_code == 202, r.text
-        assert self.stack.admin is not None
-        job = self.stack.admin.get(f"/v1/jobs/{r.json()['job_id']}", params={"wait": 30}).json()
-        assert job["status"] == "succeeded", job
-        config = job["result"]
+        key_file = self.dir / "wg0.key"
+        key_file.write_text(private + "\n")
+        key_file.chmod(0o600)
+        self.driver = UapiDriver(self.dir, ns)
+        config = self._enroll(stack, token)
+        self.peer_id = int(config["peer_id"])
+        self.address = str(config["address"])
         self.driver.ensure_interface(
-            InterfaceSpec("wg0", self.key_file, None, tuple(config["addresses"]))
+            InterfaceSpec("wg0", key_file, None, tuple(config["addresses"]))
         )
         hub = PeerSpec(
             config["hub_public_key"],
@@ -67,12 +54,63 @@ class TunnelPing:
             keepalive=5,
         )
         self.driver.converge("wg0", [hub])
-        self.hub_address = config["hub_addresses"][0].split("/")[0]
-        assert ping(self.ns, self.hub_address), "the tunnel does not carry a first ping"
+
+    def _enroll(self, stack: FaultStack, token: str) -> dict[str, Any]:
+        body = {
+            "token": token,
+            "name": f"ping-{secrets.token_hex(3)}",
+            "public_key": self.public_key,
+        }
+        r = stack.client().post("/v1/enroll", json=body)
+        assert r.status_code == 202, r.text
+        assert stack.admin is not None
+        job = stack.admin.get(f"/v1/jobs/{r.json()['job_id']}", params={"wait": 30}).json()
+        assert job["status"] == "succeeded", job
+        return dict(job["result"])
+
+    def close(self) -> None:
+        self.driver.remove_interface("wg0")
+        self.driver.close()
+
+
+class TunnelPing:
+    """Peers in ``stack.topology.peers[0]`` and ``[1]``, the first pinging the second."""
+
+    PEERS = 2  # enrollment token uses it takes
+
+    def __init__(self, stack: FaultStack, token: str, work: Path) -> None:
+        self.dir = work / "tunnel-peers"
+        self.dir.mkdir(mode=0o700)
+        self.peers: list[TunnelPeer] = []
+        for i, ns in enumerate(stack.topology.peers[: self.PEERS]):
+            self.peers.append(TunnelPeer(stack, token, ns, self.dir / f"peer{i}"))
+        self.public_keys = {p.public_key for p in self.peers}
+        self.process: Process | None = None
+        self.source, self.target = self.peers
+        self._allow_ping(stack)
+        assert ping(self.source.ns, self.target.address), "no first ping through the hub"
+
+    def _allow_ping(self, stack: FaultStack) -> None:
+        assert stack.admin is not None
+        rule = {
+            "from": f"peer:{self.source.peer_id}",
+            "to": f"peer:{self.target.peer_id}",
+            "proto": "icmp",
+            "action": "accept",
+        }
+        r = stack.admin.put(
+            f"/v1/interfaces/{stack.interface_id}/policy",
+            json={"default": "drop", "rules": [rule]},
+        )
+        assert r.status_code == 202, r.text
+        job = stack.admin.get(f"/v1/jobs/{r.json()['job_id']}", params={"wait": 30}).json()
+        assert job["status"] == "succeeded", job
 
     def start(self) -> None:
-        args = ["ip", "netns", "exec", self.ns, "ping", "-n", "-i", INTERVAL_S, self.hub_address]
-        self.process = Process(args, {"PATH": "/usr/sbin:/usr/bin:/bin"}, self.dir / "ping.log")
+        args = ["ip", "netns", "exec", self.source.ns, "ping", "-n", "-i", INTERVAL_S]
+        self.process = Process(
+            [*args, self.target.address], {"PATH": "/usr/sbin:/usr/bin:/bin"}, self.dir / "ping.log"
+        )
 
     def stop(self) -> tuple[int, int]:
         """Stop pinging; (sent, lost). The last ping may still be under way when ping is
@@ -93,5 +131,5 @@ class TunnelPing:
     def close(self) -> None:
         if self.process is not None and self.process.alive():
             self.process.kill()
-        self.driver.remove_interface("wg0")
-        self.driver.close()
+        for peer in self.peers:
+            peer.close()
