@@ -109,7 +109,8 @@ def test_a_burst_across_a_redis_failover_ends_every_acknowledged_enrollment_once
     finally:
         client.close()
     assert requests.get(f"{stack.url}/readyz", verify=str(stack.pki.ca), timeout=5).ok
-    assert all(p.alive() for p in stack.processes)
+    dead = [f"{' '.join(p.args[-3:])}: {p.log()[-300:]}" for p in stack.processes if not p.alive()]
+    assert not dead, dead
     requeued = stack.query("SELECT count(*) AS n FROM audit WHERE action = 'job.requeue'")[0]["n"]
     new_primary = redis.Redis(port=sentinel_redis.primary_port())
     try:

@@ -91,6 +91,9 @@ def test_the_race_is_still_in_the_pinned_kombu(unacked_message: Any) -> None:
     unguarded_ack = _unguarded(kombu_redis.QoS.ack)
     with pytest.raises(AttributeError, match="hostname"):
         unguarded_ack(message.channel.qos, message.delivery_tag)
+    unguarded_restore = _unguarded(kombu_redis.QoS.restore_unacked)
+    with pytest.raises(AttributeError, match="hostname"):  # Celery closing the channel
+        unguarded_restore(message.channel.qos)
 
 
 def test_the_guard_skips_the_ack_and_the_message_stays_unacked(unacked_message: Any) -> None:
@@ -101,6 +104,7 @@ def test_the_guard_skips_the_ack_and_the_message_stays_unacked(unacked_message: 
 
     assert message.channel.qos.ack(tag) is None
     assert message.channel.qos.reject(tag, requeue=False) is None
+    assert message.channel.qos.restore_unacked() is None
 
     client = redis.Redis.from_url(REDIS_URL)
     try:
