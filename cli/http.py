@@ -15,7 +15,7 @@ import requests
 
 from cli.profiles import OperatorError, Profile
 from elysium import http_retry
-from elysium.exit_codes import EXIT_FAILED, EXIT_JOB, EXIT_TLS, EXIT_TOKEN, EXIT_UNREACHABLE
+from elysium.exit_codes import EXIT_FAILED, EXIT_JOB, EXIT_TOKEN
 
 CONNECT_TIMEOUT_S = 5.0
 READ_MARGIN_S = 10.0  # beyond a ?wait= the server may hold the request
@@ -90,37 +90,19 @@ class Api:
     ) -> Any:
         """One request; its JSON answer, or an ``OperatorError`` naming what went wrong."""
         try:
-            resp = http_retry.request(
+            resp = http_retry.send(
                 self.session,
                 method,
-                self.server + path,
+                self.server,
+                path,
+                ca=self.ca,
                 json=json,
                 params=params,
                 verify=self.verify,
                 timeout=(CONNECT_TIMEOUT_S, read_timeout),
             )
-        except requests.exceptions.SSLError as exc:
-            raise self._tls_error(exc) from None
-        except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema) as exc:
-            raise OperatorError(
-                f"invalid server URL {self.server!r} ({reason(exc)}); it looks like"
-                " https://host:8443",
-                code="bad_url",
-            ) from None
-        except (
-            requests.exceptions.ConnectionError,
-            requests.exceptions.ChunkedEncodingError,  # an answer cut off, past the retries
-            requests.exceptions.Timeout,
-        ) as exc:
-            raise OperatorError(
-                f"cannot reach the API at {self.server}: {reason(exc)}",
-                code="unreachable",
-                exit_code=EXIT_UNREACHABLE,
-            ) from None
-        except OSError as exc:  # e.g. the profile's CA file is gone
-            raise OperatorError(
-                f"{self.server}: {exc}", code="tls_failed", exit_code=EXIT_TLS
-            ) from None
+        except http_retry.NoAnswer as exc:
+            raise OperatorError(str(exc), code=exc.code, exit_code=exc.exit_code) from None
         if resp.status_code >= 400:
             raise self._http_error(resp)
         try:
@@ -131,24 +113,8 @@ class Api:
                 code="bad_answer",
             ) from None
 
-    def _tls_error(self, exc: requests.exceptions.SSLError) -> OperatorError:
-        text = str(exc)
-        if "CERTIFICATE_VERIFY_FAILED" in text:
-            who = f"the CA in {self.ca}" if self.ca else "the system's trusted CAs"
-            why = "hostname mismatch" if "hostname" in text.lower() else "wrong CA?"
-            message = f"the server's certificate is not trusted by {who} ({why})"
-        else:
-            message = f"TLS handshake with {self.server} failed: {reason(exc)}"
-        return OperatorError(message, code="server_untrusted", exit_code=EXIT_TLS)
-
     def _http_error(self, resp: requests.Response) -> OperatorError:
-        code, message, fields = "http_" + str(resp.status_code), resp.reason or "error", {}
-        try:
-            err = resp.json().get("error") or {}
-            code, message = str(err.get("code") or code), str(err.get("message") or message)
-            fields = dict(err.get("fields") or {})
-        except (ValueError, AttributeError, TypeError):
-            pass
+        code, message, fields = http_retry.error_of(resp)
         if resp.status_code == 401:
             whose = f"profile {self.profile!r}" if self.profile else "the given token"
             return OperatorError(
@@ -166,7 +132,7 @@ class Api:
             f"{message} ({resp.status_code} {code})",
             code=code,
             exit_code=EXIT_FAILED,
-            fields={str(k): str(v) for k, v in fields.items()},
+            fields=fields,
         )
 
 
@@ -183,13 +149,3 @@ def job_error(job: dict[str, Any]) -> OperatorError:
         code="job_failed",
         exit_code=EXIT_JOB,
     )
-
-
-def reason(exc: BaseException) -> str:
-    """The innermost useful words of a requests/urllib3 exception."""
-    text = str(exc)
-    for marker in ("Caused by ", "Errno"):
-        if marker in text:
-            text = text[text.index(marker) :]
-    text = text.replace("Caused by ", "").strip("()'\" ")
-    return text[:200]

@@ -14,9 +14,10 @@ from typing import Any
 import click
 import requests
 
-from elysium.device_flow import Prompt, device_sign_in
+from elysium.device_flow import Prompt, show_code, sign_in
 from elysium.errors import ElysiumError
-from elysium.oidc import Provider
+
+SHOW_CODE = show_code("sign in")
 
 HTTP_TIMEOUT_S = 15.0
 
@@ -25,18 +26,11 @@ class SsoLoginError(click.ClickException):
     """A single sign-on that did not end in a token: one line for the person, exit 1."""
 
 
-def show_code(uri: str, user_code: str, uri_complete: str | None) -> None:
-    """Tell the person where to sign in and which code to type (on stderr: stdout is data)."""
-    click.echo(f"To sign in, open {uri} and enter the code {user_code}", err=True)
-    if uri_complete:
-        click.echo(f"(or open {uri_complete})", err=True)
-
-
 def sso_login(
     server: str,
     ca: Path | None,
     *,
-    prompt: Prompt = show_code,
+    prompt: Prompt = SHOW_CODE,
     timeout: float = 600.0,
     provider_ca: Path | None = None,
 ) -> str:
@@ -48,11 +42,8 @@ def sso_login(
     server = server.rstrip("/")
     verify: str | bool = str(ca) if ca else True
     config = _api_call("GET", f"{server}/v1/sso", verify)
-    provider = Provider(str(config["issuer"]), ca_bundle=str(provider_ca) if provider_ca else True)
     try:
-        id_token = device_sign_in(
-            provider, str(config["client_id"]), str(config["scopes"]), prompt, timeout
-        )
+        id_token = sign_in(config, prompt, timeout, provider_ca)
     except ElysiumError as exc:
         raise SsoLoginError(f"single sign-on: {exc.message}") from None
     minted = _api_call("POST", f"{server}/v1/sso/token", verify, json={"id_token": id_token})

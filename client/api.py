@@ -13,7 +13,7 @@ from typing import Any
 
 import requests
 
-from client.errors import EXIT_FAILED, EXIT_JOB, EXIT_TLS, EXIT_TOKEN, EXIT_UNREACHABLE, ClientError
+from client.errors import EXIT_FAILED, EXIT_JOB, EXIT_TLS, EXIT_TOKEN, ClientError
 from elysium import http_retry
 
 CONNECT_TIMEOUT_S = 5.0
@@ -154,40 +154,21 @@ class Api:
         token_call: bool = False,
         mtls: bool = False,
     ) -> dict[str, Any]:
-        url = self.server + path
         try:
-            resp = http_retry.request(
+            resp = http_retry.send(
                 self.session,
                 method,
-                url,
+                self.server,
+                path,
+                ca=self.ca,
                 json=json,
                 params=params,
                 headers=headers,
                 verify=self.verify,
                 timeout=(CONNECT_TIMEOUT_S, read_timeout),
             )
-        except requests.exceptions.SSLError as exc:
-            raise self._tls_error(exc) from None
-        except requests.exceptions.InvalidURL as exc:
-            raise ClientError(
-                f"invalid server URL {self.server!r}: {exc}", code="bad_url", exit_code=EXIT_FAILED
-            ) from None
-        except requests.exceptions.MissingSchema:
-            raise ClientError(
-                f"invalid server URL {self.server!r}: it needs https://",
-                code="bad_url",
-                exit_code=EXIT_FAILED,
-            ) from None
-        except (
-            requests.exceptions.ConnectionError,
-            requests.exceptions.ChunkedEncodingError,  # an answer cut off, past the retries
-            requests.exceptions.Timeout,
-        ) as exc:
-            raise ClientError(
-                f"cannot reach the server at {self.server}: {_reason(exc)}",
-                code="unreachable",
-                exit_code=EXIT_UNREACHABLE,
-            ) from None
+        except http_retry.NoAnswer as exc:
+            raise ClientError(str(exc), code=exc.code, exit_code=exc.exit_code) from None
         if resp.status_code >= 400:
             raise _http_error(resp, token_call=token_call, mtls=mtls)
         try:
@@ -202,37 +183,9 @@ class Api:
             raise ClientError(f"{method} {path}: unexpected answer", code="bad_answer")
         return body
 
-    def _tls_error(self, exc: requests.exceptions.SSLError) -> ClientError:
-        text = str(exc)
-        if "CERTIFICATE_VERIFY_FAILED" in text:
-            who = f"the CA in {self.ca}" if self.ca else "the system's trusted CAs"
-            why = "hostname mismatch" if "hostname" in text.lower() else "wrong CA?"
-            return ClientError(
-                f"the server's certificate is not trusted by {who} ({why})",
-                code="server_untrusted",
-                exit_code=EXIT_TLS,
-            )
-        if self.session.cert is not None:
-            return ClientError(
-                f"the server rejected this client's certificate ({_reason(exc)})",
-                code="certificate_rejected",
-                exit_code=EXIT_TLS,
-            )
-        return ClientError(
-            f"TLS handshake with {self.server} failed: {_reason(exc)}",
-            code="tls_failed",
-            exit_code=EXIT_TLS,
-        )
-
 
 def _http_error(resp: requests.Response, *, token_call: bool, mtls: bool) -> ClientError:
-    code, message = "http_" + str(resp.status_code), resp.reason or "error"
-    try:
-        err = resp.json().get("error") or {}
-        code, message = str(err.get("code") or code), str(err.get("message") or message)
-        fields = err.get("fields") or {}
-    except (ValueError, AttributeError):
-        fields = {}
+    code, message, fields = http_retry.error_of(resp)
     if token_call and code in TOKEN_MESSAGES:
         return ClientError(TOKEN_MESSAGES[code], code=code, exit_code=EXIT_TOKEN)
     if token_call and resp.status_code == 401:
@@ -243,7 +196,7 @@ def _http_error(resp: requests.Response, *, token_call: bool, mtls: bool) -> Cli
             code=code,
             exit_code=EXIT_TLS,
         )
-    if fields and isinstance(fields, dict):
+    if fields:
         message = "; ".join(f"{k}: {v}" for k, v in fields.items())
     return ClientError(
         f"the server refused ({resp.status_code} {code}): {message}",
@@ -257,13 +210,3 @@ def _job_error(job: dict[str, Any]) -> str:
     if isinstance(err, dict):
         return f"{err.get('message') or err.get('code')} ({err.get('code')})"
     return str(err or "no reason given")
-
-
-def _reason(exc: BaseException) -> str:
-    """The innermost useful words of a requests/urllib3 exception."""
-    text = str(exc)
-    for marker in ("Caused by ", "Errno"):
-        if marker in text:
-            text = text[text.index(marker) :]
-    text = text.replace("Caused by ", "").strip("()'\" ")
-    return text[:200]

@@ -10,27 +10,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import click
-
 from client.api import Api
 from client.errors import EXIT_TOKEN, ClientError
-from elysium.device_flow import Prompt, device_sign_in
+from elysium.device_flow import Prompt, show_code, sign_in
 from elysium.errors import ElysiumError
-from elysium.oidc import Provider
 
-
-def show_code(uri: str, user_code: str, uri_complete: str | None) -> None:
-    """Tell the person where to sign in and which code to type."""
-    click.echo(f"To enroll, open {uri} and enter the code {user_code}", err=True)
-    if uri_complete:
-        click.echo(f"(or open {uri_complete})", err=True)
+SHOW_CODE = show_code("enroll")
 
 
 def sso_enrollment_token(
     server: str,
     ca: Path | None,
     *,
-    prompt: Prompt = show_code,
+    prompt: Prompt = SHOW_CODE,
     timeout: float = 600.0,
     provider_ca: Path | None = None,
 ) -> str:
@@ -45,11 +37,8 @@ def sso_enrollment_token(
                 code="sso_disabled",
             ) from None
         raise
-    provider = Provider(str(config["issuer"]), ca_bundle=str(provider_ca) if provider_ca else True)
     try:
-        id_token = device_sign_in(
-            provider, str(config["client_id"]), str(config["scopes"]), prompt, timeout
-        )
+        id_token = sign_in(config, prompt, timeout, provider_ca)
     except ElysiumError as exc:
         raise ClientError(
             f"single sign-on: {exc.message}", code=exc.code, exit_code=EXIT_TOKEN

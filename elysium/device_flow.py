@@ -7,8 +7,10 @@ in at the provider; this side polls the token endpoint at the provider's pace.
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import requests
@@ -21,6 +23,27 @@ SLOW_DOWN_S = 5.0  # RFC 8628 3.5: added to the interval on each slow_down
 
 # Shows the person (verification URL, user code, URL with the code in it or None).
 Prompt = Callable[[str, str, str | None], None]
+
+
+def show_code(to: str) -> Prompt:
+    """A prompt telling the person where ``to`` (sign in, enroll) and which code to type, on
+    stderr (stdout is data)."""
+
+    def show(uri: str, user_code: str, uri_complete: str | None) -> None:
+        print(f"To {to}, open {uri} and enter the code {user_code}", file=sys.stderr)
+        if uri_complete:
+            print(f"(or open {uri_complete})", file=sys.stderr)
+
+    return show
+
+
+def sign_in(
+    sso: dict[str, Any], prompt: Prompt, timeout: float, provider_ca: Path | None = None
+) -> str:
+    """The ID token of a device sign-in at the provider the API names (``GET /v1/sso``'s
+    answer ``sso``); ``provider_ca`` verifies the provider (default: the system's CAs)."""
+    provider = Provider(str(sso["issuer"]), ca_bundle=str(provider_ca) if provider_ca else True)
+    return device_sign_in(provider, str(sso["client_id"]), str(sso["scopes"]), prompt, timeout)
 
 
 def device_sign_in(

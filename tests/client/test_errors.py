@@ -54,7 +54,7 @@ def test_an_unreachable_server_says_so(tmp_path: Path) -> None:
 
     run = enroll(server, None, "elyenr_x", tmp_path)
 
-    assert_one_line_error(run, EXIT_UNREACHABLE, f"cannot reach the server at {server}")
+    assert_one_line_error(run, EXIT_UNREACHABLE, f"cannot reach the API at {server}")
 
 
 def test_commands_before_enrollment_say_to_enroll_first(tmp_path: Path) -> None:
@@ -109,7 +109,7 @@ def test_a_failed_rotation_keeps_the_current_key(api_server: ApiServer, tmp_path
 
     run = run_client("rotate", state_dir=state.path)
 
-    assert_one_line_error(run, EXIT_UNREACHABLE, "cannot reach the server")
+    assert_one_line_error(run, EXIT_UNREACHABLE, "cannot reach the API")
     assert state.wg_key.read_text() == before
 
 

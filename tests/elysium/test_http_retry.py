@@ -117,3 +117,25 @@ def test_a_refused_connection_fails_at_once() -> None:
     with pytest.raises(requests.exceptions.ConnectionError):
         http_retry.request(requests.Session(), "POST", f"http://127.0.0.1:{free_port()}/x")
     assert time.monotonic() - started < 1
+
+
+def test_send_words_a_call_without_an_answer_as_one_line_and_an_exit_code() -> None:
+    session = requests.Session()
+    server = f"http://127.0.0.1:{free_port()}"  # nothing listens
+    with pytest.raises(http_retry.NoAnswer) as refused:
+        http_retry.send(session, "GET", server, "/readyz", ca=None, timeout=2)
+    assert refused.value.code == "unreachable" and refused.value.exit_code == 3
+    assert str(refused.value).startswith(f"cannot reach the API at {server}: ")
+    assert "\n" not in str(refused.value)
+    with pytest.raises(http_retry.NoAnswer) as bad:
+        http_retry.send(session, "GET", "127.0.0.1:8443", "/readyz", ca=None, timeout=2)
+    assert bad.value.code == "bad_url" and bad.value.exit_code == 1
+
+
+def test_error_of_reads_the_api_error_and_falls_back_to_the_status_line() -> None:
+    answer = requests.Response()
+    answer.status_code, answer.reason = 400, "Bad Request"
+    answer._content = b'{"error": {"code": "invalid", "message": "no", "fields": {"name": 1}}}'
+    assert http_retry.error_of(answer) == ("invalid", "no", {"name": "1"})
+    answer._content = b"<html>proxy error</html>"
+    assert http_retry.error_of(answer) == ("http_400", "Bad Request", {})

@@ -42,6 +42,7 @@ from elysium.settings import Settings
 from tests.api import conftest as api_fixtures
 from tests.api.conftest import Api, Pki, start_api
 from tests.faults.balancer import Replicas, WriteLog, start_replicas
+from tests.faults.figures import record
 from tests.netns import Topology
 from tests.stack import Process, elysium_command, settings_env, wait_for
 
@@ -417,6 +418,34 @@ class FaultStack:
             or not 1 <= r["attempts"] <= max_attempts
         ]
         assert not odd, odd[:5]
+
+    def judge(
+        self,
+        fault: str,
+        submitted: dict[str, str],
+        statuses: dict[str, int],
+        pinged: tuple[int, int],
+        pinging_keys: set[str],
+        *,
+        max_attempts: int | None = None,
+        **figures: float,
+    ) -> float:
+        """Record ``fault``'s figures and assert what every burst across a fault must end as:
+        each acknowledged enrollment (public key -> job id) succeeded and is on the hub once,
+        none doubled, device and database agree (the pinging peers too), and no ping through
+        the hub was lost. ``max_attempts``: also each job taken at most that often. Returns
+        the longest stretch in which writes were refused."""
+        pings, ping_loss = pinged
+        outcome = self.outcome(submitted, others=len(pinging_keys))
+        unavailable_s = self.writes.longest_refusal()
+        record(fault, unavailable_s=unavailable_s, data_plane_loss=ping_loss, **figures, **outcome)
+        assert statuses == {"succeeded": len(submitted)}
+        assert outcome == {"lost": 0, "doubled": 0}, "a job lost, or a retried post made a second"
+        self.assert_converged(set(submitted) | pinging_keys)
+        if max_attempts is not None:
+            self.assert_applied_once(list(submitted.values()), max_attempts=max_attempts)
+        assert pings > 10 and ping_loss == 0, f"{ping_loss} of {pings} pings lost"
+        return unavailable_s
 
     # ---- teardown -------------------------------------------------------------------------
     def stop(self) -> None:
