@@ -137,20 +137,16 @@ def _tls_failure(
     if "CERTIFICATE_VERIFY_FAILED" in text:
         who = f"the CA in {ca}" if ca else "the system's trusted CAs"
         why = "hostname mismatch" if "hostname" in text.lower() else "wrong CA?"
-        return NoAnswer(
+        message, code = (
             f"the server's certificate is not trusted by {who} ({why})",
-            code="server_untrusted",
-            exit_code=EXIT_TLS,
+            "server_untrusted",
         )
-    if client_cert:
-        return NoAnswer(
-            f"the server rejected this client's certificate ({reason(exc)})",
-            code="certificate_rejected",
-            exit_code=EXIT_TLS,
-        )
-    return NoAnswer(
-        f"TLS handshake with {server} failed: {reason(exc)}", code="tls_failed", exit_code=EXIT_TLS
-    )
+    elif client_cert:
+        message = f"the server rejected this client's certificate ({reason(exc)})"
+        code = "certificate_rejected"
+    else:
+        message, code = f"TLS handshake with {server} failed: {reason(exc)}", "tls_failed"
+    return NoAnswer(message, code=code, exit_code=EXIT_TLS)
 
 
 def error_of(resp: requests.Response) -> tuple[str, str, dict[str, str]]:
