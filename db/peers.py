@@ -97,7 +97,7 @@ def create_peer(
             if redeem is not None:  # after the pool: the same lock order as above
                 redeem.take(conn)
     except errors.UniqueViolation as exc:  # the caller's transaction is rolled back
-        raise _conflict(exc) from None
+        raise conflict(exc) from None
     assert row is not None
     return cast(PeerRow, row)
 
@@ -195,7 +195,7 @@ def insert_peer_and_commit(
             raise
         raise NextAddressNotTaken() from None
     except errors.UniqueViolation as exc:
-        raise _conflict(exc) from None
+        raise conflict(exc) from None
     finally:
         if conn.info.transaction_status != TransactionStatus.IDLE:
             conn.execute("ROLLBACK")
@@ -248,7 +248,7 @@ def claim_subnets(
         )
 
 
-def _conflict(exc: errors.UniqueViolation) -> Conflict:
+def conflict(exc: errors.UniqueViolation) -> Conflict:
     if "key" in (exc.diag.constraint_name or ""):
         return Conflict(
             "a peer with this public key is already on the interface",
@@ -376,7 +376,7 @@ def update_peer(conn: Connection[DictRow], peer_id: int, changes: dict[str, Any]
                 f"UPDATE peers SET {', '.join(sets)}, updated_at = now() WHERE id = %s", params
             )
     except errors.UniqueViolation as exc:
-        raise _conflict(exc) from None
+        raise conflict(exc) from None
     if cur.rowcount == 0:
         raise NotFound(f"peer {peer_id} does not exist", code="peer_not_found")
     return get_peer(conn, peer_id)
