@@ -1,4 +1,4 @@
-"""The common enrollment as one statement: redeem a token's use, take the interface's next
+"""The common enrollment in one round trip: redeem a token's use, take the interface's next
 address, record the peer, its job and the job's audit record, committed together.
 
 ``services/enrollment.py`` runs it first, on an idle autocommit connection, when the case is
@@ -8,8 +8,20 @@ return None, and the service then does the enrollment step by step, which says w
 be done or does it the longer way. One round trip instead of four: each cost the API worker
 and PostgreSQL more CPU than the work of its statement (bench/api.py).
 
+Every enrollment of an interface takes its address pool's row, and every enrollment with one
+token that token's row, each until its commit: they take turns. Had each turn lasted until its
+commit record was flushed (an fsync), the turns could not share a flush and an interface took
+one enrollment per fsync. So the enrollment's transaction commits without waiting for the
+flush (``SET LOCAL synchronous_commit = off``; its row locks go once the server has run it),
+and a second, tiny write transaction right behind it on the same connection commits with the
+usual synchronous commit: it returns only once the WAL is flushed up to its own commit record,
+so up to the enrollment's too (WAL is flushed in order). These flushes are shared (group
+commit), no row lock is held through them, and nothing is answered or sent before them: an
+enrollment is acknowledged only once durable, as before. A crash before the flush loses it
+whole (token use, address, peer, job and audit together), never a part of it.
+
 The hot rows are taken in the order every enrollment takes them (the IPv4 pool, then the
-token), each only once the job is written, and held to the end of the statement: its commit.
+token), each only once the job is written.
 """
 
 from __future__ import annotations
@@ -71,6 +83,10 @@ _ENROLL = (
 )
 
 
+# A write (WAL) with a transaction id: its commit waits for the flush (synchronous_commit).
+_DURABLE = "UPDATE jobs SET enqueued_at = now() WHERE id = %s"
+
+
 def enroll_in_one_statement(
     conn: Connection[DictRow],
     *,
@@ -106,11 +122,24 @@ def enroll_in_one_statement(
         "public_key": public_key,
     }
     try:
-        row = conn.execute(_ENROLL, params).fetchone()
+        with conn.pipeline():  # one round trip
+            conn.execute("BEGIN")
+            conn.execute("SET LOCAL synchronous_commit = off")
+            enrolled = conn.execute(_ENROLL, params)
+            # Not prepared, as nothing after a statement that may fail in a pipeline: that
+            # statement skipped, psycopg would still count it prepared (the next use fails).
+            conn.execute("COMMIT", prepare=False)  # the hot rows are free once it has run
+            # Its own transaction (until the pipeline's Sync), committed synchronously: it
+            # returns once the WAL is on disk up to its commit, the enrollment's included.
+            conn.execute(_DURABLE, (params["job_id"],), prepare=False)
+        row = enrolled.fetchone()
     except errors.CheckViolation as exc:
         if exc.diag.constraint_name != "peers_check":
             raise
         return None  # no address (released ones, or none left), or the token's use was gone
     except errors.UniqueViolation as exc:
         raise conflict(exc) from None
+    finally:
+        if conn.info.transaction_status != TransactionStatus.IDLE:
+            conn.execute("ROLLBACK")  # an error above: nothing is written
     return cast(JobRow | None, row)

@@ -189,7 +189,9 @@ def insert_peer_and_commit(
                 [None, list(subnets), list(tags), None, created_by, enrollment_token_id],
                 strict=True,
             )
-            conn.execute("COMMIT")
+            # Not prepared: skipped when the statement above fails, psycopg would still
+            # count it prepared, and its next use would fail (db/enrollment.py).
+            conn.execute("COMMIT", prepare=False)
     except errors.CheckViolation as exc:
         if exc.diag.constraint_name != "peers_check":
             raise
