@@ -83,8 +83,10 @@ _ENROLL = (
 )
 
 
-# A write (WAL) with a transaction id: its commit waits for the flush (synchronous_commit).
-_DURABLE = "UPDATE jobs SET enqueued_at = now() WHERE id = %s"
+# A transaction that writes WAL under a transaction id, so its commit waits for the flush
+# (synchronous_commit), and nothing else: a transactional logical-decoding message (an empty
+# one; without logical decoding nobody reads it), which writes no table.
+_DURABLE = "SELECT pg_logical_emit_message(true, 'elysium.enrolled', '')"
 
 
 def enroll_in_one_statement(
@@ -131,7 +133,7 @@ def enroll_in_one_statement(
             conn.execute("COMMIT", prepare=False)  # the hot rows are free once it has run
             # Its own transaction (until the pipeline's Sync), committed synchronously: it
             # returns once the WAL is on disk up to its commit, the enrollment's included.
-            conn.execute(_DURABLE, (params["job_id"],), prepare=False)
+            conn.execute(_DURABLE, prepare=False)
         row = enrolled.fetchone()
     except errors.CheckViolation as exc:
         if exc.diag.constraint_name != "peers_check":
