@@ -60,6 +60,21 @@ class ErrorSchema(ma.Schema):
 class ElysiumParser(FlaskParser):
     DEFAULT_VALIDATION_STATUS = VALIDATION_STATUS
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._instances: dict[type[ma.Schema], ma.Schema] = {}
+
+    def _get_schema(self, argmap: Any, req: Any) -> ma.Schema:
+        # webargs makes a schema class into an instance on every request, and marshmallow
+        # copies every declared field to do it: once per class is enough (loading keeps no
+        # state in the instance).
+        if isinstance(argmap, type) and issubclass(argmap, ma.Schema):
+            schema = self._instances.get(argmap)
+            if schema is None:
+                schema = self._instances[argmap] = argmap()
+            return schema
+        return super()._get_schema(argmap, req)
+
 
 class Blueprint(SmorestBlueprint):
     """A flask-smorest blueprint whose argument errors are 400s."""

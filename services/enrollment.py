@@ -16,6 +16,7 @@ from psycopg import Connection
 from psycopg.rows import DictRow
 
 from db import jobs as jobs_db
+from db.enrollment import enroll_in_one_statement
 from db.enrollment_tokens import enrollment_grant, enrollment_token_use
 from db.peers import finish_removal, update_peer
 from db.rows import JobRow
@@ -23,7 +24,7 @@ from elysium import pki
 from elysium.errors import ElysiumError
 from elysium.keys import normalize_key
 from elysium.networks import check_subnets_allowed, parse_subnets
-from elysium.queue import CONTROL_QUEUE, JobQueue, hub_queue
+from elysium.queue import CONTROL_QUEUE, HUB_QUEUE_PREFIX, JobQueue, hub_queue
 from elysium.states import JobKind, JobStatus, PeerStatus
 from services.jobs import Record, Submitted, send, submit_hub_job
 from services.peers import record_new_peer
@@ -50,6 +51,22 @@ def enroll_peer(
     nets = parse_subnets(list(subnets))
     if csr is not None:
         pki.check_csr(csr)
+    if not nets and idempotency_key is None:
+        # The common case in one statement; None: it is not (nothing written), go step by step.
+        job = enroll_in_one_statement(
+            conn,
+            token=token,
+            name=name,
+            public_key=key,
+            submitter=submitter,
+            kind=JobKind.ENROLL_PEER,
+            queue=None if csr is None else CONTROL_QUEUE,
+            hub_prefix=HUB_QUEUE_PREFIX,
+            payload={} if csr is None else {"csr": csr},
+        )
+        if job is not None:
+            send(queue, job)
+            return Submitted(job)
 
     def write(c: Connection[DictRow]) -> Record:
         # Checked now, redeemed last (with the address, in one statement): the token's row lock

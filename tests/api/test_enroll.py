@@ -169,3 +169,78 @@ def test_concurrent_enrollments_get_distinct_lowest_addresses_and_released_ones_
     ).fetchall()
     assert [r["a"] for r in live] == [f"10.30.0.{i}" for i in range(2, 33)]
     assert db.execute("SELECT uses_left FROM enrollment_tokens").fetchone() == {"uses_left": 7}
+
+
+def _written(db: psycopg.Connection[Any], job_id: str) -> dict[str, Any]:
+    """What an enrollment wrote: its job, the job's audit record and the peer, without what
+    differs from one enrollment to the next (ids, names, keys, addresses, times)."""
+    job = db.execute(
+        "SELECT kind, status, queue, payload - 'csr' AS payload, submitter, hub_id,"
+        " interface_id, peer_id, enqueued_at IS NOT NULL AS enqueued FROM jobs WHERE id = %s",
+        (job_id,),
+    ).fetchone()
+    audit = db.execute(
+        "SELECT actor, action, target, outcome, detail FROM audit WHERE detail->>'job_id' = %s",
+        (job_id,),
+    ).fetchall()
+    peer = db.execute(
+        "SELECT interface_id, address6, subnets, tags, enabled, status, expires_at, created_by,"
+        " enrollment_token_id FROM peers WHERE id = %s",
+        (job["peer_id"],),
+    ).fetchone()
+    assert [a["target"] for a in audit] == [f"peer:{job['peer_id']}"]
+    assert audit[0]["detail"] == {"job_id": job_id}
+    return {
+        "job": {**job, "peer_id": None},
+        "audit": [{**a, "target": None, "detail": None} for a in audit],
+        "peer": peer,
+    }
+
+
+def test_the_one_statement_enrollment_writes_what_the_step_by_step_one_writes(
+    anonymous: Api, interface_id: int, db: psycopg.Connection[Any]
+) -> None:
+    # Without an Idempotency-Key the common case is one statement (db/enrollment.py); with
+    # one it goes step by step (services/jobs.py): both must record the same.
+    token = enrollment_token(db, interface_id, uses=4)
+    db.execute("UPDATE enrollment_tokens SET tags = '{ops}'")
+    csr = pki.make_csr(pki.new_private_key()).decode()
+    for extra in ({}, {"csr": csr}):
+        fast = enroll(anonymous, token, **extra).json()
+        slow = anonymous.post(
+            "/v1/enroll",
+            json={"token": token, "name": "laptop", "public_key": new_key(), **extra},
+            headers={"Idempotency-Key": f"k{len(extra)}"},
+        ).json()
+        assert fast["peer_id"] != slow["peer_id"]
+        assert _written(db, fast["job_id"]) == _written(db, slow["job_id"])
+        assert _written(db, fast["job_id"])["peer"]["tags"] == ["ops"]
+    addresses = db.execute("SELECT host(address) AS a FROM peers ORDER BY id").fetchall()
+    assert [r["a"] for r in addresses] == ["10.30.0.2", "10.30.0.3", "10.30.0.4", "10.30.0.5"]
+    assert db.execute("SELECT uses_left FROM enrollment_tokens").fetchone() == {"uses_left": 0}
+
+
+def test_a_full_network_and_a_key_in_use_are_refused_and_the_use_given_back(
+    admin: Api, anonymous: Api, db: psycopg.Connection[Any]
+) -> None:
+    admin.post("/v1/hubs", json={"name": "hub-s", "endpoint": "192.0.2.9"})
+    r = admin.post(
+        "/v1/hubs/hub-s/interfaces",
+        json={"name": "wg9", "network": "10.31.0.0/29", "listen_port": 51829},
+    )
+    small = int(r.json()["interface_id"])  # hosts .1 (the hub) to .6
+    token = enrollment_token(db, small, uses=10)
+    key = new_key()
+    assert (
+        anonymous.post(
+            "/v1/enroll", json={"token": token, "name": "first", "public_key": key}
+        ).status_code
+        == 202
+    )
+    again = anonymous.post("/v1/enroll", json={"token": token, "name": "dup", "public_key": key})
+    assert again.status_code == 409 and again.json()["error"]["code"] == "public_key_in_use"
+    assert [enroll(anonymous, token).status_code for _ in range(4)] == [202, 202, 202, 202]
+    full = enroll(anonymous, token)
+    assert full.status_code == 409 and full.json()["error"]["code"] == "network_full"
+    assert db.execute("SELECT uses_left FROM enrollment_tokens").fetchone() == {"uses_left": 5}
+    assert db.execute("SELECT max(host(address)) AS a FROM peers").fetchone() == {"a": "10.31.0.6"}

@@ -257,3 +257,57 @@ def test_the_insert_sent_with_its_commit_takes_the_next_address_or_nothing(
     with pytest.raises(NextAddressNotTaken):  # the token is used up: nothing taken
         enroll("c", 9003)
     assert state() == {"offset": 3, "uses": 0, "addresses": [None]}
+
+
+def test_the_one_statement_enrollment_takes_the_next_address_or_writes_nothing(
+    conn: Connection[DictRow],
+) -> None:
+    from db.enrollment import enroll_in_one_statement
+    from db.enrollment_tokens import create_enrollment_token
+    from elysium.errors import Conflict
+
+    iface = make_interface(conn, "10.15.0.0/29")  # peers .2 to .6
+    _, token = create_enrollment_token(conn, iface["id"], "t", 3600, 20, [], "test")
+    taken = public_key(generate_private_key())
+
+    def enroll(key: str) -> dict[str, Any] | None:
+        return enroll_in_one_statement(
+            conn,
+            token=token,
+            name="n",
+            public_key=key,
+            submitter="test",
+            kind="enroll_peer",
+            queue=None,
+            hub_prefix="hub.",
+            payload={},
+        )
+
+    def written() -> dict[str, Any] | None:
+        return conn.execute(
+            "SELECT (SELECT next_offset FROM address_pools WHERE family = 4) AS offset,"
+            " (SELECT uses_left FROM enrollment_tokens) AS uses,"
+            " (SELECT count(*) FROM jobs) AS jobs, (SELECT count(*) FROM audit) AS audit,"
+            " (SELECT array_agg(host(address) ORDER BY id) FROM peers) AS addresses"
+        ).fetchone()
+
+    first = enroll(taken)
+    assert first is not None and first["queue"] == "hub.hub-a" and first["status"] == "queued"
+    before = written()
+    assert before == {"offset": 3, "uses": 19, "jobs": 1, "audit": 1, "addresses": ["10.15.0.2"]}
+    # Failing statements, more often than psycopg's prepare threshold: the statements sent
+    # after them in the pipeline were skipped, and the next enrollment must still work.
+    for _ in range(7):
+        with pytest.raises(Conflict):
+            enroll(taken)
+    assert written() == before
+    for _ in range(4):
+        assert enroll(public_key(generate_private_key())) is not None
+    full = written()
+    assert full is not None and full["addresses"][-1] == "10.15.0.6" and full["uses"] == 15
+    for _ in range(7):  # the network is full: nothing written, the step-by-step path says why
+        assert enroll(public_key(generate_private_key())) is None
+    assert written() == full
+    conn.execute("INSERT INTO released_addresses VALUES (%s, 4, '10.15.0.4')", (iface["id"],))
+    assert enroll(public_key(generate_private_key())) is None  # the released one goes first
+    assert conn.info.transaction_status == 0  # idle: nothing left open

@@ -1,0 +1,147 @@
+"""The common enrollment in one round trip: redeem a token's use, take the interface's next
+address, record the peer, its job and the job's audit record, committed together.
+
+``services/enrollment.py`` runs it first, on an idle autocommit connection, when the case is
+the common one; anything else (an unknown or spent token, a released address to reuse, a full
+network, an IPv6 network, a meshed hub, an interface being deleted) makes it write nothing and
+return None, and the service then does the enrollment step by step, which says why it cannot
+be done or does it the longer way. One round trip instead of four: each cost the API worker
+and PostgreSQL more CPU than the work of its statement (bench/api.py).
+
+Every enrollment of an interface takes its address pool's row, and every enrollment with one
+token that token's row, each until its commit: they take turns. Had each turn lasted until its
+commit record was flushed (an fsync), the turns could not share a flush and an interface took
+one enrollment per fsync. So the enrollment's transaction commits without waiting for the
+flush (``SET LOCAL synchronous_commit = off``; its row locks go once the server has run it),
+and a second, tiny write transaction right behind it on the same connection commits with the
+usual synchronous commit: it returns only once the WAL is flushed up to its own commit record,
+so up to the enrollment's too (WAL is flushed in order). These flushes are shared (group
+commit), no row lock is held through them, and nothing is answered or sent before them: an
+enrollment is acknowledged only once durable, as before. A crash before the flush loses it
+whole (token use, address, peer, job and audit together), never a part of it.
+
+The hot rows are taken in the order every enrollment takes them (the IPv4 pool, then the
+token), each only once the job is written.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, cast
+
+from psycopg import Connection, errors
+from psycopg.pq import TransactionStatus
+from psycopg.rows import DictRow
+from psycopg.types.json import Jsonb
+
+from db.enrollment_tokens import REDEEMABLE
+from db.jobs import JOB_COLUMNS
+from db.peers import conflict
+from db.rows import JobRow
+from db.tokens import ENROLLMENT_PREFIX, token_digest
+from elysium.states import InterfaceStatus
+
+_REDEEMABLE = REDEEMABLE.replace("%s", "%(digest)s")
+# g: the token and its interface, when this case is the common one;
+# j, audit: the job (drawing the peer's id) and its ``accepted`` record;
+# a: the next IPv4 offset of the pool, taken when none was released and one is left;
+# t: the token's use, taken once the address was;
+# the peer, whose address is NULL when a or t took nothing: the peers' address check then
+# fails the statement and nothing is written.
+_ENROLL = (
+    "WITH g AS (SELECT t.id AS token_id, t.tags, i.id AS interface_id, i.hub_id, h.name AS hub,"
+    "  i.network FROM enrollment_tokens t JOIN interfaces i ON i.id = t.interface_id"
+    "  JOIN hubs h ON h.id = i.hub_id"
+    f"  WHERE {_REDEEMABLE.replace('token_hash', 't.token_hash')}"
+    "  AND i.status <> %(deleting)s AND i.network6 IS NULL AND h.mesh_port IS NULL),"
+    " j AS (INSERT INTO jobs (id, kind, queue, submitter, payload, hub_id, interface_id,"
+    "  peer_id, enqueued_at)"
+    "  SELECT %(job_id)s, %(kind)s, coalesce(%(queue)s, %(hub_prefix)s || g.hub), %(actor)s,"
+    "  %(payload)s || jsonb_build_object('enrollment_token_id', g.token_id)"
+    "  || CASE WHEN %(queue)s IS NULL THEN '{}'::jsonb"
+    "  ELSE jsonb_build_object('hub', g.hub) END,"
+    "  g.hub_id, g.interface_id, nextval(pg_get_serial_sequence('peers', 'id')), now() FROM g"
+    f"  RETURNING {JOB_COLUMNS}),"
+    " audit AS (INSERT INTO audit (actor, action, target, outcome, detail)"
+    "  SELECT submitter, kind, 'peer:' || peer_id, 'accepted', jsonb_build_object('job_id', id)"
+    "  FROM j),"
+    " a AS (UPDATE address_pools q SET next_offset = q.next_offset + 1 FROM g"
+    "  WHERE q.interface_id = g.interface_id AND q.family = 4"
+    "  AND q.next_offset <= (1::bigint << (32 - masklen(g.network))) - 2"  # its last host
+    "  AND EXISTS (SELECT 1 FROM j)"
+    "  AND NOT EXISTS (SELECT 1 FROM released_addresses r"
+    "   WHERE r.interface_id = q.interface_id AND r.family = 4)"
+    "  RETURNING q.next_offset - 1 AS off),"
+    " t AS (UPDATE enrollment_tokens SET uses_left = uses_left - 1"
+    f"  WHERE {_REDEEMABLE} AND EXISTS (SELECT 1 FROM a) RETURNING id),"
+    " p AS (INSERT INTO peers (id, interface_id, name, public_key, address, subnets, tags,"
+    "  created_by, enrollment_token_id)"
+    "  SELECT j.peer_id, g.interface_id, %(name)s, %(public_key)s,"
+    "  CASE WHEN EXISTS (SELECT 1 FROM t) THEN host(network(g.network) + a.off)::inet END,"
+    "  '{}', g.tags, %(actor)s, g.token_id FROM g, j LEFT JOIN a ON true)"
+    " SELECT * FROM j"
+)
+
+
+# A transaction that writes WAL under a transaction id, so its commit waits for the flush
+# (synchronous_commit), and nothing else: a transactional logical-decoding message (an empty
+# one; without logical decoding nobody reads it), which writes no table.
+_DURABLE = "SELECT pg_logical_emit_message(true, 'elysium.enrolled', '')"
+
+
+def enroll_in_one_statement(
+    conn: Connection[DictRow],
+    *,
+    token: str,
+    name: str,
+    public_key: str,
+    submitter: str,
+    kind: str,
+    queue: str | None,
+    hub_prefix: str,
+    payload: dict[str, Any],
+) -> JobRow | None:
+    """Enroll as one statement, committed; the job, or None when nothing was written (the
+    case is not the common one: do it step by step). Raises Unauthorized (token_invalid) for
+    malformed token text and Conflict (public_key_in_use) as ``create_peer`` does.
+
+    ``queue``: where the job waits (``control`` for a CSR to sign), or None for the hub's
+    queue, ``hub_prefix`` and the hub's name (and then without the hub in its payload).
+    """
+    if conn.info.transaction_status != TransactionStatus.IDLE or not conn.autocommit:
+        return None
+    digest = token_digest(token, ENROLLMENT_PREFIX)
+    params = {
+        "digest": digest,
+        "deleting": InterfaceStatus.DELETING,
+        "job_id": uuid.uuid4(),
+        "kind": kind,
+        "queue": queue,
+        "hub_prefix": hub_prefix,
+        "actor": submitter,
+        "payload": Jsonb(payload),
+        "name": name,
+        "public_key": public_key,
+    }
+    try:
+        with conn.pipeline():  # one round trip
+            conn.execute("BEGIN")
+            conn.execute("SET LOCAL synchronous_commit = off")
+            enrolled = conn.execute(_ENROLL, params)
+            # Not prepared, as nothing after a statement that may fail in a pipeline: that
+            # statement skipped, psycopg would still count it prepared (the next use fails).
+            conn.execute("COMMIT", prepare=False)  # the hot rows are free once it has run
+            # Its own transaction (until the pipeline's Sync), committed synchronously: it
+            # returns once the WAL is on disk up to its commit, the enrollment's included.
+            conn.execute(_DURABLE, prepare=False)
+        row = enrolled.fetchone()
+    except errors.CheckViolation as exc:
+        if exc.diag.constraint_name != "peers_check":
+            raise
+        return None  # no address (released ones, or none left), or the token's use was gone
+    except errors.UniqueViolation as exc:
+        raise conflict(exc) from None
+    finally:
+        if conn.info.transaction_status != TransactionStatus.IDLE:
+            conn.execute("ROLLBACK")  # an error above: nothing is written
+    return cast(JobRow | None, row)
