@@ -6,16 +6,26 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from typing import Any
 
 LISTED = "direct_peers"  # the one list a delta carries entry by entry, keyed by peer_id
 
 
-def config_version(config: dict[str, Any]) -> str:
+def canonical(value: Any) -> str:
+    """The canonical JSON a version hashes (keys sorted, no spaces)."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def config_version(config: dict[str, Any], spliced: Mapping[str, str] | None = None) -> str:
     """A short hash of the config's canonical JSON (``version`` left out): it moves whenever
-    anything in it moves."""
+    anything in it moves. ``spliced``: values of some keys already in canonical JSON (a
+    server's shared parts, made once for many configs), used as they are."""
     body = {k: v for k, v in config.items() if k != "version"}
-    text = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
+    marks = {k: f"\x00{k}\x00" for k in spliced or {} if k in body}
+    text = canonical(body | marks)
+    for k, mark in marks.items():
+        text = text.replace(canonical(mark), (spliced or {})[k], 1)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

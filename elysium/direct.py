@@ -155,3 +155,48 @@ def _addresses(members: SetMembers, operand: Operand | None) -> list[str] | None
         merged = ipaddress.collapse_addresses(n for n in nets if n.version == family)  # type: ignore[type-var]
         out += [str(n) for n in merged]
     return out
+
+
+class PeerClasses:
+    """Peers grouped by how the policy sees their tunnel addresses: two peers of one class
+    match the same side of the same rules, so they may talk with the same others and enforce
+    the same inbound rules. Made once per state of an interface, it answers who gets whom
+    with O(classes) policy checks per class instead of O(peers) per peer."""
+
+    def __init__(
+        self, compiled: CompiledPolicy, sets: SetIndex, tunnels: dict[int, Sequence[str]]
+    ) -> None:
+        self.compiled, self.sets = compiled, sets
+        self.of: dict[int, int] = {}  # peer id -> its class
+        self.members: list[list[int]] = []  # class -> its peers, in id order
+        self.addresses: list[Sequence[str]] = []  # class -> one member's tunnel addresses
+        found: dict[tuple[Any, ...], int] = {}
+        for peer_id in sorted(tunnels):
+            sig = tuple(self._signature(a) for a in tunnels[peer_id])
+            cls = found.get(sig)
+            if cls is None:
+                cls = found[sig] = len(self.members)
+                self.members.append([])
+                self.addresses.append(tunnels[peer_id])
+            self.of[peer_id] = cls
+            self.members[cls].append(peer_id)
+
+    def _signature(self, address: str) -> tuple[Any, ...]:
+        addr = ipaddress.ip_address(address)
+        rules = self.compiled.rules
+        return (
+            addr.version,
+            tuple(self.sets.matches(r.src, addr) for r in rules),
+            tuple(self.sets.matches(r.dst, addr) for r in rules),
+        )
+
+    def talks_with(self, cls: int) -> list[int]:
+        """The peers (ids, in order; the class's own members too) a peer of ``cls`` may
+        exchange any traffic with (:func:`may_talk`)."""
+        mine = self.addresses[cls]
+        return sorted(
+            peer_id
+            for other, members in enumerate(self.members)
+            if may_talk(self.compiled, self.sets, mine, self.addresses[other])
+            for peer_id in members
+        )

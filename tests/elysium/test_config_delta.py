@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from elysium.config_delta import apply_delta, config_delta, config_version
+from elysium.config_delta import apply_delta, canonical, config_delta, config_version
 
 
 def config(**fields: Any) -> dict[str, Any]:
@@ -51,3 +51,11 @@ def test_fields_of_the_followers_own_are_left_out_of_the_rebuilt_config() -> Non
     old = config(direct=True, direct_peers=[peer(2)])
     new = config(direct=True, direct_peers=[peer(2), peer(3)])
     assert apply_delta({**old, "batch": 7}, config_delta(old, new)) == new
+
+
+def test_a_version_from_spliced_canonical_parts_is_the_same() -> None:
+    body = config(direct=True, direct_peers=[peer(2), peer(3)], inbound={"default": "drop"})
+    spliced = {"direct_peers": canonical(body["direct_peers"]), "inbound": canonical(None)}
+    assert config_version(body, spliced) != body["version"]  # inbound spliced as null
+    spliced["inbound"] = canonical(body["inbound"])
+    assert config_version(body, spliced) == body["version"]
