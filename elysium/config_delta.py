@@ -9,7 +9,10 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from elysium.direct import element_key
+
 LISTED = "direct_peers"  # the one list a delta carries entry by entry, keyed by peer_id
+INBOUND = "inbound"  # its source sets travel element by element (``inbound_sets``)
 
 
 def canonical(value: Any) -> str:
@@ -30,12 +33,17 @@ def config_version(config: dict[str, Any], spliced: Mapping[str, str] | None = N
 
 
 def config_delta(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
-    """``{version, base, keys, set, unset, direct_peers: {upsert, remove, present}}``: from
-    ``old`` (whose version is ``base``) to ``new``; other peers listed only when they came,
-    went or moved; ``keys``: every field of ``new`` (a follower may hold fields of its own)."""
+    """``{version, base, keys, set, unset, direct_peers: {upsert, remove, present},
+    inbound_sets}``: from ``old`` (whose version is ``base``) to ``new``; other peers listed
+    only when they came, went or moved; ``inbound`` only as the elements its sets gained and
+    lost (``{name: {add, remove}}``) while the rest of it stays; ``keys``: every field of
+    ``new`` (a follower may hold fields of its own)."""
     keys = (set(old) | set(new)) - {"version", LISTED}
     was = {p["peer_id"]: p for p in old.get(LISTED) or []}
     now = {p["peer_id"]: p for p in new.get(LISTED) or []}
+    sets = _set_moves(old.get(INBOUND), new.get(INBOUND))
+    if sets is not None:
+        keys.discard(INBOUND)
     return {
         "version": new["version"],
         "base": old["version"],
@@ -47,7 +55,27 @@ def config_delta(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
             "remove": sorted(set(was) - set(now)),
             "present": LISTED in new,
         },
+        "inbound_sets": sets or {},
     }
+
+
+def _set_moves(old: Any, new: Any) -> dict[str, dict[str, list[str]]] | None:
+    """What each of ``inbound``'s sets gained and lost, when nothing else of it moved."""
+    if not isinstance(old, dict) or not isinstance(new, dict):
+        return None
+    if {k: v for k, v in old.items() if k != "sets"} != {
+        k: v for k, v in new.items() if k != "sets"
+    } or set(old.get("sets", {})) != set(new.get("sets", {})):
+        return None
+    moves = {}
+    for name, elements in new["sets"].items():
+        before, after = set(old["sets"][name]), set(elements)
+        if before != after:
+            moves[name] = {
+                "add": sorted(after - before, key=element_key),
+                "remove": sorted(before - after, key=element_key),
+            }
+    return moves
 
 
 def apply_delta(old: dict[str, Any], delta: dict[str, Any]) -> dict[str, Any] | None:
@@ -67,6 +95,16 @@ def apply_delta(old: dict[str, Any], delta: dict[str, Any]) -> dict[str, Any] | 
         new[LISTED] = [peers[i] for i in sorted(peers)]
     else:
         new.pop(LISTED, None)
+    moves = delta.get("inbound_sets") or {}
+    if moves:
+        inbound = new.get(INBOUND)
+        if not isinstance(inbound, dict) or not set(moves) <= set(inbound.get("sets", {})):
+            return None
+        sets = dict(inbound["sets"])
+        for name, move in moves.items():
+            elements = (set(sets[name]) - set(move["remove"])) | set(move["add"])
+            sets[name] = sorted(elements, key=element_key)
+        new[INBOUND] = {**inbound, "sets": sets}
     new["version"] = delta["version"]
     if set(new) != keys or config_version(new) != delta["version"]:
         return None

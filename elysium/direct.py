@@ -102,9 +102,16 @@ def may_talk(compiled: CompiledPolicy, sets: SetIndex, a: Sequence[str], b: Sequ
 
 
 def rule_sources(compiled: CompiledPolicy, members: SetMembers) -> list[list[str] | None]:
-    """Each compiled rule's source as addresses (merged; ``None``: any), in rule order: the
-    same for every peer of the interface, so resolved once."""
-    return [_addresses(members, rule.src) for rule in compiled.rules]
+    """Each compiled rule's source as set elements (``None``: any), in rule order: host
+    addresses bare, networks as CIDRs, unique, in :func:`element_key` order. The same for
+    every peer of the interface, so resolved once."""
+    return [_elements(members, rule.src) for rule in compiled.rules]
+
+
+def source_set(position: int) -> str:
+    """The name of the set of addresses a peer's inbound rule at ``position`` (of the
+    compiled rules) lets in: a join changes its elements, never the rules."""
+    return f"src_{position}"
 
 
 def inbound_rules(
@@ -116,45 +123,55 @@ def inbound_rules(
 ) -> dict[str, Any]:
     """What a peer enforces itself on what reaches it (a direct path passes no hub): the
     compiled rules whose destination may be one of its ``own`` addresses, in order, each with
-    its source from :func:`rule_sources`. ``from_hub`` rules are the hub's output chain
-    (default accept); the others its forward chain (the policy's default). ``hub``: the hub's
-    tunnel addresses, so the peer tells the two apart."""
+    its source from :func:`rule_sources` as a named set (``sets``: name -> elements; ``src``:
+    its name, or ``None`` for any), so a peer joining a source changes set elements only.
+    ``from_hub`` rules are the hub's output chain (default accept); the others its forward
+    chain (the policy's default). ``hub``: the hub's tunnel addresses, so the peer tells the
+    two apart."""
     mine = [ipaddress.ip_address(a) for a in own]
     rules: list[dict[str, Any]] = []
-    for rule, src in zip(compiled.rules, sources, strict=True):
+    named: dict[str, list[str]] = {}
+    for position, (rule, src) in enumerate(zip(compiled.rules, sources, strict=True)):
         if rule.chain == "input":
             continue
         if not any(rule.family in (None, a.version) and sets.matches(rule.dst, a) for a in mine):
             continue
-        if src == []:
-            continue  # a set with no members matches nobody
+        name = None
+        if src is not None:  # an empty set stays: it matches nobody until someone joins
+            name = source_set(position)
+            named[name] = src
         rules.append(
             {
                 "index": rule.index,
                 "from_hub": rule.chain == "output",
                 "family": rule.family,
-                "src": src,
+                "src": name,
                 "proto": rule.proto,
                 "ports": list(rule.ports),
                 "action": rule.action,
             }
         )
-    return {"default": compiled.default, "hub": [str(h) for h in hub], "rules": rules}
+    return {"default": compiled.default, "hub": [str(h) for h in hub], "sets": named,
+            "rules": rules}  # fmt: skip
 
 
-def _addresses(members: SetMembers, operand: Operand | None) -> list[str] | None:
+def element_key(element: str) -> tuple[int, int, int]:
+    """The order of a source set's elements: family, then address, then prefix length."""
+    net = ipaddress.ip_network(element, strict=False)
+    return (net.version, int(net.network_address), net.prefixlen)
+
+
+def _elements(members: SetMembers, operand: Operand | None) -> list[str] | None:
     if operand is None:
         return None
-    if operand.cidr is not None:
-        texts = [operand.cidr]
-    else:
-        texts = [e for name in operand.sets for e in members.get(name, ())]
-    nets = [ipaddress.ip_network(t, strict=False) for t in texts]
-    out: list[str] = []
-    for family in (4, 6):
-        merged = ipaddress.collapse_addresses(n for n in nets if n.version == family)  # type: ignore[type-var]
-        out += [str(n) for n in merged]
-    return out
+    texts = [operand.cidr] if operand.cidr is not None else [
+        e for name in operand.sets for e in members.get(name, ())
+    ]  # fmt: skip
+    out = set()
+    for text in texts:
+        net = ipaddress.ip_network(text, strict=False)
+        out.add(str(net.network_address) if net.num_addresses == 1 else str(net))
+    return sorted(out, key=element_key)
 
 
 class PeerClasses:
