@@ -74,22 +74,26 @@ class ConfigViews:
         self._making: dict[int, threading.Lock] = {}
 
     def view(
-        self, conn: Connection[DictRow], interface_id: int, notes: Notifications | None
+        self,
+        conn: Connection[DictRow],
+        interface_id: int,
+        notes: Notifications | None,
+        fresh: bool = False,
     ) -> InterfaceView:
         """The interface's view, as new as every notification ``notes`` brought: read once
         for all who ask meanwhile, the others waiting for it. No ``notes`` (or not
-        listening): read, not kept."""
+        listening): read, not kept. ``fresh``: read again now (the caller read newer)."""
         mark = notes.mark() if notes is not None else None  # before reading
         if notes is None or mark is None:
             return read_view(conn, interface_id)
         key = interface_key(interface_id)
-        kept = self._kept(interface_id, notes, key)
+        kept = None if fresh else self._kept(interface_id, notes, key)
         if kept is not None:
             return kept
         with self._lock:
             making = self._making.setdefault(interface_id, threading.Lock())
         with making:
-            kept = self._kept(interface_id, notes, key)
+            kept = None if fresh else self._kept(interface_id, notes, key)
             if kept is not None:
                 return kept
             mark = notes.mark()

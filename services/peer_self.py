@@ -42,8 +42,8 @@ def current_config(
     if views is None:
         return _config(conn, row, None)
     view = views.view(conn, row["interface_id"], notes)
-    if notes is not None and notes.unchanged([peer_key(peer_id)], view.mark):
-        row = view.rows.get(peer_id, row)  # nothing of its own moved since: the view's row
+    if view.rows.get(peer_id) != row:  # the view is older than what was just read: again
+        view = views.view(conn, row["interface_id"], notes, fresh=True)
     return _config(conn, row, view)
 
 

@@ -73,3 +73,27 @@ def test_an_old_view_is_read_again(
             assert views.view(conn, iface["id"], notes) is not kept
     finally:
         notes.close()
+
+
+def test_a_first_read_newer_than_the_kept_view_reads_it_again(
+    conn: Connection[DictRow], clean_db: str, iface: dict[str, Any]
+) -> None:
+    p = peer(conn, iface)
+    notes, views = Notifications(clean_db, [CHANNEL]), ConfigViews()
+    try:
+        with notes.subscribe([interface_key(iface["id"])]):
+            kept = views.view(conn, iface["id"], notes)
+            # The peer's own row moves: no interface notification, so the view is still kept.
+            conn.execute(
+                "UPDATE peers SET public_key = %s WHERE id = %s",
+                ("Eo+zXx7tYr4uJ5fXOWbVgVEqLQJP1GnrqZ5H6PwyZ0I=", p["id"]),
+            )
+            assert views.view(conn, iface["id"], notes) is kept
+
+            got = current_config(conn, p["id"], views, notes)
+
+            assert got == current_config(conn, p["id"])
+            assert got["public_key"] == "Eo+zXx7tYr4uJ5fXOWbVgVEqLQJP1GnrqZ5H6PwyZ0I="
+            assert views.view(conn, iface["id"], notes) is not kept  # read again, and kept
+    finally:
+        notes.close()
