@@ -23,9 +23,13 @@ from elysium.errors import Unavailable
 READY_TIMEOUT_S = 5.0
 RETRY_MAX_S = 5.0
 POLL_S = 5.0  # how often the listening thread looks up from its socket to see if it must stop
+MAX_SEEN = 100_000  # keys remembered for ``unchanged`` before they are forgotten
 
 log = logging.getLogger(__name__)
 
+
+# (listener epoch, notifications so far): see ``Notifications.mark``.
+Mark = tuple[int, int]
 
 # A pooled connection for a waiter's reads (the listening one never serves a query).
 Connect = Callable[[], AbstractContextManager[Connection[DictRow]]]
@@ -49,6 +53,12 @@ class Notifications:
         self._thread: threading.Thread | None = None
         self._stopping = False
         self._count = 0
+        # What caches of state that waiters share compare (``mark``, ``unchanged``): the count
+        # of notifications, the count at the last one naming each key, and how often the
+        # listener (re)connected or dropped.
+        self._seq = 0
+        self._last: dict[str, int] = {}
+        self._epoch = 0
 
     @contextmanager
     def subscribe(self, keys: Iterable[str]) -> Iterator[threading.Event]:
@@ -78,6 +88,22 @@ class Notifications:
                         waiting.discard(event)
                         if not waiting:
                             del self._waiters[key]
+
+    def mark(self) -> Mark | None:
+        """Where the notifications are now, to take before reading state that waiters share;
+        None while not listening (nothing read then may be kept)."""
+        if not self._ready.is_set():
+            return None
+        with self._lock:
+            return (self._epoch, self._seq)
+
+    def unchanged(self, keys: Iterable[str], since: Mark | None) -> bool:
+        """Whether no notification named any of ``keys`` after ``since`` (and none may have
+        been missed): state read after taking ``since`` is still as new as they say."""
+        if since is None or not self._ready.is_set():
+            return False
+        with self._lock:
+            return since[0] == self._epoch and all(self._last.get(k, 0) <= since[1] for k in keys)
 
     def waiting(self) -> int:
         """How many requests wait now."""
@@ -121,12 +147,18 @@ class Notifications:
 
     def _wake(self, key: str) -> None:
         with self._lock:
+            self._seq += 1
+            self._last[key] = self._seq
+            if len(self._last) > MAX_SEEN:  # counted afresh: nothing marked before is kept
+                self._last.clear()
+                self._epoch += 1
             events = list(self._waiters.get(key, ()))
         for event in events:
             event.set()
 
     def _wake_all(self) -> None:
         with self._lock:
+            self._epoch += 1
             events = set().union(*self._waiters.values()) if self._waiters else set()
         for event in events:
             event.set()

@@ -105,3 +105,30 @@ def test_waiters_are_woken_when_the_listening_connection_is_lost(clean_db: str) 
             pass
     finally:
         listener.close()
+
+
+def test_what_is_read_after_a_mark_stays_new_until_a_notification_names_it(
+    conn: Connection[DictRow], clean_db: str, iface: dict[str, Any]
+) -> None:
+    key, other = interface_key(iface["id"]), interface_key(iface["id"] + 1)
+    listener = Notifications(clean_db, [CHANNEL])
+    try:
+        assert listener.mark() is None  # not listening: nothing may be kept
+        with listener.subscribe([key]) as moved:
+            mark = listener.mark()
+            assert mark is not None and listener.unchanged([key, other], mark)
+            conn.execute("UPDATE interfaces SET dns = '{10.30.0.54}'")
+            assert moved.wait(2)
+            assert not listener.unchanged([key], mark) and listener.unchanged([other], mark)
+            later = listener.mark()
+            assert listener.unchanged([key], later)
+            moved.clear()
+            with psycopg.connect(clean_db, autocommit=True) as admin:
+                admin.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE query = 'LISTEN peer_config' AND datname = current_database()"
+                )
+            assert moved.wait(3)
+            assert not listener.unchanged([other], later)  # notifications may have been missed
+    finally:
+        listener.close()
