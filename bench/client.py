@@ -20,7 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -155,6 +155,26 @@ def rotation_resumes(api: Api, interface_id: int, peer_ns: str) -> list[float]:
     return took
 
 
+def hub_interface(
+    api: Api,
+    start: Callable[[str, list[str]], None],
+    hub: str,
+    endpoint: str,
+    hub_ns: str,
+    state_dir: Path,
+    network: str,
+) -> int:
+    """Declare ``hub``, start its worker in ``hub_ns`` and add its ``wg0`` on ``network``; the
+    interface's id once its job has succeeded."""
+    api.call("POST", "/v1/hubs", json={"name": hub, "endpoint": endpoint})
+    start("hub-worker", ["hub-worker", "--hub", hub, "--netns", hub_ns,
+                         "--state-dir", str(state_dir)])  # fmt: skip
+    body = {"name": "wg0", "network": network, "listen_port": 51820, "keepalive": 5}
+    created = api.call("POST", f"/v1/hubs/{hub}/interfaces", json=body)
+    api.wait_job(created["job_id"])
+    return int(created["interface_id"])
+
+
 def run(url: str, namespaces: list[str], d: Path) -> dict[str, Any]:
     hub_ns, peer_ns = namespaces
     with throwaway_redis_prefix() as prefix:
@@ -164,14 +184,10 @@ def run(url: str, namespaces: list[str], d: Path) -> dict[str, Any]:
         with api_server(settings, d) as api_url, elysium_processes(settings, d) as start:
             api = Api(api_url, d / "ca.pem", token)
             start("control-worker", ["control-worker", "--concurrency", "1"])
-            api.call("POST", "/v1/hubs", json={"name": HUB, "endpoint": f"{UNDERLAY}.1"})
             hub_state = d / "hub"
-            start("hub-worker", ["hub-worker", "--hub", HUB, "--netns", hub_ns,
-                                 "--state-dir", str(hub_state)])  # fmt: skip
-            body = {"name": "wg0", "network": NETWORK, "listen_port": 51820, "keepalive": 5}
-            created = api.call("POST", f"/v1/hubs/{HUB}/interfaces", json=body)
-            api.wait_job(created["job_id"])
-            interface_id = int(created["interface_id"])
+            interface_id = hub_interface(
+                api, start, HUB, f"{UNDERLAY}.1", hub_ns, hub_state, NETWORK
+            )
             peer = d / "peer"
             enrolled = client(peer, "enroll", "--server", api_url, "--ca", str(d / "ca.pem"),
                               "--token", api.token_for(interface_id), "--name", "follower",

@@ -50,7 +50,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from bench.api import api_server, tls_settings
-from bench.client import Api, client, follower, in_ns
+from bench.client import Api, client, follower, hub_interface, in_ns
 from bench.follow import CONNECTING_AT_ONCE, WAIT_S, Follower, peers_with_certificates
 from bench.scaffold import (
     elysium_processes,
@@ -244,14 +244,10 @@ def run(url: str, hub_ns: str, peer_nss: list[str], d: Path) -> dict[str, Any]:
             api = Api(api_url, d / "ca.pem", token)
             start("control-worker", ["control-worker", "--concurrency", "1"])
             start("beat", ["beat"])
-            api.call("POST", "/v1/hubs", json={"name": HUB, "endpoint": f"{UNDERLAY}.1"})
             hub_state = d / "hub"
-            start("hub-worker", ["hub-worker", "--hub", HUB, "--netns", hub_ns,
-                                 "--state-dir", str(hub_state)])  # fmt: skip
-            body = {"name": "wg0", "network": NETWORK, "listen_port": 51820, "keepalive": 5}
-            created = api.call("POST", f"/v1/hubs/{HUB}/interfaces", json=body)
-            api.wait_job(created["job_id"])
-            interface_id = int(created["interface_id"])
+            interface_id = hub_interface(
+                api, start, HUB, f"{UNDERLAY}.1", hub_ns, hub_state, NETWORK
+            )
             policy = {"default": "accept", "rules": []}
             api.wait_job(
                 api.call("PUT", f"/v1/interfaces/{interface_id}/policy", json=policy)["job_id"]
