@@ -52,6 +52,7 @@ from services.hubs import declare_hub
 FOLLOWERS = size(1000, 10)
 WAIT_S = 55
 CONNECTING_AT_ONCE = 50
+CONNECT_ATTEMPTS = 5
 HEALTHZ_SAMPLES = size(300, 10)
 
 
@@ -68,9 +69,17 @@ class Follower:
         self.reconnects = 0
 
     async def connect(self) -> None:
-        self.reader, self.writer = await asyncio.open_connection(
-            self.host, self.port, ssl=self.context, server_hostname=self.host
-        )
+        for attempt in range(CONNECT_ATTEMPTS):
+            try:
+                self.reader, self.writer = await asyncio.open_connection(
+                    self.host, self.port, ssl=self.context, server_hostname=self.host
+                )
+                break
+            except (ConnectionError, ssl.SSLError):  # as a real follower: again, a bit later
+                if attempt == CONNECT_ATTEMPTS - 1:
+                    raise
+                self.reconnects += 1
+                await asyncio.sleep(0.2 * (attempt + 1))
         self.version = (await self.get(""))["version"]
 
     async def get(self, query: str) -> dict[str, Any]:
@@ -365,6 +374,17 @@ async def _client_followers(
 FANOUT_TIMEOUT_S = 60
 
 
+def _from_client(
+    proc: multiprocessing.process.BaseProcess, pipe: Connection, timeout: float
+) -> Any:
+    """The next message of a client process; it failing or falling silent fails the run."""
+    deadline = time.monotonic() + timeout
+    while not pipe.poll(1):
+        if not proc.is_alive() or time.monotonic() > deadline:
+            raise SystemExit(f"follow: a client process failed (exit code {proc.exitcode})")
+    return pipe.recv()
+
+
 def follow_across_replicas(
     followers: int,
     *,
@@ -412,7 +432,7 @@ def follow_across_replicas(
                 proc.start()
                 clients.append((proc, mine))
             try:
-                connect_s = max(pipe.recv()[1] for _, pipe in clients)
+                connect_s = max(_from_client(proc, pipe, 900)[1] for proc, pipe in clients)
                 wait_idle(pids, 60)
                 following_rss = sum(rss_mb(pid) for pid in pids)
                 changed_at = time.time()
@@ -423,8 +443,8 @@ def follow_across_replicas(
                 delays: list[float] = []
                 reconnects = 0
                 failed: list[str] = []
-                for _, pipe in clients:
-                    _, seen, again, errors = pipe.recv()
+                for proc, pipe in clients:
+                    _, seen, again, errors = _from_client(proc, pipe, FANOUT_TIMEOUT_S + 30)
                     delays += [at - changed_at for at in seen]
                     reconnects += again
                     failed += errors
