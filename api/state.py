@@ -25,6 +25,7 @@ from elysium.errors import NotFound, Unavailable
 from elysium.oidc import Provider
 from elysium.queue import JobQueue
 from elysium.settings import Settings
+from services.config_views import ConfigViews
 
 EXTENSION = "elysium"
 
@@ -37,6 +38,7 @@ class ApiState:
     _pool: ConnectionPool[Connection[DictRow]] | None = None
     _queue: JobQueue | None = None
     _notifications: Notifications | None = None
+    _config_views: ConfigViews | None = None
     # Only the CA certificate, to check client certificates: the API never reads the CA key
     # (the control worker signs enrollment CSRs).
     _ca_cert: x509.Certificate | None = None
@@ -47,6 +49,7 @@ class ApiState:
         if self._pid != os.getpid():
             self._pid, self._pool, self._queue = os.getpid(), None, None
             self._notifications = None
+            self._config_views = None
 
     @property
     def pool(self) -> ConnectionPool[Connection[DictRow]]:
@@ -77,6 +80,15 @@ class ApiState:
                     max(1, self.settings.api_threads - 32),
                 )
             return self._notifications
+
+    @property
+    def config_views(self) -> ConfigViews:
+        """What followers of one interface share when a change wakes them (per process)."""
+        with self._lock:
+            self._fresh()
+            if self._config_views is None:
+                self._config_views = ConfigViews()
+            return self._config_views
 
     @property
     def ca_cert(self) -> x509.Certificate:
@@ -125,6 +137,10 @@ def queue() -> JobQueue:
 
 def notifications() -> Notifications:
     return state().notifications
+
+
+def config_views() -> ConfigViews:
+    return state().config_views
 
 
 @contextmanager

@@ -244,7 +244,7 @@ class Follower:
             if old.get("dns") != answer.get("dns"):
                 self._apply_dns()
             if old.get("inbound") != answer.get("inbound"):
-                self._apply_inbound()
+                self._apply_inbound(old.get("inbound"))
         else:
             self.enrollment.config = merged(old, answer)
         self.enrollment.config_at = self.enrollment.checked_at
@@ -260,10 +260,14 @@ class Follower:
             self.state.path, self.options.netns, self.enrollment.interface, config.get("dns") or []
         )
 
-    def _apply_inbound(self) -> None:
-        """The peer's own table for what reaches it on a direct interface, or none."""
+    def _apply_inbound(self, previous: dict[str, Any] | None = None) -> None:
+        """The peer's own table for what reaches it on a direct interface, or none;
+        ``previous``: the inbound it enforced until now (a join then only adds an element)."""
         receiver_policy.apply(
-            self.options.netns, self.enrollment.interface, self.enrollment.config.get("inbound")
+            self.options.netns,
+            self.enrollment.interface,
+            self.enrollment.config.get("inbound"),
+            previous,
         )
 
     def _repair(self) -> None:

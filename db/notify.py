@@ -23,6 +23,7 @@ from elysium.errors import Unavailable
 READY_TIMEOUT_S = 5.0
 RETRY_MAX_S = 5.0
 POLL_S = 5.0  # how often the listening thread looks up from its socket to see if it must stop
+MAX_SEEN = 100_000  # keys counted for ``generation`` before the counts start over
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,10 @@ class Notifications:
         self._thread: threading.Thread | None = None
         self._stopping = False
         self._count = 0
+        # What a cache of state shared by a key's waiters compares (``generation``): how many
+        # notifications named each key, and how often the listener (re)connected or dropped.
+        self._seen: dict[str, int] = {}
+        self._epoch = 0
 
     @contextmanager
     def subscribe(self, keys: Iterable[str]) -> Iterator[threading.Event]:
@@ -78,6 +83,15 @@ class Notifications:
                         waiting.discard(event)
                         if not waiting:
                             del self._waiters[key]
+
+    def generation(self, key: str) -> tuple[int, int] | None:
+        """A token that changes whenever a notification names ``key`` (or notifications may
+        have been missed); None while not listening (nothing read then may be kept). State read
+        after taking the token is at least as new as the token says."""
+        if not self._ready.is_set():
+            return None
+        with self._lock:
+            return (self._epoch, self._seen.get(key, 0))
 
     def waiting(self) -> int:
         """How many requests wait now."""
@@ -121,12 +135,17 @@ class Notifications:
 
     def _wake(self, key: str) -> None:
         with self._lock:
+            self._seen[key] = self._seen.get(key, 0) + 1
+            if len(self._seen) > MAX_SEEN:  # every token changes: nothing cached is kept
+                self._seen.clear()
+                self._epoch += 1
             events = list(self._waiters.get(key, ()))
         for event in events:
             event.set()
 
     def _wake_all(self) -> None:
         with self._lock:
+            self._epoch += 1
             events = set().union(*self._waiters.values()) if self._waiters else set()
         for event in events:
             event.set()

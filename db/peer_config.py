@@ -12,7 +12,7 @@ from psycopg import Connection
 from psycopg.rows import DictRow
 
 from db.mesh import linked_hubs, networks_behind
-from db.peers import routed_subnets
+from db.peers import others_subnets, routed_subnets
 from elysium.config_delta import config_version
 from elysium.errors import NotFound
 from elysium.mesh import may_reach
@@ -23,6 +23,11 @@ from elysium.policy import policy_from_json
 def peer_config(conn: Connection[DictRow], peer_id: int) -> dict[str, Any]:
     """Everything a peer needs to bring its tunnel up (no private key: it never leaves the peer),
     with its ``version`` (see ``config_version``)."""
+    return config_from_row(conn, config_row(conn, peer_id))
+
+
+def config_row(conn: Connection[DictRow], peer_id: int) -> dict[str, Any]:
+    """The peer's row with its interface's and hub's (``status`` too): one query."""
     row = conn.execute(
         "SELECT p.id, p.interface_id, host(p.address) AS address, host(p.address6) AS address6,"
         " p.status, p.public_key, i.network::text AS network, i.network6::text AS network6,"
@@ -35,6 +40,16 @@ def peer_config(conn: Connection[DictRow], peer_id: int) -> dict[str, Any]:
     ).fetchone()
     if row is None:
         raise NotFound(f"peer {peer_id} does not exist", code="peer_not_found")
+    return dict(row)
+
+
+def config_from_row(
+    conn: Connection[DictRow],
+    row: dict[str, Any],
+    subnets: list[tuple[int, str]] | None = None,
+) -> dict[str, Any]:
+    """:func:`peer_config` from its :func:`config_row`; ``subnets``: the interface's
+    :func:`db.peers.interface_subnets`, when already read (else they are read here)."""
     net = ipaddress.ip_network(row["network"])
     addresses = [f"{row['address']}/{net.prefixlen}"] if row["address"] else []
     if row["network6"] and row["address6"]:
@@ -51,7 +66,9 @@ def peer_config(conn: Connection[DictRow], peer_id: int) -> dict[str, Any]:
         "allowed_ips": client_allowed_ips(
             row["network"],
             row["network6"],
-            routed_subnets(conn, row["interface_id"], row["id"]),
+            routed_subnets(conn, row["interface_id"], row["id"])
+            if subnets is None
+            else others_subnets(subnets, row["id"]),
             [*row["routes"], *across],
             row["exit"],
         ),

@@ -349,6 +349,27 @@ def routed_subnets(
     return [r["subnet"] for r in rows]
 
 
+def interface_subnets(conn: Connection[DictRow], interface_id: int) -> list[tuple[int, str]]:
+    """(peer id, subnet) of every live peer of the interface that routes one, in the order of
+    :func:`routed_subnets`: read once for all of its peers' configs (``others_subnets``)."""
+    rows = conn.execute(
+        "SELECT p.id, s::text AS subnet FROM peers p, unnest(p.subnets) AS s"
+        f" WHERE p.interface_id = %s AND p.enabled AND {NOT_ENDED}"
+        " AND p.subnets <> '{}' ORDER BY 2, 1",
+        (interface_id,),
+    ).fetchall()
+    return [(r["id"], r["subnet"]) for r in rows]
+
+
+def others_subnets(subnets: list[tuple[int, str]], except_peer: int) -> list[str]:
+    """:func:`routed_subnets` from :func:`interface_subnets`: those of the other peers."""
+    out: list[str] = []
+    for peer_id, subnet in subnets:
+        if peer_id != except_peer and (not out or out[-1] != subnet):
+            out.append(subnet)
+    return out
+
+
 def update_peer(conn: Connection[DictRow], peer_id: int, changes: dict[str, Any]) -> PeerRow:
     """Change enabled, subnets, expires_at, public_key or status of a peer."""
     allowed = {

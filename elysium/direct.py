@@ -102,9 +102,16 @@ def may_talk(compiled: CompiledPolicy, sets: SetIndex, a: Sequence[str], b: Sequ
 
 
 def rule_sources(compiled: CompiledPolicy, members: SetMembers) -> list[list[str] | None]:
-    """Each compiled rule's source as addresses (merged; ``None``: any), in rule order: the
-    same for every peer of the interface, so resolved once."""
-    return [_addresses(members, rule.src) for rule in compiled.rules]
+    """Each compiled rule's source as set elements (``None``: any), in rule order: host
+    addresses bare, networks as CIDRs, unique, in :func:`element_key` order. The same for
+    every peer of the interface, so resolved once."""
+    return [_elements(members, rule.src) for rule in compiled.rules]
+
+
+def source_set(position: int) -> str:
+    """The name of the set of addresses a peer's inbound rule at ``position`` (of the
+    compiled rules) lets in: a join changes its elements, never the rules."""
+    return f"src_{position}"
 
 
 def inbound_rules(
@@ -116,42 +123,97 @@ def inbound_rules(
 ) -> dict[str, Any]:
     """What a peer enforces itself on what reaches it (a direct path passes no hub): the
     compiled rules whose destination may be one of its ``own`` addresses, in order, each with
-    its source from :func:`rule_sources`. ``from_hub`` rules are the hub's output chain
-    (default accept); the others its forward chain (the policy's default). ``hub``: the hub's
-    tunnel addresses, so the peer tells the two apart."""
+    its source from :func:`rule_sources` as a named set (``sets``: name -> elements; ``src``:
+    its name, or ``None`` for any), so a peer joining a source changes set elements only.
+    ``from_hub`` rules are the hub's output chain (default accept); the others its forward
+    chain (the policy's default). ``hub``: the hub's tunnel addresses, so the peer tells the
+    two apart."""
     mine = [ipaddress.ip_address(a) for a in own]
     rules: list[dict[str, Any]] = []
-    for rule, src in zip(compiled.rules, sources, strict=True):
+    named: dict[str, list[str]] = {}
+    for position, (rule, src) in enumerate(zip(compiled.rules, sources, strict=True)):
         if rule.chain == "input":
             continue
         if not any(rule.family in (None, a.version) and sets.matches(rule.dst, a) for a in mine):
             continue
-        if src == []:
-            continue  # a set with no members matches nobody
+        name = None
+        if src is not None:  # an empty set stays: it matches nobody until someone joins
+            name = source_set(position)
+            named[name] = src
         rules.append(
             {
                 "index": rule.index,
                 "from_hub": rule.chain == "output",
                 "family": rule.family,
-                "src": src,
+                "src": name,
                 "proto": rule.proto,
                 "ports": list(rule.ports),
                 "action": rule.action,
             }
         )
-    return {"default": compiled.default, "hub": [str(h) for h in hub], "rules": rules}
+    return {"default": compiled.default, "hub": [str(h) for h in hub], "sets": named,
+            "rules": rules}  # fmt: skip
 
 
-def _addresses(members: SetMembers, operand: Operand | None) -> list[str] | None:
+def element_key(element: str) -> tuple[int, int, int]:
+    """The order of a source set's elements: family, then address, then prefix length."""
+    net = ipaddress.ip_network(element, strict=False)
+    return (net.version, int(net.network_address), net.prefixlen)
+
+
+def _elements(members: SetMembers, operand: Operand | None) -> list[str] | None:
     if operand is None:
         return None
-    if operand.cidr is not None:
-        texts = [operand.cidr]
-    else:
-        texts = [e for name in operand.sets for e in members.get(name, ())]
-    nets = [ipaddress.ip_network(t, strict=False) for t in texts]
-    out: list[str] = []
-    for family in (4, 6):
-        merged = ipaddress.collapse_addresses(n for n in nets if n.version == family)  # type: ignore[type-var]
-        out += [str(n) for n in merged]
-    return out
+    texts = [operand.cidr] if operand.cidr is not None else [
+        e for name in operand.sets for e in members.get(name, ())
+    ]  # fmt: skip
+    out = set()
+    for text in texts:
+        net = ipaddress.ip_network(text, strict=False)
+        out.add(str(net.network_address) if net.num_addresses == 1 else str(net))
+    return sorted(out, key=element_key)
+
+
+class PeerClasses:
+    """Peers grouped by how the policy sees their tunnel addresses: two peers of one class
+    match the same side of the same rules, so they may talk with the same others and enforce
+    the same inbound rules. Made once per state of an interface, it answers who gets whom
+    with O(classes) policy checks per class instead of O(peers) per peer."""
+
+    def __init__(
+        self, compiled: CompiledPolicy, sets: SetIndex, tunnels: dict[int, Sequence[str]]
+    ) -> None:
+        self.compiled, self.sets = compiled, sets
+        self.of: dict[int, int] = {}  # peer id -> its class
+        self.members: list[list[int]] = []  # class -> its peers, in id order
+        self.addresses: list[Sequence[str]] = []  # class -> one member's tunnel addresses
+        found: dict[tuple[Any, ...], int] = {}
+        for peer_id in sorted(tunnels):
+            sig = tuple(self._signature(a) for a in tunnels[peer_id])
+            cls = found.get(sig)
+            if cls is None:
+                cls = found[sig] = len(self.members)
+                self.members.append([])
+                self.addresses.append(tunnels[peer_id])
+            self.of[peer_id] = cls
+            self.members[cls].append(peer_id)
+
+    def _signature(self, address: str) -> tuple[Any, ...]:
+        addr = ipaddress.ip_address(address)
+        rules = self.compiled.rules
+        return (
+            addr.version,
+            tuple(self.sets.matches(r.src, addr) for r in rules),
+            tuple(self.sets.matches(r.dst, addr) for r in rules),
+        )
+
+    def talks_with(self, cls: int) -> list[int]:
+        """The peers (ids, in order; the class's own members too) a peer of ``cls`` may
+        exchange any traffic with (:func:`may_talk`)."""
+        mine = self.addresses[cls]
+        return sorted(
+            peer_id
+            for other, members in enumerate(self.members)
+            if may_talk(self.compiled, self.sets, mine, self.addresses[other])
+            for peer_id in members
+        )

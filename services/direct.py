@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
-from dataclasses import dataclass
+import threading
 from typing import Any
 
 from psycopg import Connection
@@ -25,17 +25,17 @@ from db.peer_candidates import (
 )
 from db.peers import get_peer
 from db.rows import InterfaceRow
-from elysium.config_delta import config_version
+from elysium.config_delta import canonical, config_version
 from elysium.direct import (
+    PeerClasses,
     candidate_endpoints,
     inbound_rules,
-    may_talk,
     parse_candidates,
     rule_sources,
 )
 from elysium.errors import Forbidden, ValidationError
 from elysium.networks import hub_addresses
-from elysium.policy import CompiledPolicy, SetIndex
+from elysium.policy import SetIndex
 from elysium.states import is_live_peer
 from services.policy import compile_with, mesh_peers
 
@@ -111,17 +111,51 @@ def _path(item: object, at: str) -> dict[str, Any]:
     return {k: item.get(k) for k in ("peer_id", "path", "endpoint", "why")}
 
 
-@dataclass(frozen=True)
 class Snapshot:
     """What every peer of a direct interface shares, computed once per state of the
-    interface and its peers (in this process): the compiled policy, its indexed sets, and
-    each peer's entry as the others list it."""
+    interface and its peers (in this process): the compiled policy, its indexed sets, each
+    peer's entry as the others list it (and its canonical JSON), and per class of peers
+    (``elysium.direct.PeerClasses``) whom they get and the rules they enforce, made on first
+    use. A follower then only picks its own slice."""
 
-    compiled: CompiledPolicy
-    sets: SetIndex
-    sources: list[list[str] | None]  # each compiled rule's source, as addresses
-    peers: tuple[dict[str, Any], ...]
-    entries: dict[int, dict[str, Any]]
+    def __init__(
+        self, iface: InterfaceRow, peers: list[dict[str, Any]], across: list[dict[str, Any]]
+    ) -> None:
+        self.compiled, members = compile_with(iface, peers, across)
+        self.sets = SetIndex(members)
+        self.sources = rule_sources(self.compiled, members)
+        self.hub = [h.split("/")[0] for h in hub_addresses(iface["network"], iface["network6"])]
+        self.peers = {p["id"]: p for p in peers}
+        self.entries = {
+            p["id"]: {
+                "peer_id": p["id"],
+                "public_key": p["public_key"],
+                "addresses": [_host(a) for a in _tunnel(p)],
+                "endpoints": candidate_endpoints(
+                    p["endpoint"], p["local_addresses"], p["listen_port"]
+                ),
+                "keepalive": DIRECT_KEEPALIVE_S,
+            }
+            for p in peers
+        }
+        self.texts = {i: canonical(e) for i, e in self.entries.items()}
+        self.classes = PeerClasses(self.compiled, self.sets, {p["id"]: _tunnel(p) for p in peers})
+        self._lock = threading.Lock()
+        self._made: dict[int, tuple[list[int], dict[str, Any], str]] = {}
+
+    def of_class(self, cls: int) -> tuple[list[int], dict[str, Any], str]:
+        """(the peers a member of ``cls`` may talk with, its ``inbound``, that in canonical
+        JSON), made once per class."""
+        made = self._made.get(cls)
+        if made is None:
+            with self._lock:
+                made = self._made.get(cls)
+                if made is None:
+                    own = self.classes.addresses[cls]
+                    inbound = inbound_rules(self.compiled, self.sets, self.sources, own, self.hub)
+                    made = (self.classes.talks_with(cls), inbound, canonical(inbound))
+                    self._made[cls] = made
+        return made
 
 
 # interface id -> (the state it was computed from, its snapshot): the latest only, so a
@@ -143,19 +177,7 @@ def snapshot(conn: Connection[DictRow], iface: InterfaceRow) -> Snapshot:
     cached = _snapshots.get(iface["id"])
     if cached is not None and cached[0] == state:
         return cached[1]
-    compiled, members = compile_with(iface, peers, across)
-    entries = {
-        p["id"]: {
-            "peer_id": p["id"],
-            "public_key": p["public_key"],
-            "addresses": [_host(a) for a in _tunnel(p)],
-            "endpoints": candidate_endpoints(p["endpoint"], p["local_addresses"], p["listen_port"]),
-            "keepalive": DIRECT_KEEPALIVE_S,
-        }
-        for p in peers
-    }
-    sources = rule_sources(compiled, members)
-    made = Snapshot(compiled, SetIndex(members), sources, tuple(peers), entries)
+    made = Snapshot(iface, peers, across)
     _snapshots[iface["id"]] = (state, made)
     return made
 
@@ -164,32 +186,38 @@ def _tunnel(peer: dict[str, Any]) -> list[str]:
     return [a for a in (peer["address"], peer["address6"]) if a]
 
 
-def direct_config(conn: Connection[DictRow], config: dict[str, Any]) -> dict[str, Any]:
+def direct_config(
+    conn: Connection[DictRow],
+    config: dict[str, Any],
+    iface: InterfaceRow | None = None,
+    snap: Snapshot | None = None,
+) -> dict[str, Any]:
     """``config`` (``db.peer_config.peer_config``) with ``direct`` and, on a direct
     interface, ``direct_peers``: the peers policy lets this one talk with, in id order, each
     ``{peer_id, public_key, addresses, endpoints, keepalive}`` (endpoints: where the hub saw
     it, then its reported addresses), and ``inbound``: the rules it enforces itself on what
     reaches it (``elysium.direct.inbound_rules``). The version covers them. Off: the config
-    as it was."""
-    iface = get_interface(conn, config["interface_id"])
+    as it was. ``iface`` and ``snap``: the interface's row and :class:`Snapshot` when a
+    caller already holds them for this state (else read here)."""
+    if iface is None:
+        iface = get_interface(conn, config["interface_id"])
     if not iface["direct"]:
         return config
-    snap = snapshot(conn, iface)
-    me = next((p for p in snap.peers if p["id"] == config["peer_id"]), None)
+    if snap is None:
+        snap = snapshot(conn, iface)
+    me = config["peer_id"]
     listed: list[dict[str, Any]] = []
+    texts: list[str] = []
     inbound: dict[str, Any] | None = None
-    if me is not None:
-        mine = _tunnel(me)
-        hub = [h.split("/")[0] for h in hub_addresses(iface["network"], iface["network6"])]
-        inbound = inbound_rules(snap.compiled, snap.sets, snap.sources, mine, hub)
-        listed = [
-            snap.entries[other["id"]]
-            for other in snap.peers
-            if other["id"] != me["id"] and may_talk(snap.compiled, snap.sets, mine, _tunnel(other))
-        ]
+    inbound_text = "null"
+    if me in snap.peers:
+        ids, inbound, inbound_text = snap.of_class(snap.classes.of[me])
+        listed = [snap.entries[i] for i in ids if i != me]
+        texts = [snap.texts[i] for i in ids if i != me]
     out = {k: v for k, v in config.items() if k != "version"}
     out |= {"direct": True, "direct_peers": listed, "inbound": inbound}
-    return {**out, "version": config_version(out)}
+    spliced = {"direct_peers": "[" + ",".join(texts) + "]", "inbound": inbound_text}
+    return {**out, "version": config_version(out, spliced)}
 
 
 def _host(address: str) -> str:

@@ -15,24 +15,31 @@ from db import jobs as jobs_db
 from db.config_notify import interface_key, peer_key
 from db.interfaces import get_interface
 from db.notify import Connect, Notifications
-from db.peer_config import peer_config
+from db.peer_config import config_from_row, config_row
 from db.peers import get_peer, update_peer
 from elysium import pki
 from elysium.config_delta import config_delta
 from elysium.errors import ElysiumError, Forbidden
 from elysium.queue import JobQueue
 from elysium.states import JobKind, JobStatus, is_live_peer
+from services.config_views import ConfigViews, InterfaceView
 from services.direct import direct_config
 from services.jobs import Record, Submitted, submit_hub_job
 from services.peers import peer_record
 
 
-def current_config(conn: Connection[DictRow], peer_id: int) -> dict[str, Any]:
-    """The peer's config with its version; a peer no longer live gets a 403 ``peer_not_live``."""
-    peer = get_peer(conn, peer_id)
-    if not is_live_peer(peer["status"]):
-        raise Forbidden(f"peer {peer_id} is {peer['status']}", code="peer_not_live")
-    return direct_config(conn, peer_config(conn, peer_id))
+def current_config(
+    conn: Connection[DictRow], peer_id: int, view: InterfaceView | None = None
+) -> dict[str, Any]:
+    """The peer's config with its version; a peer no longer live gets a 403 ``peer_not_live``.
+    ``view``: its interface as every follower shares it now (else read here for this peer)."""
+    row = config_row(conn, peer_id)
+    if not is_live_peer(row["status"]):
+        raise Forbidden(f"peer {peer_id} is {row['status']}", code="peer_not_live")
+    if view is None or view.iface["id"] != row["interface_id"]:
+        return direct_config(conn, config_from_row(conn, row))
+    config = config_from_row(conn, row, view.subnets)
+    return direct_config(conn, config, view.iface, view.snap)
 
 
 def follow_config(
@@ -42,18 +49,22 @@ def follow_config(
     version: str | None,
     wait_s: float,
     delta: bool = False,
+    views: ConfigViews | None = None,
 ) -> dict[str, Any]:
     """The peer's config at once when its version is not ``version``; else when it moves,
     or as it is after ``wait_s``. Waiting holds no database connection: the process's one
     listener wakes it when a notification names the peer or its interface. With ``delta``,
     a config that moved while waiting comes as ``elysium.config_delta.config_delta`` from
-    the one the follower holds (a follower too far behind gets the whole config)."""
+    the one the follower holds (a follower too far behind gets the whole config). ``views``:
+    the process's shared views, so that followers woken together read their interface once
+    (``services.config_views``)."""
     deadline = time.monotonic() + wait_s
     with connect() as conn:
         config = current_config(conn, peer_id)
     if version is None or wait_s <= 0 or config["version"] != version:
         return config
-    keys = (interface_key(config["interface_id"]), peer_key(peer_id))
+    iface_key = interface_key(config["interface_id"])
+    keys = (iface_key, peer_key(peer_id))
     with notifications.subscribe(keys) as moved:
         with connect() as conn:  # again, now that no change can slip past unnoticed
             config = current_config(conn, peer_id)
@@ -63,8 +74,10 @@ def follow_config(
             if left <= 0 or not moved.wait(left):
                 break
             moved.clear()
+            token = notifications.generation(iface_key) if views is not None else None
             with connect() as conn:
-                config = current_config(conn, peer_id)
+                view = views.view(conn, config["interface_id"], token) if views else None
+                config = current_config(conn, peer_id, view)
     if delta and base["version"] == version and config["version"] != version:
         return config_delta(base, config)  # the follower holds ``base``: only what moved
     return config

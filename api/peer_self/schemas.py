@@ -46,8 +46,9 @@ class PeerConfigSchema(ma.Schema):
         allow_none=True,
         metadata={
             "description": "on a direct interface, the policy's rules whose destination is"
-            " this peer ({default, hub, rules: [{index, from_hub, family, src, proto, ports,"
-            " action}]}): the peer enforces them itself, as a direct path passes no hub"
+            " this peer ({default, hub, sets: {name: [address or CIDR]}, rules: [{index,"
+            " from_hub, family, src (a set's name, or null: any), proto, ports, action}]}):"
+            " the peer enforces them itself, as a direct path passes no hub"
         },
     )
     version = ma.fields.String(
@@ -70,8 +71,9 @@ class PeerConfigArgs(ma.Schema):
         load_default=False,
         metadata={
             "description": "with version and wait: a config that moves while waiting comes as"
-            " {version, base, set, unset, direct_peers: {upsert, remove, present}} from the"
-            " config of version `version` (a follower too far behind gets the whole config)"
+            " {version, base, keys, set, unset, direct_peers: {upsert, remove, present},"
+            " inbound_sets: {name: {add, remove}}} from the config of version `version`"
+            " (a follower too far behind gets the whole config)"
         },
     )
 

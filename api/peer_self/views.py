@@ -53,6 +53,7 @@ def config(args: dict[str, Any]) -> Any:
         args["version"],
         min(args["wait"], state.settings().config_wait_max_s),
         args["delta"],
+        state.config_views(),
     )
     if "base" in found:  # a delta: not a config, so not through the config's schema
         return jsonify(found)

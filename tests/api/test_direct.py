@@ -149,19 +149,21 @@ def test_a_direct_config_lists_exactly_the_peers_policy_lets_talk(
     assert [p["public_key"] for p in conf_b["direct_peers"]] == [a_key]
     assert conf_c["direct_peers"] == []
     assert c_key not in str(conf_a) + str(conf_b)
-    # What each enforces itself: B lets A in by the rule; A and C only have the default.
+    # What each enforces itself: B lets A in by the rule (its source a named set); A and C
+    # only have the default.
     assert conf_b["inbound"]["rules"] == [
         {
             "index": 0,
             "from_hub": False,
             "family": 4,
-            "src": ["10.30.0.2/32"],
+            "src": "src_0",
             "proto": None,
             "ports": [],
             "action": "accept",
         }
     ]
-    assert conf_a["inbound"] == {"default": "drop", "hub": ["10.30.0.1"], "rules": []}
+    assert conf_b["inbound"]["sets"] == {"src_0": ["10.30.0.2"]}
+    assert conf_a["inbound"] == {"default": "drop", "hub": ["10.30.0.1"], "sets": {}, "rules": []}
 
 
 def test_a_pair_dropped_both_ways_is_apart_and_follow_wakes_on_candidates(

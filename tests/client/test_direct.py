@@ -224,6 +224,40 @@ def test_on_a_direct_path_the_receiver_enforces_the_policy(stack: DirectStack) -
     assert path_to(a, b) == "direct"  # all of it went direct
 
 
+def set_elements(peer: Peer, name: str) -> list[str]:
+    shown = in_ns(peer.ns, "nft", "-j", "list", "set", "inet", "elysium_peer", name).stdout
+    found = next(o["set"] for o in json.loads(shown)["nftables"] if "set" in o)
+    return [e for e in found.get("elem", []) if isinstance(e, str)]
+
+
+def set_tags(stack: DirectStack, peer: Peer, tags: list[str]) -> None:
+    listed = stack.api.call("GET", f"/v1/peers?interface_id={stack.interface_id}")["items"]
+    peer_id = next(p["id"] for p in listed if p["public_key"] == peer.key)
+    job = stack.api.call("PATCH", f"/v1/peers/{peer_id}", json={"tags": tags})
+    stack.api.wait_job(job["job_id"])
+
+
+def test_a_peer_joining_a_source_is_one_set_element_on_the_receiver(stack: DirectStack) -> None:
+    """C tagged ``a`` joins the source of B's rule (tag a → tag b): B's follower gets it as a
+    set element (its table is not reloaded: an element of the test's own stays) and lets C in."""
+    b, c = stack.b, stack.c
+    set_direct(stack, True)
+    wait_for(lambda: set_elements(b, "src_0_4") == [stack.a.address], 30, "B's source set")
+    in_ns(b.ns, "nft", "add", "element", "inet", "elysium_peer", "src_0_4", "{ 10.78.0.250 }")
+    try:
+        set_tags(stack, c, ["c", "a"])
+        wait_for(lambda: c.address in set_elements(b, "src_0_4"), 15, "C in B's source set")
+        assert "10.78.0.250" in set_elements(b, "src_0_4")  # the table was not replaced
+        accepted = counter_packets(b, "rule_0")
+        assert ping(c.ns, b.address, tries=5)
+        assert counter_packets(b, "rule_0") > accepted
+        log = (b.state.parent / f"run-{b.ns}.log").read_text()
+        assert "did not apply" not in log  # followed by deltas all along
+    finally:
+        set_tags(stack, c, ["c"])
+    wait_for(lambda: c.address not in set_elements(b, "src_0_4"), 15, "C out of B's set")
+
+
 def test_direct_off_relays_every_pair_again_without_the_tunnel_going_down(
     stack: DirectStack,
 ) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from elysium.direct import candidate_endpoints, may_talk, parse_candidates
+from elysium.direct import PeerClasses, candidate_endpoints, may_talk, parse_candidates
 from elysium.errors import ValidationError
 from elysium.policy import (
     PeerMembership,
@@ -97,3 +97,26 @@ def test_the_hub_seen_endpoint_comes_first() -> None:
     got = candidate_endpoints("198.51.100.7:4000", ["192.168.1.2", "2001:db8::2"], 4000)
     assert got == ["198.51.100.7:4000", "192.168.1.2:4000", "[2001:db8::2]:4000"]
     assert candidate_endpoints(None, ["192.168.1.2"], None) == []
+
+
+def test_peer_classes_answer_who_gets_whom_as_each_pair_asked_alone() -> None:
+    tagged = [PeerMembership(i, (("ops",), ("srv",), ())[i % 3], (f"10.9.1.{i}",))
+              for i in range(2, 40)]  # fmt: skip
+    body = {
+        "default": "drop",
+        "rules": [
+            {"from": "tag:ops", "to": "tag:srv", "proto": "tcp", "ports": ["22"],
+             "action": "accept"},
+            {"from": "peer:7", "to": "any", "action": "drop"},
+            {"from": "any", "to": "peer:9", "action": "accept"},
+        ],
+    }  # fmt: skip
+    parsed = parse_policy(body, known_tags={"ops", "srv"}, known_peers={7, 9})
+    compiled = compile_policy("wg0", parsed)
+    sets = SetIndex(members_for("wg0", tagged, [], ["10.9.1.1/24"]))
+    classes = PeerClasses(compiled, sets, {p.peer_id: p.addresses for p in tagged})
+
+    assert len(classes.members) < len(tagged)  # peers the policy sees alike share a class
+    for p in tagged:
+        expected = [q.peer_id for q in tagged if may_talk(compiled, sets, p.addresses, q.addresses)]
+        assert classes.talks_with(classes.of[p.peer_id]) == expected
