@@ -19,6 +19,7 @@ import json
 import multiprocessing
 import os
 import secrets
+import shutil
 import ssl
 import subprocess
 import tempfile
@@ -394,12 +395,14 @@ def follow_across_replicas(
     workers: int = 2,
     threads: int | None = None,
     repoll: bool = True,
+    pool_max: int | None = None,
+    logs: Path | None = None,
 ) -> dict[str, Any]:
     """``followers`` peers long-polling their config through ``balancers`` HAProxy processes
     (each follower process through one) in front of ``replicas`` API replicas of ``workers``
     gunicorn workers; one interface-wide change; when each saw it, and the replicas' RSS."""
-    if threads is None:  # every waiter holds a thread: room for all, unevenly spread
-        threads = followers * 3 // (2 * replicas * workers) + 64
+    if threads is None:  # a follower holds no thread while it waits: the default
+        threads = Settings.api_threads
     prefix = f"elybench{secrets.token_hex(3)}:"
     ctx = multiprocessing.get_context("spawn")
     with throwaway_database() as url, tempfile.TemporaryDirectory() as tmp:
@@ -407,6 +410,8 @@ def follow_across_replicas(
         settings = dataclasses.replace(
             tls_settings(url, d, prefix), api_workers=workers, api_threads=threads
         )
+        if pool_max is not None:
+            settings = dataclasses.replace(settings, db_pool_max=pool_max)
         started = time.perf_counter()
         certificates = enroll_peers(url, d, followers)
         enrolled_s = time.perf_counter() - started
@@ -449,6 +454,10 @@ def follow_across_replicas(
                     reconnects += again
                     failed += errors
             finally:
+                if logs is not None:  # the replicas' and balancers' logs, for a look after
+                    logs.mkdir(parents=True, exist_ok=True)
+                    for log in d.glob("*.log"):
+                        shutil.copy(log, logs / log.name)
                 for proc, _ in clients:
                     proc.join(10)
                     if proc.is_alive():

@@ -4,8 +4,8 @@ certificate before its own runs out."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn, Protocol
 
 from cryptography import x509
 from psycopg import Connection
@@ -50,6 +50,7 @@ def follow_config(
     wait_s: float,
     delta: bool = False,
     views: ConfigViews | None = None,
+    parking: Parking | None = None,
 ) -> dict[str, Any]:
     """The peer's config at once when its version is not ``version``; else when it moves,
     or as it is after ``wait_s``. Waiting holds no database connection: the process's one
@@ -57,7 +58,12 @@ def follow_config(
     a config that moved while waiting comes as ``elysium.config_delta.config_delta`` from
     the one the follower holds (a follower too far behind gets the whole config). ``views``:
     the process's shared views, so that followers woken together read their interface once
-    (``services.config_views``)."""
+    (``services.config_views``). ``parking``: the request may wait without its thread
+    (see :class:`Parking`)."""
+    if parking is not None:
+        return _follow_parked(
+            connect, notifications, peer_id, version, wait_s, delta, views, parking
+        )
     deadline = time.monotonic() + wait_s
     with connect() as conn:
         config = current_config(conn, peer_id)
@@ -80,6 +86,68 @@ def follow_config(
                 config = current_config(conn, peer_id, view)
     if delta and base["version"] == version and config["version"] != version:
         return config_delta(base, config)  # the follower holds ``base``: only what moved
+    return config
+
+
+class Parking(Protocol):
+    """A request that can wait without holding a thread (api/gunicorn_worker.py): the state
+    kept across the calls that serve it. A call that must wait subscribes the request, reads
+    once more, and parks it (``park`` does not return); a notification or the deadline then
+    serves the request again (``resumed``), on whichever thread is free."""
+
+    started: float  # when the request came (time.monotonic)
+    resumed: bool  # this call serves the request again after it was parked
+    base: dict[str, Any] | None  # the config it was parked on
+
+    def subscribe(self, notifications: Notifications, keys: Sequence[str]) -> None: ...
+
+    def unsubscribe(self) -> None: ...
+
+    def park(self, deadline: float, base: dict[str, Any]) -> NoReturn: ...
+
+
+def _follow_parked(
+    connect: Connect,
+    notifications: Notifications,
+    peer_id: int,
+    version: str | None,
+    wait_s: float,
+    delta: bool,
+    views: ConfigViews | None,
+    parking: Parking,
+) -> dict[str, Any]:
+    """``follow_config`` for a request that waits without a thread: each call reads once
+    (through the shared view once the interface is known) and answers or parks."""
+    deadline = parking.started + wait_s
+    parking.unsubscribe()  # woken: from here on, this call decides anew
+
+    def read(interface_id: int | None) -> dict[str, Any]:
+        with connect() as conn:
+            if views is None or interface_id is None:
+                return current_config(conn, peer_id)
+            token = notifications.generation(interface_key(interface_id))
+            return current_config(conn, peer_id, views.view(conn, interface_id, token))
+
+    base = parking.base
+    config = read(base["interface_id"] if base is not None else None)
+    if version is None or wait_s <= 0 or config["version"] != version:
+        if delta and base is not None and base["version"] == version:
+            return config_delta(base, config)  # the follower holds ``base``: what moved
+        return config
+    if time.monotonic() >= deadline:
+        return config
+    keys = (interface_key(config["interface_id"]), peer_key(peer_id))
+    parking.subscribe(notifications, keys)
+    try:
+        config = read(config["interface_id"])  # again: no change can slip past unnoticed
+    except BaseException:
+        parking.unsubscribe()
+        raise
+    if config["version"] == version:
+        parking.park(deadline, base if base is not None else config)
+    parking.unsubscribe()
+    if delta and base is not None and base["version"] == version:
+        return config_delta(base, config)
     return config
 
 
