@@ -37,6 +37,7 @@ from db.notify import Notifications
 # Threads per worker process that serve parked requests again (a wake-up reads one row and
 # writes one answer: a few keep both cores busy; more would only queue on the database pool).
 RESUME_THREADS = 8
+MEMO_ATTRIBUTE = "elysium_memo"  # on gunicorn's connection object
 
 
 class Parked(BaseException):  # not Exception: Flask must not turn it into a 500
@@ -52,6 +53,8 @@ class ParkedRequest:
         self.started = time.monotonic()
         self.resumed = False
         self.base: dict[str, Any] | None = None
+        # What the view remembers of this connection's last answer (services.peer_self).
+        self.memo: Any = getattr(conn, MEMO_ATTRIBUTE, None)
         self.deadline = 0.0
         self._lock = threading.Lock()
         self._parked = False  # held by its subscription only
@@ -140,7 +143,9 @@ class ClientCertWorker(ThreadWorker):
         slot = getattr(self._current, "resuming", None) or ParkedRequest(self, conn, req)
         self._current.slot = slot
         try:
-            return super().handle_request(req, conn)
+            answered = super().handle_request(req, conn)
+            setattr(conn, MEMO_ATTRIBUTE, slot.memo)
+            return answered
         except Parked:
             self._current.parked = slot
             return True

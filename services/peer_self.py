@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, NoReturn, Protocol
 
 from cryptography import x509
@@ -93,17 +94,36 @@ class Parking(Protocol):
     """A request that can wait without holding a thread (api/gunicorn_worker.py): the state
     kept across the calls that serve it. A call that must wait subscribes the request, reads
     once more, and parks it (``park`` does not return); a notification or the deadline then
-    serves the request again (``resumed``), on whichever thread is free."""
+    serves the request again (``resumed``), on whichever thread is free. ``memo`` stays with
+    the connection from one request to the next (see :class:`FollowMemo`)."""
 
     started: float  # when the request came (time.monotonic)
     resumed: bool  # this call serves the request again after it was parked
     base: dict[str, Any] | None  # the config it was parked on
+    memo: Any
 
     def subscribe(self, notifications: Notifications, keys: Sequence[str]) -> None: ...
 
     def unsubscribe(self) -> None: ...
 
     def park(self, deadline: float, base: dict[str, Any]) -> NoReturn: ...
+
+
+@dataclass(frozen=True)
+class FollowMemo:
+    """The config last answered on a connection and the notification generations of its keys
+    taken before it was read: a follower asks again for that very version at once, and while
+    no notification has named its interface or itself since, the config is still that one, so
+    the request parks without reading anything (a wake-up then reads as usual)."""
+
+    peer_id: int
+    config: dict[str, Any]
+    tokens: tuple[Any, Any]
+
+
+def _tokens(notifications: Notifications, keys: Sequence[str]) -> tuple[Any, Any] | None:
+    found = tuple(notifications.generation(k) for k in keys)
+    return None if None in found else (found[0], found[1])
 
 
 def _follow_parked(
@@ -117,16 +137,33 @@ def _follow_parked(
     parking: Parking,
 ) -> dict[str, Any]:
     """``follow_config`` for a request that waits without a thread: each call reads once
-    (through the shared view once the interface is known) and answers or parks."""
+    (through the shared view once the interface is known) and answers or parks; a follower
+    asking again for what it was just told parks without a read (:class:`FollowMemo`)."""
     deadline = parking.started + wait_s
     parking.unsubscribe()  # woken: from here on, this call decides anew
+    memo = parking.memo if isinstance(parking.memo, FollowMemo) else None
+    if memo is not None and (memo.peer_id != peer_id or parking.resumed):
+        memo = None
+    if memo is not None and version == memo.config["version"] and wait_s > 0:
+        keys = (interface_key(memo.config["interface_id"]), peer_key(peer_id))
+        if _tokens(notifications, keys) == memo.tokens and time.monotonic() < deadline:
+            parking.subscribe(notifications, keys)
+            if _tokens(notifications, keys) == memo.tokens:  # nothing came in between
+                parking.park(deadline, memo.config)
+            parking.unsubscribe()
 
     def read(interface_id: int | None) -> dict[str, Any]:
+        keys = (interface_key(interface_id), peer_key(peer_id)) if interface_id else None
+        tokens = _tokens(notifications, keys) if keys is not None else None
         with connect() as conn:
             if views is None or interface_id is None:
-                return current_config(conn, peer_id)
-            token = notifications.generation(interface_key(interface_id))
-            return current_config(conn, peer_id, views.view(conn, interface_id, token))
+                config = current_config(conn, peer_id)
+            else:
+                view = views.view(conn, interface_id, tokens[0] if tokens else None)
+                config = current_config(conn, peer_id, view)
+        same_interface = interface_id == config["interface_id"]
+        parking.memo = FollowMemo(peer_id, config, tokens) if tokens and same_interface else None
+        return config
 
     base = parking.base
     config = read(base["interface_id"] if base is not None else None)
