@@ -24,7 +24,7 @@ import ssl
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -397,6 +397,7 @@ def follow_across_replicas(
     repoll: bool = True,
     pool_max: int | None = None,
     logs: Path | None = None,
+    before_change: Callable[[list[int]], Any] | None = None,
 ) -> dict[str, Any]:
     """``followers`` peers long-polling their config through ``balancers`` HAProxy processes
     (each follower process through one) in front of ``replicas`` API replicas of ``workers``
@@ -440,6 +441,8 @@ def follow_across_replicas(
                 connect_s = max(_from_client(proc, pipe, 900)[1] for proc, pipe in clients)
                 wait_idle(pids, 60)
                 following_rss = sum(rss_mb(pid) for pid in pids)
+                if before_change is not None:  # e.g. a profiler, given the replicas' pids
+                    before_change(pids)
                 changed_at = time.time()
                 with psycopg.connect(url, autocommit=True) as conn:
                     conn.execute("UPDATE interfaces SET dns = '{10.64.0.53}'")
