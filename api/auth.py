@@ -157,7 +157,15 @@ def require_peer(view: F) -> F:
 
     @functools.wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        g.caller = peer_from_certificate()
+        parked = state.parking()
+        if parked is not None and parked.resumed and parked.caller is not None:
+            # Served again after waiting parked: authenticated when it came, as a request
+            # waiting on a thread is (its peer's status is read again with its config).
+            g.caller = parked.caller
+        else:
+            g.caller = peer_from_certificate()
+            if parked is not None:
+                parked.caller = g.caller
         return view(*args, **kwargs)
 
     return wrapper  # type: ignore[return-value]

@@ -55,6 +55,7 @@ class ParkedRequest:
         self.base: dict[str, Any] | None = None
         # What the view remembers of this connection's last answer (services.peer_self).
         self.memo: Any = getattr(conn, MEMO_ATTRIBUTE, None)
+        self.caller: Any = None  # api.auth: who it was authenticated as when it came
         self.deadline = 0.0
         self._lock = threading.Lock()
         self._parked = False  # held by its subscription only

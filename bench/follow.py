@@ -443,6 +443,8 @@ def follow_across_replicas(
                 following_rss = sum(rss_mb(pid) for pid in pids)
                 if before_change is not None:  # e.g. a profiler, given the replicas' pids
                     before_change(pids)
+                client_pids = [proc.pid for proc, _ in clients if proc.pid is not None]
+                cpu_before = group_cpu_s(pids), group_cpu_s(client_pids)
                 changed_at = time.time()
                 with psycopg.connect(url, autocommit=True) as conn:
                     conn.execute("UPDATE interfaces SET dns = '{10.64.0.53}'")
@@ -456,6 +458,12 @@ def follow_across_replicas(
                     delays += [at - changed_at for at in seen]
                     reconnects += again
                     failed += errors
+                # CPU the fan-out took (to the last follower's answer, and a little after):
+                # what the figure costs apart from how busy the machine was.
+                fanout_cpu = (
+                    group_cpu_s(pids) - cpu_before[0],
+                    group_cpu_s(client_pids) - cpu_before[1],
+                )
             finally:
                 if logs is not None:  # the replicas' and balancers' logs, for a look after
                     logs.mkdir(parents=True, exist_ok=True)
@@ -472,6 +480,8 @@ def follow_across_replicas(
         "fanout_p50_s": round(percentile(delays, 0.5), 3) if delays else None,
         "fanout_p99_s": round(percentile(delays, 0.99), 3) if delays else None,
         "fanout_max_s": round(max(delays), 3) if delays else None,
+        "replicas_cpu_s": round(fanout_cpu[0], 2),
+        "clients_cpu_s": round(fanout_cpu[1], 2),
         "replicas_rss_mb_idle": round(idle_rss, 1),
         "replicas_rss_mb": round(following_rss, 1),
         "connect_all_s": round(connect_s, 1),

@@ -101,6 +101,7 @@ class Parking(Protocol):
     resumed: bool  # this call serves the request again after it was parked
     base: dict[str, Any] | None  # the config it was parked on
     memo: Any
+    caller: Any  # who it was authenticated as when it came (the API's)
 
     def subscribe(self, notifications: Notifications, keys: Sequence[str]) -> None: ...
 
