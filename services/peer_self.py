@@ -137,8 +137,8 @@ def _follow_parked(
     views: ConfigViews | None,
     parking: Parking,
 ) -> dict[str, Any]:
-    """``follow_config`` for a request that waits without a thread: each call reads once
-    (through the shared view once the interface is known) and answers or parks; a follower
+    """``follow_config`` for a request that waits without a thread: each call reads (a woken
+    one through the view its interface's followers share) and answers or parks; a follower
     asking again for what it was just told parks without a read (:class:`FollowMemo`)."""
     deadline = parking.started + wait_s
     parking.unsubscribe()  # woken: from here on, this call decides anew
@@ -153,13 +153,13 @@ def _follow_parked(
                 parking.park(deadline, memo.config)
             parking.unsubscribe()
 
-    def read(interface_id: int | None) -> dict[str, Any]:
+    def read(interface_id: int | None, woken: bool) -> dict[str, Any]:
         keys = (interface_key(interface_id), peer_key(peer_id)) if interface_id else None
         tokens = _tokens(notifications, keys) if keys is not None else None
         with connect() as conn:
-            if views is None or interface_id is None:
+            if views is None or interface_id is None or not woken:
                 config = current_config(conn, peer_id)
-            else:
+            else:  # woken with the others of its interface: the view they share
                 view = views.view(conn, interface_id, tokens[0] if tokens else None)
                 config = current_config(conn, peer_id, view)
         same_interface = interface_id == config["interface_id"]
@@ -167,7 +167,7 @@ def _follow_parked(
         return config
 
     base = parking.base
-    config = read(base["interface_id"] if base is not None else None)
+    config = read(base["interface_id"] if base is not None else None, parking.resumed)
     if version is None or wait_s <= 0 or config["version"] != version:
         if delta and base is not None and base["version"] == version:
             return config_delta(base, config)  # the follower holds ``base``: what moved
@@ -177,7 +177,7 @@ def _follow_parked(
     keys = (interface_key(config["interface_id"]), peer_key(peer_id))
     parking.subscribe(notifications, keys)
     try:
-        config = read(config["interface_id"])  # again: no change can slip past unnoticed
+        config = read(config["interface_id"], False)  # again: no change slips past now
     except BaseException:
         parking.unsubscribe()
         raise
