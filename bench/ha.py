@@ -100,6 +100,10 @@ def followers_figures() -> dict[str, Any]:
             "followers": run["followers"],
             "fanout_p50_s": run["fanout_p50_s"],
             "fanout_max_s": run["fanout_max_s"],
+            # the CPU the change took, apart from how busy the machine was
+            "replicas_cpu_s": run["replicas_cpu_s"],
+            "replicas_cpu_ms_per_follower": round(1000 * run["replicas_cpu_s"] / FOLLOWERS, 3),
+            "clients_cpu_s": run["clients_cpu_s"],
             "replicas_rss_mb_idle": run["replicas_rss_mb_idle"],
             "connect_all_s": run["connect_all_s"],
             "reconnects": run["reconnects"],
