@@ -13,11 +13,24 @@
 - ``rtt_direct_ms`` / ``rtt_relayed_ms``: ping's average over 20 probes, same run.
 - ``throughput_direct_mbps`` / ``throughput_relayed_mbps``: iperf3 (Debian's) TCP from A to
   B for 3 s, same run.
-Run: ``.venv/bin/python -m bench.direct`` (writes bench/results/direct.json).
+- ``join_fanout_1000_p99_s`` and ``join_delta_bytes_1000``: 1,000 followers (``bench.follow``'s
+  light TLS followers, one keep-alive connection and client certificate each, no tunnel) on
+  one direct interface of the real API (2 workers) whose policy is ``tag:all → tag:all``
+  accept, every peer tagged ``all``. Each holds its whole config and long-polls
+  ``GET /v1/peer/config?version=V&wait=55&delta=true``, applying each delta
+  (``elysium.config_delta.apply_delta``). One peer joins (a row, tagged ``all``, committed in
+  one transaction): the p99 over followers of the time from the commit until the follower
+  holds a config listing the new peer (goal ≤ 2 s), and the most bytes any follower received
+  for it: HTTP status line, headers and body of the answers from the join until it has it,
+  as they come out of TLS (goal ≤ 2 KB). ``join_whole_config_bytes_1000``: one follower's
+  whole config, what it would get without deltas.
+Run: ``.venv/bin/python -m bench.direct`` (writes bench/results/direct.json);
+``.venv/bin/python -m bench.direct join`` runs only the join and prints its figures.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -33,12 +46,16 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
 
 from bench.api import api_server, tls_settings
 from bench.client import Api, client, follower, in_ns
+from bench.follow import CONNECTING_AT_ONCE, WAIT_S, Follower, peers_with_certificates
 from bench.scaffold import (
     elysium_processes,
     percentile,
+    random_key,
     size,
     throwaway_database,
     throwaway_redis_prefix,
@@ -48,12 +65,17 @@ from bench.scaffold import (
 )
 from dataplane.uapi import UapiDriver
 from dataplane.wireguard_go import WireguardGo
+from db.peers import create_peer
 from db.tokens import create_api_token
+from elysium.config_delta import apply_delta
+from elysium.policy import parse_policy, policy_to_json
 
 UNDERLAY = "198.18.79"
 HUB = "hub-d"
 NETWORK = "10.79.0.0/24"
 REPETITIONS = size(full=10, small=1)
+JOIN_FOLLOWERS = size(full=1000, small=10)
+ALL_TALK = {"default": "drop", "rules": [{"from": "tag:all", "to": "tag:all", "action": "accept"}]}
 B_WAN = f"{UNDERLAY}.51"
 
 
@@ -259,7 +281,144 @@ def run(url: str, hub_ns: str, peer_nss: list[str], d: Path) -> dict[str, Any]:
     return figures
 
 
+class JoinFollower(Follower):
+    """A light follower that holds its whole config and takes deltas (as ``run`` does)."""
+
+    config: dict[str, Any]
+
+    async def connect(self) -> None:
+        self.reader, self.writer = await asyncio.open_connection(
+            self.host, self.port, ssl=self.context, server_hostname=self.host
+        )
+        self.config = await self.get("")
+        self.version = self.config["version"]
+
+    async def wait_for(self, key: str) -> None:
+        """Follow until an answer lists the peer with public ``key``; note when it came (the
+        answers are applied afterwards, by ``check``: this one process plays 1,000 clients)."""
+        self.answers: list[dict[str, Any]] = []
+        while True:
+            self.waiting.set()
+            body = await self.get(f"?version={self.version}&wait={WAIT_S}&delta=true")
+            arrived = time.time()
+            self.answers.append(body)
+            self.version = body["version"]
+            listed = body["direct_peers"]["upsert"] if "base" in body else body["direct_peers"]
+            if any(p["public_key"] == key for p in listed):
+                self.changed_at = arrived
+                return
+
+    def check(self, key: str) -> None:
+        """The answers, applied in turn to the config held, lead to one listing ``key``."""
+        for body in self.answers:
+            whole = apply_delta(self.config, body) if "base" in body else body
+            if whole is None:
+                raise RuntimeError(f"the delta to {body['version']} did not apply")
+            self.config = whole
+        assert any(p["public_key"] == key for p in self.config["direct_peers"])
+
+
+def all_talk(url: str) -> None:
+    """Every peer tagged ``all``; the interface direct, its policy ``tag:all → tag:all``."""
+    policy = policy_to_json(parse_policy(ALL_TALK, known_tags={"all"}, known_peers=set()))
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("UPDATE peers SET tags = '{all}'")
+        conn.execute("UPDATE interfaces SET direct = true, policy = %s", (Jsonb(policy),))
+
+
+def cpu_s(root_pid: int) -> float:
+    """CPU time of a process and its children so far (the gunicorn master and workers)."""
+    out = subprocess.run(["ps", "-o", "pid=,ppid=", "-e"], capture_output=True, text=True,
+                         check=True).stdout  # fmt: skip
+    rows = [tuple(int(x) for x in line.split()) for line in out.splitlines() if line.strip()]
+    family = {root_pid}
+    for _ in range(3):
+        family |= {pid for pid, ppid in rows if ppid in family}
+    total = 0
+    for pid in family:
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def wait_quiet(root_pid: int, timeout: float = 120) -> None:
+    """Until the API spends under 5% of a CPU over a second: its followers all wait."""
+    deadline = time.monotonic() + timeout
+    last = cpu_s(root_pid)
+    while time.monotonic() < deadline:
+        time.sleep(1)
+        now = cpu_s(root_pid)
+        if now - last < 0.05:
+            return
+        last = now
+    raise TimeoutError("the API did not go quiet")
+
+
+async def follow_a_join(base: str, contexts: list[Any], url: str, api_root: int) -> dict[str, Any]:
+    host, port = base.removeprefix("https://").split(":")
+    followers = [JoinFollower(host, int(port), c) for c in contexts]
+    gate = asyncio.Semaphore(CONNECTING_AT_ONCE)
+
+    async def connect(f: JoinFollower) -> None:
+        async with gate:
+            await f.connect()
+
+    await asyncio.gather(*(connect(f) for f in followers))
+    whole = followers[0].received
+    key = random_key()
+    tasks = [asyncio.create_task(f.wait_for(key)) for f in followers]
+    await asyncio.gather(*(f.waiting.wait() for f in followers))
+    await asyncio.sleep(2)
+    await asyncio.to_thread(wait_quiet, api_root)  # every request reached the API and waits
+    before = [f.received for f in followers]
+    with psycopg.connect(url, autocommit=True, row_factory=dict_row) as conn:
+        iface = conn.execute("SELECT id FROM interfaces").fetchone()
+        assert iface is not None
+        with conn.transaction():
+            create_peer(conn, iface["id"], "joiner", key, (), None, "bench", tags=("all",))
+        joined_at = time.time()
+    done, pending = await asyncio.wait(tasks, timeout=60)
+    for t in pending:
+        t.cancel()
+    for t in done:
+        t.result()
+    for f in followers:
+        f.close()
+        f.check(key)
+    delays = [f.changed_at - joined_at for f in followers if f.changed_at is not None]
+    got = [f.received - b for f, b in zip(followers, before, strict=True)]
+    return {
+        "join_followers": len(followers),
+        "join_reached": len(delays),
+        "join_fanout_1000_p50_s": round(percentile(delays, 0.5), 3),
+        "join_fanout_1000_p99_s": round(percentile(delays, 0.99), 3),
+        "join_delta_bytes_1000": max(got),
+        "join_delta_bytes_1000_p50": round(percentile([float(g) for g in got], 0.5)),
+        "join_whole_config_bytes_1000": whole,
+    }
+
+
+def join_fanout() -> dict[str, Any]:
+    """``JOIN_FOLLOWERS`` peers following one direct interface (all may talk); one joins."""
+    with (
+        throwaway_database() as url,
+        throwaway_redis_prefix() as prefix,
+        tempfile.TemporaryDirectory() as tmp,
+    ):
+        d = Path(tmp)
+        settings = tls_settings(url, d, prefix)
+        contexts = peers_with_certificates(url, d, JOIN_FOLLOWERS)
+        all_talk(url)
+        pids: list[int] = []
+        with api_server(settings, d, pids) as base:
+            return asyncio.run(follow_a_join(base, contexts, url, pids[0]))
+
+
 def main() -> None:
+    if sys.argv[1:] == ["join"]:
+        print(json.dumps(join_fanout(), indent=2))
+        return
     if shutil.which("iperf3") is None:
         sys.exit("bench.direct needs iperf3 (make deps installs it)")
     d = Path(tempfile.mkdtemp(prefix="ely-bd-", dir="/tmp"))
@@ -272,7 +431,13 @@ def main() -> None:
             figures = run(url, hub_ns, peer_nss, d)
     finally:
         shutil.rmtree(d, ignore_errors=True)
-    figures["goals"] = {"direct_established_p50_s": 5.0, "fallback_s": 10.0}
+    figures |= join_fanout()
+    figures["goals"] = {
+        "direct_established_p50_s": 5.0,
+        "fallback_s": 10.0,
+        "join_fanout_1000_p99_s": 2.0,
+        "join_delta_bytes_1000": 2048,
+    }
     write_result("direct", figures)
 
 

@@ -68,6 +68,7 @@ class Follower:
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
         self.reconnects = 0
+        self.received = 0  # bytes of every answer: head (status line, headers) and body
 
     async def connect(self) -> None:
         for attempt in range(CONNECT_ATTEMPTS):
@@ -111,7 +112,9 @@ class Follower:
         for line in head.split(b"\r\n"):
             if line.lower().startswith(b"content-length:"):
                 length = int(line.split(b":", 1)[1])
-        body = json.loads(await self.reader.readexactly(length))
+        raw = await self.reader.readexactly(length)
+        self.received += len(head) + len(raw)
+        body = json.loads(raw)
         if status != 200:
             raise RuntimeError(f"{status}: {body}")
         return dict(body)

@@ -24,10 +24,13 @@ from elysium.errors import Unavailable
 READY_TIMEOUT_S = 5.0
 RETRY_MAX_S = 5.0
 POLL_S = 5.0  # how often the listening thread looks up from its socket to see if it must stop
-MAX_SEEN = 100_000  # keys counted for ``generation`` before the counts start over
+MAX_SEEN = 100_000  # keys remembered for ``unchanged`` before they are forgotten
 
 log = logging.getLogger(__name__)
 
+
+# (listener epoch, notifications so far): see ``Notifications.mark``.
+Mark = tuple[int, int]
 
 # A pooled connection for a waiter's reads (the listening one never serves a query).
 Connect = Callable[[], AbstractContextManager[Connection[DictRow]]]
@@ -59,9 +62,11 @@ class Notifications:
         self._stopping = False
         self._count = 0  # waiting threads (``subscribe``), at most ``max_waiters``
         self._parked = 0  # waiters without a thread (``add``)
-        # What a cache of state shared by a key's waiters compares (``generation``): how many
-        # notifications named each key, and how often the listener (re)connected or dropped.
-        self._seen: dict[str, int] = {}
+        # What caches of state that waiters share compare (``mark``, ``unchanged``): the count
+        # of notifications, the count at the last one naming each key, and how often the
+        # listener (re)connected or dropped.
+        self._seq = 0
+        self._last: dict[str, int] = {}
         self._epoch = 0
 
     @contextmanager
@@ -115,14 +120,21 @@ class Notifications:
                     if not waiting:
                         del self._waiters[key]
 
-    def generation(self, key: str) -> tuple[int, int] | None:
-        """A token that changes whenever a notification names ``key`` (or notifications may
-        have been missed); None while not listening (nothing read then may be kept). State read
-        after taking the token is at least as new as the token says."""
+    def mark(self) -> Mark | None:
+        """Where the notifications are now, to take before reading state that waiters share;
+        None while not listening (nothing read then may be kept)."""
         if not self._ready.is_set():
             return None
         with self._lock:
-            return (self._epoch, self._seen.get(key, 0))
+            return (self._epoch, self._seq)
+
+    def unchanged(self, keys: Iterable[str], since: Mark | None) -> bool:
+        """Whether no notification named any of ``keys`` after ``since`` (and none may have
+        been missed): state read after taking ``since`` is still as new as they say."""
+        if since is None or not self._ready.is_set():
+            return False
+        with self._lock:
+            return since[0] == self._epoch and all(self._last.get(k, 0) <= since[1] for k in keys)
 
     def waiting(self) -> int:
         """How many requests wait now (with a thread or without)."""
@@ -166,9 +178,10 @@ class Notifications:
 
     def _wake(self, key: str) -> None:
         with self._lock:
-            self._seen[key] = self._seen.get(key, 0) + 1
-            if len(self._seen) > MAX_SEEN:  # every token changes: nothing cached is kept
-                self._seen.clear()
+            self._seq += 1
+            self._last[key] = self._seq
+            if len(self._last) > MAX_SEEN:  # counted afresh: nothing marked before is kept
+                self._last.clear()
                 self._epoch += 1
             events = list(self._waiters.get(key, ()))
         for event in events:

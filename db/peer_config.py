@@ -26,21 +26,45 @@ def peer_config(conn: Connection[DictRow], peer_id: int) -> dict[str, Any]:
     return config_from_row(conn, config_row(conn, peer_id))
 
 
+PEER_COLUMNS = (
+    "p.id, p.interface_id, host(p.address) AS address, host(p.address6) AS address6,"
+    " p.status, p.public_key, p.tags"
+)
+INTERFACE_COLUMNS = (
+    "i.network::text AS network, i.network6::text AS network6,"
+    " i.listen_port, i.mtu, i.dns, i.keepalive, i.public_key AS hub_public_key,"
+    " i.routes::text[] AS routes, i.exit, i.policy,"
+    " h.name AS hub, h.mesh_port IS NOT NULL AS hub_meshed, h.endpoint"
+)
+
+
 def config_row(conn: Connection[DictRow], peer_id: int) -> dict[str, Any]:
     """The peer's row with its interface's and hub's (``status`` too): one query."""
     row = conn.execute(
-        "SELECT p.id, p.interface_id, host(p.address) AS address, host(p.address6) AS address6,"
-        " p.status, p.public_key, i.network::text AS network, i.network6::text AS network6,"
-        " i.listen_port, i.mtu, i.dns, i.keepalive, i.public_key AS hub_public_key,"
-        " i.routes::text[] AS routes, i.exit, p.tags, i.policy,"
-        " h.name AS hub, h.mesh_port IS NOT NULL AS hub_meshed,"
-        " h.endpoint FROM peers p JOIN interfaces i ON i.id = p.interface_id"
-        " JOIN hubs h ON h.id = i.hub_id WHERE p.id = %s",
+        f"SELECT {PEER_COLUMNS}, {INTERFACE_COLUMNS} FROM peers p"
+        " JOIN interfaces i ON i.id = p.interface_id JOIN hubs h ON h.id = i.hub_id"
+        " WHERE p.id = %s",
         (peer_id,),
     ).fetchone()
     if row is None:
         raise NotFound(f"peer {peer_id} does not exist", code="peer_not_found")
     return dict(row)
+
+
+def config_rows(conn: Connection[DictRow], interface_id: int) -> dict[int, dict[str, Any]]:
+    """:func:`config_row` of every peer of the interface (ended ones too), by id: two queries
+    for all of them."""
+    shared = conn.execute(
+        f"SELECT {INTERFACE_COLUMNS} FROM interfaces i JOIN hubs h ON h.id = i.hub_id"
+        " WHERE i.id = %s",
+        (interface_id,),
+    ).fetchone()
+    if shared is None:
+        return {}
+    rows = conn.execute(
+        f"SELECT {PEER_COLUMNS} FROM peers p WHERE p.interface_id = %s", (interface_id,)
+    ).fetchall()
+    return {r["id"]: {**r, **shared} for r in rows}
 
 
 def config_from_row(

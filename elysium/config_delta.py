@@ -51,12 +51,16 @@ def config_delta(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
         "set": {k: new[k] for k in sorted(keys) if k in new and old.get(k) != new[k]},
         "unset": sorted(k for k in keys if k in old and k not in new),
         LISTED: {
-            "upsert": [p for i, p in sorted(now.items()) if was.get(i) != p],
+            "upsert": [p for i, p in sorted(now.items()) if not _same(was.get(i), p)],
             "remove": sorted(set(was) - set(now)),
             "present": LISTED in new,
         },
         "inbound_sets": sets or {},
     }
+
+
+def _same(a: Any, b: Any) -> bool:
+    return a is b or a == b  # a server's entries that did not move are the same objects
 
 
 def _set_moves(old: Any, new: Any) -> dict[str, dict[str, list[str]]] | None:

@@ -119,7 +119,11 @@ class Snapshot:
     use. A follower then only picks its own slice."""
 
     def __init__(
-        self, iface: InterfaceRow, peers: list[dict[str, Any]], across: list[dict[str, Any]]
+        self,
+        iface: InterfaceRow,
+        peers: list[dict[str, Any]],
+        across: list[dict[str, Any]],
+        previous: Snapshot | None = None,
     ) -> None:
         self.compiled, members = compile_with(iface, peers, across)
         self.sets = SetIndex(members)
@@ -138,7 +142,17 @@ class Snapshot:
             }
             for p in peers
         }
-        self.texts = {i: canonical(e) for i, e in self.entries.items()}
+        if previous is not None:  # an entry that did not move stays the same object
+            for i, entry in self.entries.items():
+                was = previous.entries.get(i)
+                if was == entry:
+                    self.entries[i] = was
+        self.texts: dict[int, str] = {
+            i: previous.texts[i]
+            if previous is not None and previous.entries.get(i) is e
+            else canonical(e)
+            for i, e in self.entries.items()
+        }
         self.classes = PeerClasses(self.compiled, self.sets, {p["id"]: _tunnel(p) for p in peers})
         self._lock = threading.Lock()
         self._made: dict[int, tuple[list[int], dict[str, Any], str]] = {}
@@ -177,7 +191,7 @@ def snapshot(conn: Connection[DictRow], iface: InterfaceRow) -> Snapshot:
     cached = _snapshots.get(iface["id"])
     if cached is not None and cached[0] == state:
         return cached[1]
-    made = Snapshot(iface, peers, across)
+    made = Snapshot(iface, peers, across, cached[1] if cached is not None else None)
     _snapshots[iface["id"]] = (state, made)
     return made
 

@@ -30,13 +30,42 @@ from services.peers import peer_record
 
 
 def current_config(
-    conn: Connection[DictRow], peer_id: int, view: InterfaceView | None = None
+    conn: Connection[DictRow],
+    peer_id: int,
+    views: ConfigViews | None = None,
+    notes: Notifications | None = None,
 ) -> dict[str, Any]:
     """The peer's config with its version; a peer no longer live gets a 403 ``peer_not_live``.
-    ``view``: its interface as every follower shares it now (else read here for this peer)."""
+    ``views`` (with the process's ``notes``): what the followers of its interface share, so
+    that only what is the peer's own is read here, and only when a notification named it
+    since the view was read (``services.config_views``)."""
     row = config_row(conn, peer_id)
+    if views is None:
+        return _config(conn, row, None)
+    view = views.view(conn, row["interface_id"], notes)
+    if view.rows.get(peer_id) != row:  # the view is older than what was just read: again
+        view = views.view(conn, row["interface_id"], notes, fresh=True)
+    return _config(conn, row, view)
+
+
+def woken_config(
+    conn: Connection[DictRow], peer_id: int, interface_id: int, views: ConfigViews,
+    notes: Notifications,
+) -> dict[str, Any]:  # fmt: skip
+    """:func:`current_config` for a follower woken with its interface's other followers:
+    from the shared view alone, unless a notification named the peer since it was read."""
+    view = views.view(conn, interface_id, notes)
+    row = view.rows.get(peer_id)
+    if row is None or not notes.unchanged([peer_key(peer_id)], view.mark):
+        row = config_row(conn, peer_id)
+    return _config(conn, row, view)
+
+
+def _config(
+    conn: Connection[DictRow], row: dict[str, Any], view: InterfaceView | None
+) -> dict[str, Any]:
     if not is_live_peer(row["status"]):
-        raise Forbidden(f"peer {peer_id} is {row['status']}", code="peer_not_live")
+        raise Forbidden(f"peer {row['id']} is {row['status']}", code="peer_not_live")
     if view is None or view.iface["id"] != row["interface_id"]:
         return direct_config(conn, config_from_row(conn, row))
     config = config_from_row(conn, row, view.subnets)
@@ -58,33 +87,34 @@ def follow_config(
     listener wakes it when a notification names the peer or its interface. With ``delta``,
     a config that moved while waiting comes as ``elysium.config_delta.config_delta`` from
     the one the follower holds (a follower too far behind gets the whole config). ``views``:
-    the process's shared views, so that followers woken together read their interface once
-    (``services.config_views``). ``parking``: the request may wait without its thread
-    (see :class:`Parking`)."""
+    the process's shared views, so that followers woken together (or following one
+    interface at all) read their interface once (``services.config_views``). ``parking``:
+    the request may wait without its thread (see :class:`Parking`)."""
     if parking is not None:
         return _follow_parked(
             connect, notifications, peer_id, version, wait_s, delta, views, parking
         )
     deadline = time.monotonic() + wait_s
     with connect() as conn:
-        config = current_config(conn, peer_id)
+        config = current_config(conn, peer_id, views, notifications)
     if version is None or wait_s <= 0 or config["version"] != version:
         return config
-    iface_key = interface_key(config["interface_id"])
-    keys = (iface_key, peer_key(peer_id))
+    keys = (interface_key(config["interface_id"]), peer_key(peer_id))
     with notifications.subscribe(keys) as moved:
         with connect() as conn:  # again, now that no change can slip past unnoticed
-            config = current_config(conn, peer_id)
+            config = current_config(conn, peer_id, views, notifications)
         base = config
         while config["version"] == version:
             left = deadline - time.monotonic()
             if left <= 0 or not moved.wait(left):
                 break
             moved.clear()
-            token = notifications.generation(iface_key) if views is not None else None
             with connect() as conn:
-                view = views.view(conn, config["interface_id"], token) if views else None
-                config = current_config(conn, peer_id, view)
+                if views is None:
+                    config = current_config(conn, peer_id)
+                else:
+                    iface = config["interface_id"]
+                    config = woken_config(conn, peer_id, iface, views, notifications)
     if delta and base["version"] == version and config["version"] != version:
         return config_delta(base, config)  # the follower holds ``base``: only what moved
     return config
@@ -112,19 +142,14 @@ class Parking(Protocol):
 
 @dataclass(frozen=True)
 class FollowMemo:
-    """The config last answered on a connection and the notification generations of its keys
-    taken before it was read: a follower asks again for that very version at once, and while
-    no notification has named its interface or itself since, the config is still that one, so
-    the request parks without reading anything (a wake-up then reads as usual)."""
+    """The config last answered on a connection and where the notifications were before it
+    was read (``Notifications.mark``): a follower asks again for that very version at once,
+    and while no notification has named its interface or itself since, the config is still
+    that one, so the request parks without reading anything (a wake-up reads as usual)."""
 
     peer_id: int
     config: dict[str, Any]
-    tokens: tuple[Any, Any]
-
-
-def _tokens(notifications: Notifications, keys: Sequence[str]) -> tuple[Any, Any] | None:
-    found = tuple(notifications.generation(k) for k in keys)
-    return None if None in found else (found[0], found[1])
+    mark: Any
 
 
 def _follow_parked(
@@ -147,23 +172,21 @@ def _follow_parked(
         memo = None
     if memo is not None and version == memo.config["version"] and wait_s > 0:
         keys = (interface_key(memo.config["interface_id"]), peer_key(peer_id))
-        if _tokens(notifications, keys) == memo.tokens and time.monotonic() < deadline:
+        if notifications.unchanged(keys, memo.mark) and time.monotonic() < deadline:
             parking.subscribe(notifications, keys)
-            if _tokens(notifications, keys) == memo.tokens:  # nothing came in between
+            if notifications.unchanged(keys, memo.mark):  # nothing came in between
                 parking.park(deadline, memo.config)
             parking.unsubscribe()
 
     def read(interface_id: int | None, woken: bool) -> dict[str, Any]:
-        keys = (interface_key(interface_id), peer_key(peer_id)) if interface_id else None
-        tokens = _tokens(notifications, keys) if keys is not None else None
+        mark = notifications.mark()  # before reading: what the memo is as new as
         with connect() as conn:
-            if views is None or interface_id is None or not woken:
-                config = current_config(conn, peer_id)
-            else:  # woken with the others of its interface: the view they share
-                view = views.view(conn, interface_id, tokens[0] if tokens else None)
-                config = current_config(conn, peer_id, view)
-        same_interface = interface_id == config["interface_id"]
-        parking.memo = FollowMemo(peer_id, config, tokens) if tokens and same_interface else None
+            if views is not None and interface_id is not None and woken:
+                # woken with the others of its interface: from the view they share
+                config = woken_config(conn, peer_id, interface_id, views, notifications)
+            else:
+                config = current_config(conn, peer_id, views, notifications)
+        parking.memo = FollowMemo(peer_id, config, mark) if mark is not None else None
         return config
 
     base = parking.base

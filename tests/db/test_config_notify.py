@@ -107,20 +107,21 @@ def test_waiters_are_woken_when_the_listening_connection_is_lost(clean_db: str) 
         listener.close()
 
 
-def test_a_keys_generation_moves_with_its_notifications_and_a_lost_listener(
+def test_what_is_read_after_a_mark_stays_new_until_a_notification_names_it(
     conn: Connection[DictRow], clean_db: str, iface: dict[str, Any]
 ) -> None:
     key, other = interface_key(iface["id"]), interface_key(iface["id"] + 1)
     listener = Notifications(clean_db, [CHANNEL])
     try:
-        assert listener.generation(key) is None  # not listening: nothing may be kept
+        assert listener.mark() is None  # not listening: nothing may be kept
         with listener.subscribe([key]) as moved:
-            first, theirs = listener.generation(key), listener.generation(other)
-            assert first is not None and listener.generation(key) == first
+            mark = listener.mark()
+            assert mark is not None and listener.unchanged([key, other], mark)
             conn.execute("UPDATE interfaces SET dns = '{10.30.0.54}'")
             assert moved.wait(2)
-            second = listener.generation(key)
-            assert second != first and listener.generation(other) == theirs
+            assert not listener.unchanged([key], mark) and listener.unchanged([other], mark)
+            later = listener.mark()
+            assert listener.unchanged([key], later)
             moved.clear()
             with psycopg.connect(clean_db, autocommit=True) as admin:
                 admin.execute(
@@ -128,6 +129,6 @@ def test_a_keys_generation_moves_with_its_notifications_and_a_lost_listener(
                     " WHERE query = 'LISTEN peer_config' AND datname = current_database()"
                 )
             assert moved.wait(3)
-            assert listener.generation(key) != second  # what was read before may be stale
+            assert not listener.unchanged([other], later)  # notifications may have been missed
     finally:
         listener.close()
