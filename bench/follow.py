@@ -7,6 +7,11 @@ interface-wide change (the interface's DNS) must reach every one: ``fanout_1000_
 while they wait, in the same run (goal: ratio ≤ 2), and the API's resident memory is summed
 over its processes while they wait.
 Run: ``.venv/bin/python -m bench.follow`` (writes bench/results/follow.json).
+
+``follow_across_replicas`` runs the same followers at scale for ``bench/ha.py``: API replicas
+(separate gunicorn masters) behind several HAProxy processes, the followers spread over
+spawned client processes (asyncio, one balancer each) so that the client is not what limits
+the fan-out; each follower asks again at once when told of the change, as a real one does.
 """
 
 from __future__ import annotations
@@ -54,7 +59,12 @@ FOLLOWERS = size(1000, 10)
 WAIT_S = 55
 CONNECTING_AT_ONCE = 50
 CONNECT_ATTEMPTS = 5
+UNAVAILABLE_ATTEMPTS = 10
 HEALTHZ_SAMPLES = size(300, 10)
+
+
+class Unavailable(RuntimeError):
+    """A 503 answer (the database was not reachable in time, or too many waiting)."""
 
 
 class Follower:
@@ -68,6 +78,7 @@ class Follower:
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
         self.reconnects = 0
+        self.unavailable = 0  # 503 answers, each asked again a second later
         self.received = 0  # bytes of every answer: head (status line, headers) and body
 
     async def connect(self) -> None:
@@ -85,15 +96,22 @@ class Follower:
         self.version = (await self.get(""))["version"]
 
     async def get(self, query: str) -> dict[str, Any]:
-        try:
-            return await self._get(query)
-        except (ConnectionError, asyncio.IncompleteReadError):  # the server closed it: again
-            self.reconnects += 1
-            self.close()
-            self.reader, self.writer = await asyncio.open_connection(
-                self.host, self.port, ssl=self.context, server_hostname=self.host
-            )
-            return await self._get(query)
+        for attempt in range(UNAVAILABLE_ATTEMPTS):
+            try:
+                return await self._get(query)
+            except (ConnectionError, asyncio.IncompleteReadError):  # the server closed it
+                self.reconnects += 1
+                self.close()
+                self.reader, self.writer = await asyncio.open_connection(
+                    self.host, self.port, ssl=self.context, server_hostname=self.host
+                )
+                return await self._get(query)
+            except Unavailable:  # 503: as a real follower, again a little later (counted)
+                if attempt == UNAVAILABLE_ATTEMPTS - 1:
+                    raise
+                self.unavailable += 1
+                await asyncio.sleep(1)
+        raise AssertionError("unreachable")
 
     def send(self, query: str) -> None:
         assert self.writer is not None
@@ -115,6 +133,8 @@ class Follower:
         raw = await self.reader.readexactly(length)
         self.received += len(head) + len(raw)
         body = json.loads(raw)
+        if status == 503:
+            raise Unavailable(f"{status}: {body}")
         if status != 200:
             raise RuntimeError(f"{status}: {body}")
         return dict(body)
@@ -370,6 +390,7 @@ async def _client_followers(
             "done",
             [f.changed_at for f in followers if f.changed_at is not None],
             sum(f.reconnects for f in followers),
+            sum(f.unavailable for f in followers),
             failed[:3],
         )
     )
@@ -454,12 +475,15 @@ def follow_across_replicas(
                 for _, pipe in clients:
                     pipe.send("changed")
                 delays: list[float] = []
-                reconnects = 0
+                reconnects = unavailable = 0
                 failed: list[str] = []
                 for proc, pipe in clients:
-                    _, seen, again, errors = _from_client(proc, pipe, FANOUT_TIMEOUT_S + 30)
+                    _, seen, again, refused, errors = _from_client(
+                        proc, pipe, FANOUT_TIMEOUT_S + 30
+                    )
                     delays += [at - changed_at for at in seen]
                     reconnects += again
+                    unavailable += refused
                     failed += errors
                 # CPU the fan-out took (to the last follower's answer, and a little after):
                 # what the figure costs apart from how busy the machine was.
@@ -490,6 +514,7 @@ def follow_across_replicas(
         "connect_all_s": round(connect_s, 1),
         "enroll_s": round(enrolled_s, 1),
         "reconnects": reconnects,
+        "unavailable": unavailable,
         "errors": failed[:3],
         "shape": {
             "replicas": replicas,

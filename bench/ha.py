@@ -107,6 +107,7 @@ def followers_figures() -> dict[str, Any]:
             "replicas_rss_mb_idle": run["replicas_rss_mb_idle"],
             "connect_all_s": run["connect_all_s"],
             "reconnects": run["reconnects"],
+            "unavailable": run["unavailable"],
             "setup": {
                 **run["shape"],
                 "waiters": "parked: no thread each (api/gunicorn_worker.py)",
