@@ -82,32 +82,35 @@ class Follower:
         self.received = 0  # bytes of every answer: head (status line, headers) and body
 
     async def connect(self) -> None:
+        await self._open()
+        self.version = (await self.get(""))["version"]
+
+    async def _open(self) -> None:
         for attempt in range(CONNECT_ATTEMPTS):
             try:
                 self.reader, self.writer = await asyncio.open_connection(
                     self.host, self.port, ssl=self.context, server_hostname=self.host
                 )
-                break
+                return
             except (ConnectionError, ssl.SSLError):  # as a real follower: again, a bit later
                 if attempt == CONNECT_ATTEMPTS - 1:
                     raise
                 self.reconnects += 1
                 await asyncio.sleep(0.2 * (attempt + 1))
-        self.version = (await self.get(""))["version"]
 
     async def get(self, query: str) -> dict[str, Any]:
         for attempt in range(UNAVAILABLE_ATTEMPTS):
+            last = attempt == UNAVAILABLE_ATTEMPTS - 1
             try:
                 return await self._get(query)
             except (ConnectionError, asyncio.IncompleteReadError):  # the server closed it
+                if last:
+                    raise
                 self.reconnects += 1
                 self.close()
-                self.reader, self.writer = await asyncio.open_connection(
-                    self.host, self.port, ssl=self.context, server_hostname=self.host
-                )
-                return await self._get(query)
+                await self._open()
             except Unavailable:  # 503: as a real follower, again a little later (counted)
-                if attempt == UNAVAILABLE_ATTEMPTS - 1:
+                if last:
                     raise
                 self.unavailable += 1
                 await asyncio.sleep(1)

@@ -91,13 +91,16 @@ GOAL_FANOUT_S = 3.0
 def followers_figures() -> dict[str, Any]:
     """10,000 followers across the replicas (see the module's docstring)."""
     run = follow_across_replicas(FOLLOWERS)
-    if run["errors"] or run["reached"] < FOLLOWERS:
-        raise SystemExit(f"ha: followers failed: {run['reached']} reached, {run['errors']}")
+    if not run["reached"]:
+        raise SystemExit(f"ha: no follower got the change: {run['errors']}")
     return {
         "followers_10k_fanout_p99_s": run["fanout_p99_s"],
         "followers_10k_replicas_rss_mb": run["replicas_rss_mb"],
         "followers_10k": {
             "followers": run["followers"],
+            # followers that never got the change (connection refused again and again, or
+            # not within 60 s); the percentiles are over the others
+            "not_reached": run["followers"] - run["reached"],
             "fanout_p50_s": run["fanout_p50_s"],
             "fanout_max_s": run["fanout_max_s"],
             # the CPU the change took, apart from how busy the machine was
@@ -137,7 +140,11 @@ def main() -> None:
             "replica_rss_mb": rounded["api_replica"].pop("replica_rss_mb"),
             "tests_s": round(took, 1),
             **followers,
-            "goals": {**goals, "followers_10k_fanout_p99_s": GOAL_FANOUT_S},
+            "goals": {
+                **goals,
+                "followers_10k_fanout_p99_s": GOAL_FANOUT_S,
+                "followers_10k.not_reached": 0,
+            },
         },
     )
 
