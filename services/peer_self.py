@@ -40,8 +40,8 @@ def current_config(
     that only what is the peer's own is read here, and only when a notification named it
     since the view was read (``services.config_views``)."""
     row = config_row(conn, peer_id)
-    if views is None:
-        return _config(conn, row, None)
+    if views is None or notes is None or notes.mark() is None:
+        return _config(conn, row, None)  # not listening: nothing kept; this peer's reads only
     view = views.view(conn, row["interface_id"], notes)
     if view.rows.get(peer_id) != row:  # the view is older than what was just read: again
         view = views.view(conn, row["interface_id"], notes, fresh=True)
