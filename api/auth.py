@@ -6,6 +6,7 @@ sets from the TLS socket (``CLIENT_CERT_ENVIRON``); no request header is ever tr
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import hashlib
 from collections.abc import Callable
@@ -96,26 +97,49 @@ def peer_from_certificate(*, replaced_ok: bool = False) -> Caller:
     if not der:
         raise Unauthorized("a peer client certificate is needed", code="certificate_missing")
     try:
-        cert = x509.load_der_x509_certificate(der)
+        named = certificate_peer(state.state().ca_cert, der)
     except ValueError:
         raise Unauthorized(
             "the client certificate is not readable", code="certificate_invalid"
         ) from None
-    ca_cert = state.state().ca_cert
-    # TLS verified the chain already; checking again keeps a misconfigured server safe.
-    peer_id = pki.peer_id_from_certificate(cert) if pki.verify_issued_by(ca_cert, cert) else None
-    if peer_id is None:
+    if named is None:
         raise Unauthorized(
             "the client certificate does not name a peer of this CA", code="certificate_invalid"
         )
+    peer_id, serial = named
     with state.connection() as conn:
         peer = certificate_holder(conn, peer_id)
     if not is_live_peer(peer["status"]):
         raise Forbidden(f"peer {peer_id} is {peer['status']}", code="peer_not_live")
-    replaced = peer["certificate_serial"] != pki.serial_hex(cert)
+    replaced = peer["certificate_serial"] != serial
     if replaced and not replaced_ok:
         raise CertificateReplaced(peer_id)
     return Caller(actor=f"peer:{peer_id}", peer_id=peer_id, certificate_replaced=replaced)
+
+
+# Certificates checked per process, most recently used kept: a follower asks again right after
+# every answer with the same certificate, and parsing it and checking its signature again is
+# most of what authenticating it costs (its holder and serial are still read each time).
+CHECKED_CERTIFICATES = 20_000
+
+
+def certificate_peer(
+    ca_cert: x509.Certificate, der: bytes, now: dt.datetime | None = None
+) -> tuple[int, str] | None:
+    """The peer id and serial (hex) of a certificate ``ca_cert`` issued that is valid ``now``,
+    else None; ValueError when ``der`` is no certificate. TLS verified the chain already;
+    checking again keeps a misconfigured server safe."""
+    cert = _signed_certificate(ca_cert, der)
+    if cert is None or not pki.valid_at(cert, now):
+        return None
+    peer_id = pki.peer_id_from_certificate(cert)
+    return None if peer_id is None else (peer_id, pki.serial_hex(cert))
+
+
+@functools.lru_cache(maxsize=CHECKED_CERTIFICATES)
+def _signed_certificate(ca_cert: x509.Certificate, der: bytes) -> x509.Certificate | None:
+    cert = x509.load_der_x509_certificate(der)
+    return cert if pki.signed_by(ca_cert, cert) else None
 
 
 class CertificateReplaced(Unauthorized):
@@ -133,7 +157,15 @@ def require_peer(view: F) -> F:
 
     @functools.wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        g.caller = peer_from_certificate()
+        parked = state.parking()
+        if parked is not None and parked.resumed and parked.caller is not None:
+            # Served again after waiting parked: authenticated when it came, as a request
+            # waiting on a thread is (its peer's status is read again with its config).
+            g.caller = parked.caller
+        else:
+            g.caller = peer_from_certificate()
+            if parked is not None:
+                parked.caller = g.caller
         return view(*args, **kwargs)
 
     return wrapper  # type: ignore[return-value]

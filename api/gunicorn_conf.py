@@ -20,12 +20,14 @@ _settings = Settings.from_env()
 bind = [_settings.api_bind]
 workers = _settings.api_workers
 worker_class = "api.gunicorn_worker.ClientCertWorker"
-# Threads, not greenlets: a request waiting on ?wait blocks its thread on an Event (no CPU,
-# no GIL, no database connection: db/notify.py), and TLS, client certificates, psycopg
-# and Celery run unpatched. /healthz always finds a free thread: waits are capped below this.
+# Threads, not greenlets: TLS, client certificates, psycopg and Celery run unpatched. A job
+# wait blocks its thread on an Event (no CPU, no GIL, no database connection: db/notify.py);
+# /healthz always finds a free thread: those waits are capped below this. A config follow
+# waits without a thread (api/gunicorn_worker.py): its connection is all it holds.
 threads = _settings.api_threads
-# gthread keeps alive at most worker_connections - threads idle connections: one per follower.
-worker_connections = 2 * _settings.api_threads + 64
+# gthread keeps alive at most worker_connections - threads idle connections, and parked
+# followers count among the connections: one per follower.
+worker_connections = max(_settings.api_connections, 2 * _settings.api_threads + 64)
 keepalive = 30
 timeout = max(60, _settings.job_wait_max_s + 30, _settings.config_wait_max_s + 30)
 graceful_timeout = 10

@@ -1,29 +1,118 @@
-"""A gunicorn worker that hands the verified client certificate to the app.
+"""The API's gunicorn worker: gthread that hands the verified client certificate to the app and
+lets a config follow (``GET /v1/peer/config?version=V&wait=N``) wait without a thread.
 
-gunicorn verifies client certificates (``ca_certs``, ``cert_reqs``) but does not pass them to
-WSGI. This threaded worker reads the peer certificate from the TLS socket of each request and
-puts its DER bytes in ``environ["elysium.client_cert_der"]`` (None when there is none). The
-key is always overwritten, and request headers become ``HTTP_*`` keys, so a client can never
-supply it.
+Client certificate: gunicorn verifies client certificates (``ca_certs``, ``cert_reqs``) but
+does not pass them to WSGI. This worker reads the peer certificate from the TLS socket of
+each request and puts its DER bytes in ``environ["elysium.client_cert_der"]`` (None when there
+is none). The key is always overwritten, and request headers become ``HTTP_*`` keys, so a
+client can never supply it.
+
+Waiting without a thread: each request also gets ``environ["elysium.parking"]``, a
+:class:`ParkedRequest` (``services.peer_self.Parking``). A view that must wait subscribes it
+to the process's notifications and raises :class:`Parked` out of the app; the connection is
+then held by that subscription alone (no thread, no poller entry) until a notification or the
+wait's deadline calls its ``set``, which serves the same request again on one of a few resume
+threads. A thousand followers cost a thousand sockets and small objects, not a thousand
+threads; a change wakes them in the order they are resumed, ``RESUME_THREADS`` at a time (the
+database pool bounds what would run at once anyway).
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import ssl
 import threading
-from typing import Any
+import time
+from collections.abc import Sequence
+from concurrent import futures
+from typing import Any, NoReturn
 
 from gunicorn.workers.gthread import ThreadWorker
 
 from api.auth import CLIENT_CERT_ENVIRON
+from api.state import PARKING_ENVIRON
+from db.notify import Notifications
+
+# Threads per worker process that serve parked requests again (a wake-up reads one row and
+# writes one answer: a few keep both cores busy; more would only queue on the database pool).
+RESUME_THREADS = 8
+MEMO_ATTRIBUTE = "elysium_memo"  # on gunicorn's connection object
+
+
+class Parked(BaseException):  # not Exception: Flask must not turn it into a 500
+    """Raised by a view (``ParkedRequest.park``) to leave its request waiting."""
+
+
+class ParkedRequest:
+    """One request's state across the calls that serve it (``services.peer_self.Parking``)
+    and what a notification wakes (``db.notify.Waiter``)."""
+
+    def __init__(self, worker: ClientCertWorker, conn: Any, req: Any) -> None:
+        self.worker, self.conn, self.req = worker, conn, req
+        self.started = time.monotonic()
+        self.resumed = False
+        self.base: dict[str, Any] | None = None
+        # What the view remembers of this connection's last answer (services.peer_self).
+        self.memo: Any = getattr(conn, MEMO_ATTRIBUTE, None)
+        self.caller: Any = None  # api.auth: who it was authenticated as when it came
+        self.deadline = 0.0
+        self._lock = threading.Lock()
+        self._parked = False  # held by its subscription only
+        self._woken = False  # a wake-up came while a thread still served it
+        self._subscribed: tuple[Notifications, tuple[str, ...]] | None = None
+
+    def subscribe(self, notifications: Notifications, keys: Sequence[str]) -> None:
+        with self._lock:
+            self._woken = False  # only what comes from now on counts
+        self._subscribed = (notifications, tuple(keys))
+        notifications.add(self._subscribed[1], self)
+
+    def unsubscribe(self) -> None:
+        if self._subscribed is not None:
+            notifications, keys = self._subscribed
+            self._subscribed = None
+            notifications.remove(keys, self)
+
+    def park(self, deadline: float, base: dict[str, Any]) -> NoReturn:
+        self.deadline, self.base = deadline, base
+        raise Parked()
+
+    def set(self) -> None:
+        """Serve it again (a notification named it, or its deadline came)."""
+        with self._lock:
+            if not self._parked:
+                self._woken = True
+                return
+            self._parked = False
+        self.worker.resume(self)
+
+    def hold(self) -> bool:
+        """Leave it parked (True), or False when a wake-up came meanwhile: serve it again."""
+        with self._lock:
+            if self._woken:
+                self._woken = False
+                return False
+            self._parked = True
+            return True
 
 
 class ClientCertWorker(ThreadWorker):
-    """gthread worker (keep-alive, threads) that exposes the TLS client certificate."""
+    """gthread worker (keep-alive, threads) that exposes the TLS client certificate and can
+    park a request (see the module's docstring)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._current = threading.local()
+        self._resumes: futures.ThreadPoolExecutor | None = None
+        self._deadlines: list[tuple[float, int, ParkedRequest]] = []
+        self._deadlines_changed = threading.Condition()
+        self._order = itertools.count()
+
+    def init_process(self) -> None:
+        self._resumes = futures.ThreadPoolExecutor(RESUME_THREADS, thread_name_prefix="resume")
+        threading.Thread(target=self._expire, name="parked-deadlines", daemon=True).start()
+        super().init_process()
 
     def load_wsgi(self) -> None:
         super().load_wsgi()
@@ -31,9 +120,17 @@ class ClientCertWorker(ThreadWorker):
 
         def with_certificate(environ: dict[str, Any], start_response: Any) -> Any:
             environ[CLIENT_CERT_ENVIRON] = getattr(self._current, "der", None)
+            environ[PARKING_ENVIRON] = getattr(self._current, "slot", None)
             return app(environ, start_response)
 
         self.wsgi = with_certificate
+
+    def handle(self, conn: Any) -> Any:
+        self._current.resuming = None
+        self._current.parked = None
+        result = super().handle(conn)
+        parked, self._current.parked = self._current.parked, None
+        return parked if parked is not None else result
 
     def handle_request(self, req: Any, conn: Any) -> Any:
         sock = conn.sock
@@ -44,7 +141,75 @@ class ClientCertWorker(ThreadWorker):
             except (ValueError, ssl.SSLError):
                 der = None
         self._current.der = der
+        slot = getattr(self._current, "resuming", None) or ParkedRequest(self, conn, req)
+        self._current.slot = slot
         try:
-            return super().handle_request(req, conn)
+            answered = super().handle_request(req, conn)
+            setattr(conn, MEMO_ATTRIBUTE, slot.memo)
+            return answered
+        except Parked:
+            self._current.parked = slot
+            return True
         finally:
             self._current.der = None
+            self._current.slot = None
+
+    def finish_request(self, conn: Any, fs: Any) -> None:
+        """On the main thread: a parked request stays out of the poller (its subscription
+        holds it); anything else as gthread does."""
+        if not fs.cancelled() and fs.exception() is None:
+            parked = fs.result()
+            if isinstance(parked, ParkedRequest):
+                if not self.alive:  # stopping: the follower connects again elsewhere
+                    parked.unsubscribe()
+                    self.nr_conns -= 1
+                    conn.close()
+                elif parked.hold():
+                    with self._deadlines_changed:
+                        heapq.heappush(
+                            self._deadlines, (parked.deadline, next(self._order), parked)
+                        )
+                        self._deadlines_changed.notify()
+                else:
+                    self.resume(parked)
+                return
+        super().finish_request(conn, fs)
+
+    def resume(self, parked: ParkedRequest) -> None:
+        """Serve a parked request again on a resume thread (from any thread)."""
+        assert self._resumes is not None
+        fs = self._resumes.submit(self._serve_again, parked)
+        fs.add_done_callback(
+            lambda done: self.method_queue.defer(self.finish_request, parked.conn, done)
+        )
+
+    def _serve_again(self, parked: ParkedRequest) -> Any:
+        self._current.resuming = parked
+        self._current.parked = None
+        parked.resumed = True
+        try:
+            keep = self.handle_request(parked.req, parked.conn)
+            again, self._current.parked = self._current.parked, None
+            if again is not None:
+                return again
+            return self._keepalive_after(parked.conn, keep)
+        except Exception as exc:  # the follower went away, or answering failed
+            self.log.debug("a parked request ended: %r", exc)
+            return False
+        finally:
+            self._current.resuming = None
+
+    def _expire(self) -> None:
+        """Wake each parked request at its deadline (it then answers as the config is)."""
+        while True:
+            with self._deadlines_changed:
+                while not self._deadlines:
+                    self._deadlines_changed.wait()
+                at, _, parked = self._deadlines[0]
+                left = at - time.monotonic()
+                if left > 0:
+                    self._deadlines_changed.wait(left)
+                    continue
+                heapq.heappop(self._deadlines)
+            if parked.deadline <= time.monotonic():  # not parked again since, for later
+                parked.set()

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from cryptography import x509
-from flask import current_app
+from flask import current_app, request
 from psycopg import Connection
 from psycopg.rows import DictRow
 from psycopg_pool import ConnectionPool
@@ -26,8 +26,12 @@ from elysium.oidc import Provider
 from elysium.queue import JobQueue
 from elysium.settings import Settings
 from services.config_views import ConfigViews
+from services.peer_self import Parking
 
 EXTENSION = "elysium"
+# Set by the API's gunicorn worker for every request (api/gunicorn_worker.py): what lets a
+# config follow wait without a thread (``services.peer_self.Parking``); absent elsewhere.
+PARKING_ENVIRON = "elysium.parking"
 
 
 @dataclass
@@ -141,6 +145,11 @@ def notifications() -> Notifications:
 
 def config_views() -> ConfigViews:
     return state().config_views
+
+
+def parking() -> Parking | None:
+    """This request's way to wait without its thread, when the server gives one."""
+    return request.environ.get(PARKING_ENVIRON)
 
 
 @contextmanager

@@ -86,14 +86,17 @@ def _write_pki(d: Path) -> None:
 
 
 @contextlib.contextmanager
-def api_server(settings: Settings, d: Path, pids: list[int] | None = None) -> Iterator[str]:
-    """``elysium api`` on a free loopback port; stopped by its own pid (added to ``pids``)."""
+def api_server(
+    settings: Settings, d: Path, pids: list[int] | None = None, log_name: str = "api.log"
+) -> Iterator[str]:
+    """``elysium api`` on a free loopback port; stopped by its own pid (added to ``pids``);
+    its output goes to ``d / log_name``."""
     import subprocess
 
     port = _free_port()
     env = {**os.environ, **settings.to_env()}
     env.update(ELYSIUM_API_BIND=f"127.0.0.1:{port}", ELYSIUM_API_LOGLEVEL="warning")
-    with open(d / "api.log", "wb") as log:
+    with open(d / log_name, "wb") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "cli", "api"],
             env=env,

@@ -12,6 +12,14 @@ hub once / enrollment jobs or device peers beyond them; ``data_plane_loss``: pin
 enrolled peer to another, through the hub, lost during the fault. A test that fails (a goal
 missed) fails this benchmark.
 
+Then the same shape at scale (``bench/follow.py``, ``follow_across_replicas``): 10,000 peers
+follow their config across two API replicas (separate gunicorn masters, two workers each)
+behind two HAProxy processes (one process holds two descriptors a connection and the open-file
+limit here is 20,000: half the followers go through each, as a deployment has no single
+balancer either), from four processes of asyncio followers. Each follower, told of a change,
+asks again at once, as a real one does; one interface-wide change must reach every follower:
+``followers_10k_fanout_p99_s`` (goal ≤ 3 s), with the replicas' summed RSS while all wait.
+
 Run: ``.venv/bin/python -m bench.ha`` (root: namespaces, wireguard-go, PostgreSQL clusters).
 """
 
@@ -24,7 +32,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
+from bench.follow import follow_across_replicas
 from bench.scaffold import size, write_result
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -74,8 +84,44 @@ def run_faults(burst: int) -> tuple[dict[str, dict[str, float]], float]:
     return found, took
 
 
+FOLLOWERS = size(10_000, 40)
+GOAL_FANOUT_S = 3.0
+
+
+def followers_figures() -> dict[str, Any]:
+    """10,000 followers across the replicas (see the module's docstring)."""
+    run = follow_across_replicas(FOLLOWERS)
+    if not run["reached"]:
+        raise SystemExit(f"ha: no follower got the change: {run['errors']}")
+    return {
+        "followers_10k_fanout_p99_s": run["fanout_p99_s"],
+        "followers_10k_replicas_rss_mb": run["replicas_rss_mb"],
+        "followers_10k": {
+            "followers": run["followers"],
+            # followers that never got the change (connection refused again and again, or
+            # not within 60 s); the percentiles are over the others
+            "not_reached": run["followers"] - run["reached"],
+            "fanout_p50_s": run["fanout_p50_s"],
+            "fanout_max_s": run["fanout_max_s"],
+            # the CPU the change took, apart from how busy the machine was
+            "replicas_cpu_s": run["replicas_cpu_s"],
+            "replicas_cpu_ms_per_follower": round(1000 * run["replicas_cpu_s"] / FOLLOWERS, 3),
+            "clients_cpu_s": run["clients_cpu_s"],
+            "replicas_rss_mb_idle": run["replicas_rss_mb_idle"],
+            "connect_all_s": run["connect_all_s"],
+            "reconnects": run["reconnects"],
+            "unavailable": run["unavailable"],
+            "setup": {
+                **run["shape"],
+                "waiters": "parked: no thread each (api/gunicorn_worker.py)",
+            },
+        },
+    }
+
+
 def main() -> None:
     burst = size(1000, 100)
+    followers = followers_figures()
     faults, took = run_faults(burst)
     rounded = {
         name: {k: round(v, 3) if isinstance(v, float) else v for k, v in sorted(figs.items())}
@@ -93,7 +139,12 @@ def main() -> None:
             "faults": rounded,
             "replica_rss_mb": rounded["api_replica"].pop("replica_rss_mb"),
             "tests_s": round(took, 1),
-            "goals": goals,
+            **followers,
+            "goals": {
+                **goals,
+                "followers_10k_fanout_p99_s": GOAL_FANOUT_S,
+                "followers_10k.not_reached": 0,
+            },
         },
     )
 

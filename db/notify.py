@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
+from typing import Protocol
 
 import psycopg
 from psycopg import Connection
@@ -35,6 +36,13 @@ Mark = tuple[int, int]
 Connect = Callable[[], AbstractContextManager[Connection[DictRow]]]
 
 
+class Waiter(Protocol):
+    """What a notification wakes: a thread's ``threading.Event``, or a request waiting
+    without a thread (its ``set`` hands it back to a thread)."""
+
+    def set(self) -> None: ...
+
+
 def key(channel: str, payload: str) -> str:
     """What a waiter subscribes to: one channel's one payload."""
     return f"{channel}:{payload}"
@@ -48,11 +56,12 @@ class Notifications:
         self.channels = tuple(channels)
         self.max_waiters = max_waiters
         self._lock = threading.Lock()
-        self._waiters: dict[str, set[threading.Event]] = {}
+        self._waiters: dict[str, set[Waiter]] = {}
         self._ready = threading.Event()
         self._thread: threading.Thread | None = None
         self._stopping = False
-        self._count = 0
+        self._count = 0  # waiting threads (``subscribe``), at most ``max_waiters``
+        self._parked = 0  # waiters without a thread (``add``)
         # What caches of state that waiters share compare (``mark``, ``unchanged``): the count
         # of notifications, the count at the last one naming each key, and how often the
         # listener (re)connected or dropped.
@@ -89,6 +98,28 @@ class Notifications:
                         if not waiting:
                             del self._waiters[key]
 
+    def add(self, keys: Iterable[str], waiter: Waiter) -> None:
+        """Wake ``waiter`` (its ``set()``, from the listening thread) when a notification names
+        one of ``keys`` or notifications may have been missed, until ``remove``. For a request
+        that waits without a thread (api/gunicorn_worker.py): no limit but its connection."""
+        self._start()
+        if not self._ready.wait(READY_TIMEOUT_S):
+            raise Unavailable("the database is not reachable", code="database_unavailable")
+        with self._lock:
+            self._parked += 1
+            for key in keys:
+                self._waiters.setdefault(key, set()).add(waiter)
+
+    def remove(self, keys: Iterable[str], waiter: Waiter) -> None:
+        with self._lock:
+            self._parked -= 1
+            for key in keys:
+                waiting = self._waiters.get(key)
+                if waiting is not None:
+                    waiting.discard(waiter)
+                    if not waiting:
+                        del self._waiters[key]
+
     def mark(self) -> Mark | None:
         """Where the notifications are now, to take before reading state that waiters share;
         None while not listening (nothing read then may be kept)."""
@@ -106,9 +137,9 @@ class Notifications:
             return since[0] == self._epoch and all(self._last.get(k, 0) <= since[1] for k in keys)
 
     def waiting(self) -> int:
-        """How many requests wait now."""
+        """How many requests wait now (with a thread or without)."""
         with self._lock:
-            return self._count
+            return self._count + self._parked
 
     def close(self) -> None:
         """Stop listening (within ``POLL_S``); waiters still waiting are woken."""

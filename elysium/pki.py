@@ -201,10 +201,20 @@ def verify_issued_by(
     ca_cert: x509.Certificate, cert: x509.Certificate, now: dt.datetime | None = None
 ) -> bool:
     """Whether ``cert`` was signed by ``ca_cert`` and is within its validity period now."""
+    return signed_by(ca_cert, cert) and valid_at(cert, now)
+
+
+def signed_by(ca_cert: x509.Certificate, cert: x509.Certificate) -> bool:
+    """Whether ``ca_cert`` signed ``cert`` (whenever that was)."""
     try:
         cert.verify_directly_issued_by(ca_cert)
     except (ValueError, TypeError, InvalidSignature):
         return False
+    return True
+
+
+def valid_at(cert: x509.Certificate, now: dt.datetime | None = None) -> bool:
+    """Whether ``now`` (default: now) is within ``cert``'s validity period."""
     moment = now or dt.datetime.now(dt.UTC)
     return cert.not_valid_before_utc <= moment <= cert.not_valid_after_utc
 

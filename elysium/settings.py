@@ -39,8 +39,12 @@ class Settings:
     # API
     api_bind: str = "127.0.0.1:8443"
     api_workers: int = 2
-    # Threads per API worker: a request waiting on ?wait holds one (and no database connection).
+    # Threads per API worker: a job wait (GET /v1/jobs/{id}?wait) holds one while it waits; a
+    # config follow (GET /v1/peer/config?wait) holds none (api/gunicorn_worker.py parks it).
     api_threads: int = 1024
+    # Open connections per API worker (each one file descriptor): every following peer keeps
+    # one, so this bounds the followers a worker holds (the open-file limit must allow it).
+    api_connections: int = 10000
     tls_cert: Path | None = None
     tls_key: Path | None = None
     tls_ca: Path | None = None

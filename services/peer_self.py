@@ -4,8 +4,9 @@ certificate before its own runs out."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, NoReturn, Protocol
 
 from cryptography import x509
 from psycopg import Connection
@@ -79,6 +80,7 @@ def follow_config(
     wait_s: float,
     delta: bool = False,
     views: ConfigViews | None = None,
+    parking: Parking | None = None,
 ) -> dict[str, Any]:
     """The peer's config at once when its version is not ``version``; else when it moves,
     or as it is after ``wait_s``. Waiting holds no database connection: the process's one
@@ -86,7 +88,12 @@ def follow_config(
     a config that moved while waiting comes as ``elysium.config_delta.config_delta`` from
     the one the follower holds (a follower too far behind gets the whole config). ``views``:
     the process's shared views, so that followers woken together (or following one
-    interface at all) read their interface once (``services.config_views``)."""
+    interface at all) read their interface once (``services.config_views``). ``parking``:
+    the request may wait without its thread (see :class:`Parking`)."""
+    if parking is not None:
+        return _follow_parked(
+            connect, notifications, peer_id, version, wait_s, delta, views, parking
+        )
     deadline = time.monotonic() + wait_s
     with connect() as conn:
         config = current_config(conn, peer_id, views, notifications)
@@ -110,6 +117,98 @@ def follow_config(
                     config = woken_config(conn, peer_id, iface, views, notifications)
     if delta and base["version"] == version and config["version"] != version:
         return config_delta(base, config)  # the follower holds ``base``: only what moved
+    return config
+
+
+class Parking(Protocol):
+    """A request that can wait without holding a thread (api/gunicorn_worker.py): the state
+    kept across the calls that serve it. A call that must wait subscribes the request, reads
+    once more, and parks it (``park`` does not return); a notification or the deadline then
+    serves the request again (``resumed``), on whichever thread is free. ``memo`` stays with
+    the connection from one request to the next (see :class:`FollowMemo`)."""
+
+    started: float  # when the request came (time.monotonic)
+    resumed: bool  # this call serves the request again after it was parked
+    base: dict[str, Any] | None  # the config it was parked on
+    memo: Any
+    caller: Any  # who it was authenticated as when it came (the API's)
+
+    def subscribe(self, notifications: Notifications, keys: Sequence[str]) -> None: ...
+
+    def unsubscribe(self) -> None: ...
+
+    def park(self, deadline: float, base: dict[str, Any]) -> NoReturn: ...
+
+
+@dataclass(frozen=True)
+class FollowMemo:
+    """The config last answered on a connection and where the notifications were before it
+    was read (``Notifications.mark``): a follower asks again for that very version at once,
+    and while no notification has named its interface or itself since, the config is still
+    that one, so the request parks without reading anything (a wake-up reads as usual)."""
+
+    peer_id: int
+    config: dict[str, Any]
+    mark: Any
+
+
+def _follow_parked(
+    connect: Connect,
+    notifications: Notifications,
+    peer_id: int,
+    version: str | None,
+    wait_s: float,
+    delta: bool,
+    views: ConfigViews | None,
+    parking: Parking,
+) -> dict[str, Any]:
+    """``follow_config`` for a request that waits without a thread: each call reads (a woken
+    one through the view its interface's followers share) and answers or parks; a follower
+    asking again for what it was just told parks without a read (:class:`FollowMemo`)."""
+    deadline = parking.started + wait_s
+    parking.unsubscribe()  # woken: from here on, this call decides anew
+    memo = parking.memo if isinstance(parking.memo, FollowMemo) else None
+    if memo is not None and (memo.peer_id != peer_id or parking.resumed):
+        memo = None
+    if memo is not None and version == memo.config["version"] and wait_s > 0:
+        keys = (interface_key(memo.config["interface_id"]), peer_key(peer_id))
+        if notifications.unchanged(keys, memo.mark) and time.monotonic() < deadline:
+            parking.subscribe(notifications, keys)
+            if notifications.unchanged(keys, memo.mark):  # nothing came in between
+                parking.park(deadline, memo.config)
+            parking.unsubscribe()
+
+    def read(interface_id: int | None, woken: bool) -> dict[str, Any]:
+        mark = notifications.mark()  # before reading: what the memo is as new as
+        with connect() as conn:
+            if views is not None and interface_id is not None and woken:
+                # woken with the others of its interface: from the view they share
+                config = woken_config(conn, peer_id, interface_id, views, notifications)
+            else:
+                config = current_config(conn, peer_id, views, notifications)
+        parking.memo = FollowMemo(peer_id, config, mark) if mark is not None else None
+        return config
+
+    base = parking.base
+    config = read(base["interface_id"] if base is not None else None, parking.resumed)
+    if version is None or wait_s <= 0 or config["version"] != version:
+        if delta and base is not None and base["version"] == version:
+            return config_delta(base, config)  # the follower holds ``base``: what moved
+        return config
+    if time.monotonic() >= deadline:
+        return config
+    keys = (interface_key(config["interface_id"]), peer_key(peer_id))
+    parking.subscribe(notifications, keys)
+    try:
+        config = read(config["interface_id"], False)  # again: no change slips past now
+    except BaseException:
+        parking.unsubscribe()
+        raise
+    if config["version"] == version:
+        parking.park(deadline, base if base is not None else config)
+    parking.unsubscribe()
+    if delta and base is not None and base["version"] == version:
+        return config_delta(base, config)
     return config
 
 

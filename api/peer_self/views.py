@@ -54,6 +54,7 @@ def config(args: dict[str, Any]) -> Any:
         min(args["wait"], state.settings().config_wait_max_s),
         args["delta"],
         state.config_views(),
+        state.parking(),
     )
     if "base" in found:  # a delta: not a config, so not through the config's schema
         return jsonify(found)

@@ -7,12 +7,14 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 
-from tests.api.conftest import Api
+from elysium.settings import Settings
+from tests.api.conftest import Api, Pki, start_api
 from tests.api.test_peer_self import peer
 
 __all__ = ["peer"]  # the fixture, shared
@@ -112,3 +114,43 @@ def test_a_peer_removed_while_waiting_is_told_at_once(
     r = api.get("/v1/peer/config", params={"version": version, "wait": 60})
     assert r.status_code == 403 and r.json()["error"]["code"] == "peer_not_live"
     assert time.monotonic() - started < 30  # generous, far below the wait it did not spend
+
+
+def test_followers_wait_without_a_thread_each(
+    peer: tuple[Api, int],
+    db: psycopg.Connection[Any],
+    settings: Settings,
+    api_pki: Pki,
+    tmp_path: Path,
+) -> None:
+    """Three times as many followers as the worker has threads all wait, /healthz still
+    answers meanwhile, and one change wakes every one (api/gunicorn_worker.py parks them)."""
+    api, _ = peer
+    server, url = start_api(
+        settings, api_pki, tmp_path / "api.log", ELYSIUM_API_WORKERS="1", ELYSIUM_API_THREADS="8"
+    )
+    try:
+        followers = [Api(url, api_pki.ca, cert=api.session.cert) for _ in range(24)]
+        version = followers[0].get("/v1/peer/config").json()["version"]
+        seen: list[str] = []
+
+        def follow(f: Api) -> None:
+            f.get("/v1/peer/config")  # as a follower does: it was told the version on this
+            r = f.get("/v1/peer/config", params={"version": version, "wait": 60}, timeout=60)
+            seen.append(r.json()["version"])
+
+        waiting = [threading.Thread(target=follow, args=(f,), daemon=True) for f in followers]
+        for t in waiting:
+            t.start()
+        time.sleep(3)
+        assert not seen  # all still wait
+
+        started = time.monotonic()
+        assert Api(url, api_pki.ca).get("/healthz", timeout=10).ok  # a thread is free
+        assert time.monotonic() - started < 5
+        db.execute("UPDATE interfaces SET dns = '{10.30.0.54}'")
+        for t in waiting:
+            t.join(30)
+        assert len(seen) == 24 and version not in seen
+    finally:
+        server.stop()
