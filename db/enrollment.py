@@ -12,8 +12,9 @@ Every enrollment of an interface takes its address pool's row, and every enrollm
 token that token's row, each until its commit: they take turns. Had each turn lasted until its
 commit record was flushed (an fsync), the turns could not share a flush and an interface took
 one enrollment per fsync. So the enrollment's transaction commits without waiting for the
-flush (``SET LOCAL synchronous_commit = off``; its row locks go once the server has run it),
-and a second, tiny write transaction right behind it on the same connection commits with the
+flush (the statement sets ``synchronous_commit`` off for its own transaction, which a COMMIT
+right behind it in the pipeline ends; its row locks go once the server has run it), and a
+second, tiny write transaction right behind that on the same connection commits with the
 usual synchronous commit: it returns only once the WAL is flushed up to its own commit record,
 so up to the enrollment's too (WAL is flushed in order). These flushes are shared (group
 commit), no row lock is held through them, and nothing is answered or sent before them: an
@@ -53,7 +54,9 @@ _ENROLL = (
     "  i.network FROM enrollment_tokens t JOIN interfaces i ON i.id = t.interface_id"
     "  JOIN hubs h ON h.id = i.hub_id"
     f"  WHERE {_REDEEMABLE.replace('token_hash', 't.token_hash')}"
-    "  AND i.status <> %(deleting)s AND i.network6 IS NULL AND h.mesh_port IS NULL),"
+    "  AND i.status <> %(deleting)s AND i.network6 IS NULL AND h.mesh_port IS NULL"
+    # this statement's transaction commits without waiting for the flush (see above)
+    "  AND set_config('synchronous_commit', 'off', true) = 'off'),"
     " j AS (INSERT INTO jobs (id, kind, queue, submitter, payload, hub_id, interface_id,"
     "  peer_id, enqueued_at)"
     "  SELECT %(job_id)s, %(kind)s, coalesce(%(queue)s, %(hub_prefix)s || g.hub), %(actor)s,"
@@ -125,12 +128,13 @@ def enroll_in_one_statement(
     }
     try:
         with conn.pipeline():  # one round trip
-            conn.execute("BEGIN")
-            conn.execute("SET LOCAL synchronous_commit = off")
+            # Its own (implicit) transaction, which the statement sets to commit without
+            # waiting for the flush.
             enrolled = conn.execute(_ENROLL, params)
             # Not prepared, as nothing after a statement that may fail in a pipeline: that
             # statement skipped, psycopg would still count it prepared (the next use fails).
-            conn.execute("COMMIT", prepare=False)  # the hot rows are free once it has run
+            # COMMIT ends the implicit transaction (the hot rows are free once it has run).
+            conn.execute("COMMIT", prepare=False)
             # Its own transaction (until the pipeline's Sync), committed synchronously: it
             # returns once the WAL is on disk up to its commit, the enrollment's included.
             conn.execute(_DURABLE, prepare=False)
