@@ -148,22 +148,29 @@ def enroll_in_one_statement(
         public_key,
     )
     try:
-        if conn not in _prepared:
-            conn.execute(_PREPARE, prepare=False)
-            _prepared.add(conn)
-        # Its own (implicit) transaction, which the statement sets to commit without waiting
-        # for the flush; the first of the message's results.
-        row = ClientCursor(conn).execute(_RUN, params).fetchone()
+        try:
+            row = _run(conn, params)
+        except errors.InvalidSqlStatementName:
+            # psycopg deallocates all prepared statements after a ROLLBACK or a DROP (its own
+            # cache may be stale then), this one too; nothing ran: prepare it again.
+            _prepared.discard(conn)
+            row = _run(conn, params)
     except errors.CheckViolation as exc:
         if exc.diag.constraint_name != "peers_check":
             raise
         return None  # no address (released ones, or none left), or the token's use was gone
     except errors.UniqueViolation as exc:
         raise conflict(exc) from None
-    except errors.InvalidSqlStatementName:
-        _prepared.discard(conn)  # deallocated (DISCARD ALL): prepared again next time
-        raise
     finally:
         if conn.info.transaction_status != TransactionStatus.IDLE:
             conn.execute("ROLLBACK")  # an error above: nothing is written
     return cast(JobRow | None, row)
+
+
+def _run(conn: Connection[DictRow], params: tuple[Any, ...]) -> DictRow | None:
+    if conn not in _prepared:
+        conn.execute(_PREPARE, prepare=False)
+        _prepared.add(conn)
+    # Its own (implicit) transaction, which the statement sets to commit without waiting for
+    # the flush; the job is the first of the message's results.
+    return ClientCursor(conn).execute(_RUN, params).fetchone()

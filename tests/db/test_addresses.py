@@ -341,3 +341,16 @@ def test_the_one_statement_enrollment_commits_apart_from_its_synchronous_durable
     assert before["x"] < row["x"] < after["x"] - 1
     # Its asynchronous commit was local to it: the session commits synchronously again.
     assert conn.execute("SHOW synchronous_commit").fetchone() == {"synchronous_commit": "on"}
+    # psycopg deallocates every prepared statement after a ROLLBACK or a DROP: prepared again.
+    conn.execute("DEALLOCATE ALL")
+    assert enroll_in_one_statement(
+        conn,
+        token=token,
+        name="m",
+        public_key=public_key(generate_private_key()),
+        submitter="test",
+        kind="enroll_peer",
+        queue=None,
+        hub_prefix="hub.",
+        payload={},
+    )
