@@ -12,8 +12,9 @@ Every enrollment of an interface takes its address pool's row, and every enrollm
 token that token's row, each until its commit: they take turns. Had each turn lasted until its
 commit record was flushed (an fsync), the turns could not share a flush and an interface took
 one enrollment per fsync. So the enrollment's transaction commits without waiting for the
-flush (``SET LOCAL synchronous_commit = off``; its row locks go once the server has run it),
-and a second, tiny write transaction right behind it on the same connection commits with the
+flush (the statement sets ``synchronous_commit`` off for its own transaction, which a COMMIT
+right behind it in the same message ends; its row locks go once the server has run it), and a
+second, tiny write transaction right behind that on the same connection commits with the
 usual synchronous commit: it returns only once the WAL is flushed up to its own commit record,
 so up to the enrollment's too (WAL is flushed in order). These flushes are shared (group
 commit), no row lock is held through them, and nothing is answered or sent before them: an
@@ -27,9 +28,10 @@ token), each only once the job is written.
 from __future__ import annotations
 
 import uuid
+import weakref
 from typing import Any, cast
 
-from psycopg import Connection, errors
+from psycopg import ClientCursor, Connection, errors
 from psycopg.pq import TransactionStatus
 from psycopg.rows import DictRow
 from psycopg.types.json import Jsonb
@@ -53,7 +55,9 @@ _ENROLL = (
     "  i.network FROM enrollment_tokens t JOIN interfaces i ON i.id = t.interface_id"
     "  JOIN hubs h ON h.id = i.hub_id"
     f"  WHERE {_REDEEMABLE.replace('token_hash', 't.token_hash')}"
-    "  AND i.status <> %(deleting)s AND i.network6 IS NULL AND h.mesh_port IS NULL),"
+    "  AND i.status <> %(deleting)s AND i.network6 IS NULL AND h.mesh_port IS NULL"
+    # this statement's transaction commits without waiting for the flush (see above)
+    "  AND set_config('synchronous_commit', 'off', true) = 'off'),"
     " j AS (INSERT INTO jobs (id, kind, queue, submitter, payload, hub_id, interface_id,"
     "  peer_id, enqueued_at)"
     "  SELECT %(job_id)s, %(kind)s, coalesce(%(queue)s, %(hub_prefix)s || g.hub), %(actor)s,"
@@ -88,6 +92,26 @@ _ENROLL = (
 # one; without logical decoding nobody reads it), which writes no table.
 _DURABLE = "SELECT pg_logical_emit_message(true, 'elysium.enrolled', '')"
 
+# The statement prepared once per connection (SQL PREPARE: planned as psycopg's prepared
+# statements are), its parameters in this order; run with the COMMIT and the durable commit
+# behind it as one simple-protocol message: one round trip, with much less client work than a
+# pipeline of three (bench/api.py).
+_PARAMS = (
+    "digest", "deleting", "job_id", "kind", "queue", "hub_prefix", "actor", "payload", "name",
+    "public_key",
+)  # fmt: skip
+_PREPARE = "PREPARE elysium_enroll AS " + _ENROLL
+for _n, _p in enumerate(_PARAMS, 1):
+    _PREPARE = _PREPARE.replace(f"%({_p})s", f"${_n}")
+_RUN = (
+    f"EXECUTE elysium_enroll({', '.join(['%s'] * len(_PARAMS))});"
+    # COMMIT ends the implicit transaction (the hot rows are free once it has run); the
+    # durable commit is then its own transaction, committed synchronously: it returns once
+    # the WAL is on disk up to its commit, the enrollment's included.
+    f" COMMIT; {_DURABLE}"
+)
+_prepared: weakref.WeakSet[Connection[DictRow]] = weakref.WeakSet()
+
 
 def enroll_in_one_statement(
     conn: Connection[DictRow],
@@ -111,30 +135,26 @@ def enroll_in_one_statement(
     if conn.info.transaction_status != TransactionStatus.IDLE or not conn.autocommit:
         return None
     digest = token_digest(token, ENROLLMENT_PREFIX)
-    params = {
-        "digest": digest,
-        "deleting": InterfaceStatus.DELETING,
-        "job_id": uuid.uuid4(),
-        "kind": kind,
-        "queue": queue,
-        "hub_prefix": hub_prefix,
-        "actor": submitter,
-        "payload": Jsonb(payload),
-        "name": name,
-        "public_key": public_key,
-    }
+    params = (
+        digest,
+        InterfaceStatus.DELETING,
+        uuid.uuid4(),
+        kind,
+        queue,
+        hub_prefix,
+        submitter,
+        Jsonb(payload),
+        name,
+        public_key,
+    )
     try:
-        with conn.pipeline():  # one round trip
-            conn.execute("BEGIN")
-            conn.execute("SET LOCAL synchronous_commit = off")
-            enrolled = conn.execute(_ENROLL, params)
-            # Not prepared, as nothing after a statement that may fail in a pipeline: that
-            # statement skipped, psycopg would still count it prepared (the next use fails).
-            conn.execute("COMMIT", prepare=False)  # the hot rows are free once it has run
-            # Its own transaction (until the pipeline's Sync), committed synchronously: it
-            # returns once the WAL is on disk up to its commit, the enrollment's included.
-            conn.execute(_DURABLE, prepare=False)
-        row = enrolled.fetchone()
+        try:
+            row = _run(conn, params)
+        except errors.InvalidSqlStatementName:
+            # psycopg deallocates all prepared statements after a ROLLBACK or a DROP (its own
+            # cache may be stale then), this one too; nothing ran: prepare it again.
+            _prepared.discard(conn)
+            row = _run(conn, params)
     except errors.CheckViolation as exc:
         if exc.diag.constraint_name != "peers_check":
             raise
@@ -145,3 +165,12 @@ def enroll_in_one_statement(
         if conn.info.transaction_status != TransactionStatus.IDLE:
             conn.execute("ROLLBACK")  # an error above: nothing is written
     return cast(JobRow | None, row)
+
+
+def _run(conn: Connection[DictRow], params: tuple[Any, ...]) -> DictRow | None:
+    if conn not in _prepared:
+        conn.execute(_PREPARE, prepare=False)
+        _prepared.add(conn)
+    # Its own (implicit) transaction, which the statement sets to commit without waiting for
+    # the flush; the job is the first of the message's results.
+    return ClientCursor(conn).execute(_RUN, params).fetchone()

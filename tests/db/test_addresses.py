@@ -311,3 +311,46 @@ def test_the_one_statement_enrollment_takes_the_next_address_or_writes_nothing(
     conn.execute("INSERT INTO released_addresses VALUES (%s, 4, '10.15.0.4')", (iface["id"],))
     assert enroll(public_key(generate_private_key())) is None  # the released one goes first
     assert conn.info.transaction_status == 0  # idle: nothing left open
+
+
+def test_the_one_statement_enrollment_commits_apart_from_its_synchronous_durable_commit(
+    conn: Connection[DictRow],
+) -> None:
+    from db.enrollment import enroll_in_one_statement
+    from db.enrollment_tokens import create_enrollment_token
+
+    iface = make_interface(conn, "10.16.0.0/29")
+    _, token = create_enrollment_token(conn, iface["id"], "t", 3600, 20, [], "test")
+    before = conn.execute("SELECT pg_current_xact_id()::text::bigint AS x").fetchone()
+    job = enroll_in_one_statement(
+        conn,
+        token=token,
+        name="n",
+        public_key=public_key(generate_private_key()),
+        submitter="test",
+        kind="enroll_peer",
+        queue=None,
+        hub_prefix="hub.",
+        payload={},
+    )
+    after = conn.execute("SELECT pg_current_xact_id()::text::bigint AS x").fetchone()
+    assert job is not None and before is not None and after is not None
+    row = conn.execute("SELECT xmin::text::bigint AS x FROM peers").fetchone()
+    assert row is not None
+    # The enrollment's own transaction, and one more (the durable WAL message) behind it.
+    assert before["x"] < row["x"] < after["x"] - 1
+    # Its asynchronous commit was local to it: the session commits synchronously again.
+    assert conn.execute("SHOW synchronous_commit").fetchone() == {"synchronous_commit": "on"}
+    # psycopg deallocates every prepared statement after a ROLLBACK or a DROP: prepared again.
+    conn.execute("DEALLOCATE ALL")
+    assert enroll_in_one_statement(
+        conn,
+        token=token,
+        name="m",
+        public_key=public_key(generate_private_key()),
+        submitter="test",
+        kind="enroll_peer",
+        queue=None,
+        hub_prefix="hub.",
+        payload={},
+    )
