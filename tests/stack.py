@@ -66,7 +66,9 @@ class Process:
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
-                self.kill()
+                # The whole group: a gunicorn master killed alone leaves its workers (and their
+                # database connections) behind until their own requests end.
+                self.kill_group()
         self._log.close()
 
     def log(self) -> str:
