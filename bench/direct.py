@@ -51,7 +51,7 @@ from psycopg.types.json import Jsonb
 
 from bench.api import api_server, tls_settings
 from bench.client import Api, client, follower, hub_interface, in_ns
-from bench.follow import CONNECTING_AT_ONCE, WAIT_S, Follower, peers_with_certificates
+from bench.follow import WAIT_S, Follower, connect_all, peers_with_certificates
 from bench.scaffold import (
     elysium_processes,
     percentile,
@@ -354,13 +354,7 @@ def wait_quiet(root_pid: int, timeout: float = 120) -> None:
 async def follow_a_join(base: str, contexts: list[Any], url: str, api_root: int) -> dict[str, Any]:
     host, port = base.removeprefix("https://").split(":")
     followers = [JoinFollower(host, int(port), c) for c in contexts]
-    gate = asyncio.Semaphore(CONNECTING_AT_ONCE)
-
-    async def connect(f: JoinFollower) -> None:
-        async with gate:
-            await f.connect()
-
-    await asyncio.gather(*(connect(f) for f in followers))
+    await connect_all(followers)
     whole = followers[0].received
     key = random_key()
     tasks = [asyncio.create_task(f.wait_for(key)) for f in followers]

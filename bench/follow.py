@@ -29,7 +29,7 @@ import ssl
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -229,11 +229,8 @@ def rss_mb(root_pid: int) -> float:
     return round(total / 1024, 1)
 
 
-async def run_followers(
-    base: str, contexts: list[ssl.SSLContext], url: str, measure: Any
-) -> dict[str, Any]:
-    host, port = base.removeprefix("https://").split(":")
-    followers = [Follower(host, int(port), c) for c in contexts]
+async def connect_all(followers: Sequence[Follower]) -> float:
+    """Connect every follower, ``CONNECTING_AT_ONCE`` at a time; how long that took."""
     gate = asyncio.Semaphore(CONNECTING_AT_ONCE)
 
     async def connect(f: Follower) -> None:
@@ -242,7 +239,15 @@ async def run_followers(
 
     started = time.perf_counter()
     await asyncio.gather(*(connect(f) for f in followers))
-    connected_s = time.perf_counter() - started
+    return time.perf_counter() - started
+
+
+async def run_followers(
+    base: str, contexts: list[ssl.SSLContext], url: str, measure: Any
+) -> dict[str, Any]:
+    host, port = base.removeprefix("https://").split(":")
+    followers = [Follower(host, int(port), c) for c in contexts]
+    connected_s = await connect_all(followers)
     tasks = [asyncio.create_task(f.follow()) for f in followers]
     await asyncio.gather(*(f.waiting.wait() for f in followers))
     await asyncio.sleep(2)  # every request has reached the server and waits there
@@ -369,15 +374,7 @@ async def _client_followers(
 ) -> None:
     host, port = base.removeprefix("https://").split(":")
     followers = [Follower(host, int(port), client_context(d, c)) for c in certificates]
-    gate = asyncio.Semaphore(CONNECTING_AT_ONCE)
-
-    async def connect(f: Follower) -> None:
-        async with gate:
-            await f.connect()
-
-    started = time.perf_counter()
-    await asyncio.gather(*(connect(f) for f in followers))
-    connected_s = time.perf_counter() - started
+    connected_s = await connect_all(followers)
     tasks = [asyncio.create_task(f.follow(repoll)) for f in followers]
     await asyncio.gather(*(f.waiting.wait() for f in followers))
     pipe.send(("waiting", connected_s))
