@@ -13,13 +13,14 @@ import re
 import secrets
 import signal
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
 from dataplane.base import InterfaceSpec, PeerSpec
 from dataplane.uapi import UapiDriver
 from elysium.keys import public_key
-from tests.faults.conftest import FaultStack
+from tests.faults.conftest import MIN_PINGS, FaultStack
 from tests.netns import ping
 from tests.stack import Process
 
@@ -86,6 +87,7 @@ class TunnelPing:
             self.peers.append(TunnelPeer(stack, token, ns, self.dir / f"peer{i}"))
         self.public_keys = {p.public_key for p in self.peers}
         self.process: Process | None = None
+        self.started = 0.0
         self.source, self.target = self.peers
         self._allow_ping(stack)
         assert ping(self.source.ns, self.target.address), "no first ping through the hub"
@@ -111,11 +113,14 @@ class TunnelPing:
         self.process = Process(
             [*args, self.target.address], {"PATH": "/usr/sbin:/usr/bin:/bin"}, self.dir / "ping.log"
         )
+        self.started = time.monotonic()
 
     def stop(self) -> tuple[int, int]:
         """Stop pinging; (sent, lost). The last ping may still be under way when ping is
-        stopped: it is not counted."""
+        stopped: it is not counted. Pings go on until ``MIN_PINGS`` have been sent."""
         assert self.process is not None
+        enough_at = self.started + (MIN_PINGS + 1.5) * float(INTERVAL_S)
+        time.sleep(max(0.0, enough_at - time.monotonic()))
         self.process.signal_group(signal.SIGINT)  # ping prints its summary on SIGINT
         try:
             self.process.proc.wait(10)
