@@ -39,6 +39,7 @@ def image_mb(name: str) -> float:
 
 
 def main() -> None:
+    stack.preflight()  # a fresh machine has no podman yet: image_exists below needs it
     make("compose-down")
     if not SMALL:
         for name in IMAGES:
