@@ -163,9 +163,11 @@ def require_peer(view: F) -> F:
             # waiting on a thread is (its peer's status is read again with its config).
             g.caller = parked.caller
         else:
+            # before reading: what a later request on this connection may trust it since
+            mark = state.notifications().mark() if parked is not None else None
             g.caller = peer_from_certificate()
             if parked is not None:
-                parked.caller = g.caller
+                parked.caller, parked.caller_mark = g.caller, mark
         return view(*args, **kwargs)
 
     return wrapper  # type: ignore[return-value]

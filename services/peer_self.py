@@ -132,6 +132,7 @@ class Parking(Protocol):
     base: dict[str, Any] | None  # the config it was parked on
     memo: Any
     caller: Any  # who it was authenticated as when it came (the API's)
+    caller_mark: Any  # where the notifications were before that (the API's)
 
     def subscribe(self, notifications: Notifications, keys: Sequence[str]) -> None: ...
 
@@ -152,6 +153,28 @@ class FollowMemo:
     mark: Any
 
 
+def park_unchanged(
+    notifications: Notifications,
+    memo: FollowMemo,
+    peer_id: int,
+    version: str | None,
+    wait_s: float,
+    parking: Parking,
+) -> None:
+    """Park a follower that asks again for the version its connection was just told
+    (``memo``) while no notification named its interface or itself since: nothing is read.
+    Returns when that is not so (the caller reads as usual); else it does not return."""
+    if memo.peer_id != peer_id or version != memo.config["version"] or wait_s <= 0:
+        return
+    deadline = parking.started + wait_s
+    keys = (interface_key(memo.config["interface_id"]), peer_key(peer_id))
+    if notifications.unchanged(keys, memo.mark) and time.monotonic() < deadline:
+        parking.subscribe(notifications, keys)
+        if notifications.unchanged(keys, memo.mark):  # nothing came in between
+            parking.park(deadline, memo.config)
+        parking.unsubscribe()
+
+
 def _follow_parked(
     connect: Connect,
     notifications: Notifications,
@@ -167,16 +190,8 @@ def _follow_parked(
     asking again for what it was just told parks without a read (:class:`FollowMemo`)."""
     deadline = parking.started + wait_s
     parking.unsubscribe()  # woken: from here on, this call decides anew
-    memo = parking.memo if isinstance(parking.memo, FollowMemo) else None
-    if memo is not None and (memo.peer_id != peer_id or parking.resumed):
-        memo = None
-    if memo is not None and version == memo.config["version"] and wait_s > 0:
-        keys = (interface_key(memo.config["interface_id"]), peer_key(peer_id))
-        if notifications.unchanged(keys, memo.mark) and time.monotonic() < deadline:
-            parking.subscribe(notifications, keys)
-            if notifications.unchanged(keys, memo.mark):  # nothing came in between
-                parking.park(deadline, memo.config)
-            parking.unsubscribe()
+    if isinstance(parking.memo, FollowMemo) and not parking.resumed:
+        park_unchanged(notifications, parking.memo, peer_id, version, wait_s, parking)
 
     def read(interface_id: int | None, woken: bool) -> dict[str, Any]:
         mark = notifications.mark()  # before reading: what the memo is as new as

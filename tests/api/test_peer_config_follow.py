@@ -15,7 +15,7 @@ import pytest
 
 from elysium.settings import Settings
 from tests.api.conftest import Api, Pki, start_api
-from tests.api.test_peer_self import peer
+from tests.api.test_peer_self import peer, renew
 
 __all__ = ["peer"]  # the fixture, shared
 
@@ -154,3 +154,26 @@ def test_followers_wait_without_a_thread_each(
         assert len(seen) == 24 and version not in seen
     finally:
         server.stop()
+
+
+def test_a_follower_renewed_while_it_follows_is_refused_at_its_next_wait(
+    peer: tuple[Api, int], tmp_path: Path
+) -> None:
+    """A follower's next wait on its connection parks before the app while nothing it would
+    read or check moved (api/gunicorn_worker.py); a renewal of its certificate in between
+    is such a move: that wait is refused at once, as any request with the old one is."""
+    api, _ = peer
+    version = api.get("/v1/peer/config").json()["version"]
+    again = api.get("/v1/peer/config", params={"version": version, "wait": 0.5})
+    assert again.status_code == 200 and again.json()["version"] == version
+    # Something the app reads differently from the worker's own parsing still reaches it.
+    bad = api.get("/v1/peer/config", params={"version": version, "wait": -1})
+    assert bad.status_code in (400, 422) and "wait" in bad.json()["error"]["fields"], bad.text
+    api.get("/v1/peer/config", params={"version": version, "wait": 0.5})  # the memo again
+
+    other = Api(api.base, Path(api.ca), cert=api.session.cert)  # another connection renews
+    renew(other, tmp_path)
+    started = time.monotonic()
+    r = api.get("/v1/peer/config", params={"version": version, "wait": 10}, timeout=30)
+    assert r.status_code == 401 and r.json()["error"]["code"] == "certificate_replaced", r.text
+    assert time.monotonic() - started < 5  # refused, not parked until the wait ran out
