@@ -16,47 +16,33 @@ threads. A thousand followers cost a thousand sockets and small objects, not a t
 threads; a change wakes them in the order they are resumed, ``RESUME_THREADS`` at a time (the
 database pool bounds what would run at once anyway).
 
-Asking again, before the app: a follower sends its next wait the moment it is answered, on the
-same connection (so with the same certificate). While no notification named its interface or
-itself since the config it was just told was read, and none named itself since it was
-authenticated (a renewal or a revocation names the peer: migrations 0007 and 0012), that wait
-parks here, without the app: nothing would be read and nothing answered
-(``services.peer_self.park_unchanged``). The answer, when a change or the deadline serves the
-request again, goes through the app as any other. Anything unusual in the request goes to the
-app.
+A follower's two hot calls, its next wait and its answer when woken, skip the app when nothing
+about them is unusual (``api/peer_self/fast.py``).
 """
 
 from __future__ import annotations
 
 import heapq
 import itertools
-import re
 import ssl
 import threading
 import time
 from collections.abc import Sequence
 from concurrent import futures
 from typing import Any, NoReturn
-from urllib.parse import parse_qs
 
-import marshmallow as ma
 from gunicorn.workers.gthread import ThreadWorker
 
-from api.auth import CLIENT_CERT_ENVIRON, certificate_peer
+from api.auth import CLIENT_CERT_ENVIRON
+from api.peer_self.fast import FollowFastPath
 from api.state import EXTENSION, PARKING_ENVIRON, ApiState
-from db.config_notify import peer_key
 from db.notify import Mark, Notifications
-from services.peer_self import FollowMemo, park_unchanged
 
 # Threads per worker process that serve parked requests again (a wake-up reads one row and
 # writes one answer: a few keep both cores busy; more would only queue on the database pool).
 RESUME_THREADS = 8
 MEMO_ATTRIBUTE = "elysium_memo"  # on gunicorn's connection object
 CALLER_ATTRIBUTE = "elysium_caller"  # on it too: (api.auth.Caller, the mark taken before)
-FOLLOW_PATH = "/v1/peer/config"
-FOLLOW_ARGS = {"version", "wait", "delta"}  # api.peer_self.schemas.PeerConfigArgs
-WAIT = re.compile(r"[0-9]{1,4}(\.[0-9]{1,6})?")
-MAX_WAIT_S = 3600
 
 
 class Parked(BaseException):  # not Exception: Flask must not turn it into a 500
@@ -128,7 +114,7 @@ class ClientCertWorker(ThreadWorker):
         self._deadlines: list[tuple[float, int, ParkedRequest]] = []
         self._deadlines_changed = threading.Condition()
         self._order = itertools.count()
-        self._api: ApiState | None = None
+        self._fast: FollowFastPath | None = None
 
     def init_process(self) -> None:
         self._resumes = futures.ThreadPoolExecutor(RESUME_THREADS, thread_name_prefix="resume")
@@ -139,11 +125,18 @@ class ClientCertWorker(ThreadWorker):
         super().load_wsgi()
         app: Any = getattr(self, "wsgi")  # noqa: B009 - gunicorn sets it untyped
         extensions = getattr(app, "extensions", {})
-        self._api = extensions.get(EXTENSION) if isinstance(extensions, dict) else None
+        api = extensions.get(EXTENSION) if isinstance(extensions, dict) else None
+        self._fast = FollowFastPath(api) if isinstance(api, ApiState) else None
 
         def with_certificate(environ: dict[str, Any], start_response: Any) -> Any:
             environ[CLIENT_CERT_ENVIRON] = getattr(self._current, "der", None)
-            environ[PARKING_ENVIRON] = getattr(self._current, "slot", None)
+            slot = environ[PARKING_ENVIRON] = getattr(self._current, "slot", None)
+            if slot is not None and slot.resumed and self._fast is not None:
+                body = self._fast.answer(environ, slot)  # may park it again
+                if body is not None:
+                    headers = [("Content-Type", "application/json")]
+                    start_response("200 OK", [*headers, ("Content-Length", str(len(body)))])
+                    return [body]
             return app(environ, start_response)
 
         self.wsgi = with_certificate
@@ -167,8 +160,9 @@ class ClientCertWorker(ThreadWorker):
         slot = getattr(self._current, "resuming", None) or ParkedRequest(self, conn, req)
         self._current.slot = slot
         try:
-            if not slot.resumed and der is not None:
-                self._park_before_app(slot, req, der)
+            if not slot.resumed and der is not None and self._fast is not None:
+                kept = getattr(conn, CALLER_ATTRIBUTE, None)
+                self._fast.park(slot, req.method, req.path, req.query, der, kept)
             answered = super().handle_request(req, conn)
             setattr(conn, MEMO_ATTRIBUTE, slot.memo)
             setattr(conn, CALLER_ATTRIBUTE, (slot.caller, slot.caller_mark))
@@ -179,30 +173,6 @@ class ClientCertWorker(ThreadWorker):
         finally:
             self._current.der = None
             self._current.slot = None
-
-    def _park_before_app(self, slot: ParkedRequest, req: Any, der: bytes) -> None:
-        """Park a follower's next wait without the app when nothing it would read or
-        check moved (see the module's docstring); else return, and the app serves it."""
-        memo, kept = slot.memo, getattr(slot.conn, CALLER_ATTRIBUTE, None)
-        if req.method != "GET" or req.path != FOLLOW_PATH or self._api is None:
-            return
-        if not isinstance(memo, FollowMemo) or kept is None or kept[0] is None:
-            return
-        caller, caller_mark = kept
-        if caller.peer_id != memo.peer_id or caller.certificate_replaced:
-            return
-        api = self._api
-        notes = api.notifications
-        if not notes.unchanged([peer_key(memo.peer_id)], caller_mark):
-            return  # renewed, revoked or moved since it was authenticated: the app checks
-        named = certificate_peer(api.ca_cert, der)  # kept per process; run out since?
-        args = follow_args(req.query)
-        if named is None or named[0] != memo.peer_id or args is None:
-            return
-        version, wait_s = args
-        slot.caller, slot.caller_mark = caller, caller_mark
-        wait_s = min(wait_s, api.settings.config_wait_max_s)
-        park_unchanged(notes, memo, memo.peer_id, version, wait_s, slot)
 
     def finish_request(self, conn: Any, fs: Any) -> None:
         """On the main thread: a parked request stays out of the poller (its subscription
@@ -263,22 +233,3 @@ class ClientCertWorker(ThreadWorker):
                 heapq.heappop(self._deadlines)
             if parked.deadline <= time.monotonic():  # not parked again since, for later
                 parked.set()
-
-
-def follow_args(query: str) -> tuple[str, float] | None:
-    """``version`` and ``wait`` of a follow's query as ``PeerConfigArgs`` reads them, or None
-    for anything else (the app then reads it, and says what is wrong)."""
-    try:
-        found = parse_qs(query, keep_blank_values=True, strict_parsing=True)
-    except ValueError:
-        return None
-    if not found.keys() <= FOLLOW_ARGS or any(len(v) != 1 for v in found.values()):
-        return None
-    version, wait = found.get("version", [""])[0], found.get("wait", [""])[0]
-    delta = found.get("delta", ["false"])[0]
-    if not version or len(version) > 64 or not WAIT.fullmatch(wait):
-        return None
-    if delta not in ma.fields.Boolean.truthy | ma.fields.Boolean.falsy:
-        return None
-    wait_s = float(wait)
-    return (version, wait_s) if wait_s <= MAX_WAIT_S else None

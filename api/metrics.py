@@ -75,13 +75,19 @@ def instrument(app: Flask) -> None:
         g.request_started = time.perf_counter()
 
     @app.after_request
-    def observe(response: Response) -> Response:
+    def count(response: Response) -> Response:
         started = g.pop("request_started", None)
-        route = _route()
-        if started is not None:
-            LATENCY.labels(request.method, route).observe(time.perf_counter() - started)
-        REQUESTS.labels(request.method, route, str(response.status_code)).inc()
+        took = time.perf_counter() - started if started is not None else None
+        observe(request.method, _route(), response.status_code, took)
         return response
+
+
+def observe(method: str, route: str, status: int, seconds: float | None) -> None:
+    """Count one answered request (and its time): the app's, and the answers its gunicorn
+    worker writes itself (api/peer_self/fast.py)."""
+    if seconds is not None:
+        LATENCY.labels(method, route).observe(seconds)
+    REQUESTS.labels(method, route, str(status)).inc()
 
 
 def exposition() -> Response:

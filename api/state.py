@@ -94,6 +94,19 @@ class ApiState:
                 self._config_views = ConfigViews()
             return self._config_views
 
+    @contextmanager
+    def connection(self) -> Iterator[Connection[DictRow]]:
+        """A pooled autocommit connection for one request's work."""
+        pool = self.pool
+        try:
+            conn = pool.getconn(timeout=10)
+        except Exception as exc:  # pool timeout or database down: not the caller's fault
+            raise Unavailable("the database is not reachable", code="database_unavailable") from exc
+        try:
+            yield conn
+        finally:
+            pool.putconn(conn)
+
     @property
     def ca_cert(self) -> x509.Certificate:
         """The Elysium CA certificate, which peer client certificates must come from."""
@@ -155,12 +168,5 @@ def parking() -> Parking | None:
 @contextmanager
 def connection() -> Iterator[Connection[DictRow]]:
     """A pooled autocommit connection for one request's work."""
-    pool = state().pool
-    try:
-        conn = pool.getconn(timeout=10)
-    except Exception as exc:  # pool timeout or database down: not the caller's fault
-        raise Unavailable("the database is not reachable", code="database_unavailable") from exc
-    try:
+    with state().connection() as conn:
         yield conn
-    finally:
-        pool.putconn(conn)

@@ -177,3 +177,27 @@ def test_a_follower_renewed_while_it_follows_is_refused_at_its_next_wait(
     r = api.get("/v1/peer/config", params={"version": version, "wait": 10}, timeout=30)
     assert r.status_code == 401 and r.json()["error"]["code"] == "certificate_replaced", r.text
     assert time.monotonic() - started < 5  # refused, not parked until the wait ran out
+
+
+def test_a_woken_follower_is_answered_as_the_app_answers(
+    peer: tuple[Api, int], db: psycopg.Connection[Any]
+) -> None:
+    """The worker answers a woken follow itself (api/peer_self/fast.py): the same config the
+    app gives, as JSON or, asked for, as a wg-quick file through the app."""
+    api, _ = peer
+    version = api.get("/v1/peer/config").json()["version"]
+    later(0.5, lambda: db.execute("UPDATE interfaces SET dns = '{10.30.0.55}'"))
+    woken = api.get("/v1/peer/config", params={"version": version, "wait": 20}, timeout=30)
+    assert woken.status_code == 200 and woken.headers["Content-Type"] == "application/json"
+    assert woken.json() == api.get("/v1/peer/config").json()
+    assert woken.json()["dns"] == ["10.30.0.55"] and woken.json()["version"] != version
+
+    version = woken.json()["version"]
+    later(0.5, lambda: db.execute("UPDATE interfaces SET dns = '{10.30.0.56}'"))
+    text = api.get(
+        "/v1/peer/config",
+        params={"version": version, "wait": 20},
+        headers={"Accept": "text/plain"},
+        timeout=30,
+    )
+    assert text.status_code == 200 and "DNS = 10.30.0.56" in text.text, text.text
