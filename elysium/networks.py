@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterable, Sequence
 
@@ -144,7 +145,18 @@ def hub_address(net: IPNetwork) -> ipaddress.IPv4Interface | ipaddress.IPv6Inter
 def hub_addresses(network: str, network6: str | None) -> list[str]:
     """The hub's own tunnel addresses on an interface, each with its network's prefix
     (``10.0.0.1/24``): the IPv4 one, then the IPv6 one when the interface has that network."""
-    return [str(hub_address(ipaddress.ip_network(n))) for n in (network, network6) if n]
+    return list(_hub_addresses(network, network6))
+
+
+# Pure functions of short strings that every config a fan-out answers computes again: kept.
+@functools.lru_cache(maxsize=4096)
+def _hub_addresses(network: str, network6: str | None) -> tuple[str, ...]:
+    return tuple(str(hub_address(ipaddress.ip_network(n))) for n in (network, network6) if n)
+
+
+@functools.lru_cache(maxsize=65536)
+def _normal_network(text: str) -> str:
+    return str(ipaddress.ip_network(text))
 
 
 def last_offset(net: IPNetwork) -> int:
@@ -173,11 +185,11 @@ def client_allowed_ips(
 ) -> list[str]:
     """What a peer routes into the tunnel: the interface networks, other peers' subnets, the
     networks behind the hub (``routes``) and, through an exit hub, everything."""
-    out = [str(ipaddress.ip_network(network))]
+    out = [_normal_network(network)]
     if network6:
-        out.append(str(ipaddress.ip_network(network6)))
+        out.append(_normal_network(network6))
     for s in (*other_subnets, *routes, *(("0.0.0.0/0", "::/0") if exit else ())):
-        text = str(ipaddress.ip_network(s))
+        text = _normal_network(s)
         if text not in out:
             out.append(text)
     return out
