@@ -6,10 +6,11 @@ reach — and a ``version`` that moves whenever any of it moves."""
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from psycopg import Connection
-from psycopg.rows import DictRow
+from psycopg.rows import DictRow, tuple_row
 
 from db.mesh import linked_hubs, networks_behind
 from db.peers import others_subnets, routed_subnets
@@ -51,7 +52,28 @@ def config_row(conn: Connection[DictRow], peer_id: int) -> dict[str, Any]:
     return dict(row)
 
 
-def config_rows(conn: Connection[DictRow], interface_id: int) -> dict[int, dict[str, Any]]:
+class ConfigRows(Mapping[int, dict[str, Any]]):
+    """:func:`config_row` of every peer of an interface, by id, each made when asked for: a
+    fan-out's one read keeps the peers' values as the database sent them, and each woken
+    follower makes only its own row (10,000 rows made at once held every follower of the
+    process waiting for the read)."""
+
+    def __init__(
+        self, names: Sequence[str], peers: dict[int, tuple[Any, ...]], shared: dict[str, Any]
+    ) -> None:
+        self._names, self._peers, self._shared = tuple(names), peers, shared
+
+    def __getitem__(self, peer_id: int) -> dict[str, Any]:
+        return {**dict(zip(self._names, self._peers[peer_id], strict=True)), **self._shared}
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._peers)
+
+    def __len__(self) -> int:
+        return len(self._peers)
+
+
+def config_rows(conn: Connection[DictRow], interface_id: int) -> ConfigRows:
     """:func:`config_row` of every peer of the interface (ended ones too), by id: two queries
     for all of them."""
     shared = conn.execute(
@@ -60,11 +82,11 @@ def config_rows(conn: Connection[DictRow], interface_id: int) -> dict[int, dict[
         (interface_id,),
     ).fetchone()
     if shared is None:
-        return {}
-    rows = conn.execute(
-        f"SELECT {PEER_COLUMNS} FROM peers p WHERE p.interface_id = %s", (interface_id,)
-    ).fetchall()
-    return {r["id"]: {**r, **shared} for r in rows}
+        return ConfigRows((), {}, {})
+    cur = conn.cursor(row_factory=tuple_row)
+    cur.execute(f"SELECT {PEER_COLUMNS} FROM peers p WHERE p.interface_id = %s", (interface_id,))
+    names = [column.name for column in cur.description or ()]
+    return ConfigRows(names, {r[0]: r for r in cur.fetchall()}, dict(shared))
 
 
 def config_from_row(

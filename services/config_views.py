@@ -20,7 +20,6 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any
 
 from psycopg import Connection
 from psycopg.rows import DictRow
@@ -28,7 +27,7 @@ from psycopg.rows import DictRow
 from db.config_notify import interface_key
 from db.interfaces import get_interface
 from db.notify import Mark, Notifications
-from db.peer_config import config_rows
+from db.peer_config import ConfigRows, config_rows
 from db.peers import interface_subnets
 from db.rows import InterfaceRow
 from services.direct import Snapshot, snapshot
@@ -48,7 +47,7 @@ class InterfaceView:
     iface: InterfaceRow
     subnets: list[tuple[int, str]]  # (peer id, subnet): ``db.peers.interface_subnets``
     snap: Snapshot | None  # on a direct interface
-    rows: dict[int, dict[str, Any]]  # each peer's ``db.peer_config.config_row``
+    rows: ConfigRows  # each peer's ``db.peer_config.config_row``
     mark: Mark | None = None  # the notifications it is as new as
 
 
