@@ -26,14 +26,16 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import marshmallow as ma
+from cryptography import x509
 
 from api.auth import Caller, certificate_peer
 from api.metrics import observe
 from api.peer_self.schemas import PeerConfigSchema
 from api.state import ApiState
 from db.config_notify import peer_key
-from db.notify import Mark
+from db.notify import Mark, Notifications
 from elysium.errors import ElysiumError
+from services.config_views import ConfigViews
 from services.peer_self import FollowMemo, Parking, follow_config, park_unchanged
 
 PATH = "/v1/peer/config"
@@ -71,6 +73,14 @@ class FollowFastPath:
     def __init__(self, api: ApiState) -> None:
         self.api = api
         self.schema = PeerConfigSchema()
+        self._kept: tuple[Notifications, ConfigViews, x509.Certificate] | None = None
+
+    def _parts(self) -> tuple[Notifications, ConfigViews, x509.Certificate]:
+        """The process's listener, views and CA certificate, taken from the app's state once
+        (each of its properties takes a lock every thread of the worker contends for)."""
+        if self._kept is None:
+            self._kept = (self.api.notifications, self.api.config_views, self.api.ca_cert)
+        return self._kept
 
     def park(
         self,
@@ -90,10 +100,10 @@ class FollowFastPath:
         caller, caller_mark = kept if kept is not None else (None, None)
         if caller is None or caller.peer_id != memo.peer_id or caller.certificate_replaced:
             return
-        notes = self.api.notifications
+        notes, _, ca_cert = self._parts()
         if not notes.unchanged([peer_key(memo.peer_id)], caller_mark):
             return  # renewed, revoked or moved since it was authenticated: the app checks
-        named = certificate_peer(self.api.ca_cert, der)  # kept per process; run out since?
+        named = certificate_peer(ca_cert, der)  # kept per process; run out since?
         args = follow_args(query)
         if named is None or named[0] != memo.peer_id or args is None:
             return
@@ -117,16 +127,16 @@ class FollowFastPath:
             return None
         version, wait_s, delta = args
         started = time.perf_counter()
-        api = self.api
+        notes, views, _ = self._parts()
         try:
             found = follow_config(
-                api.connection,
-                api.notifications,
+                self.api.connection,
+                notes,
                 caller.peer_id,
                 version,
-                min(wait_s, api.settings.config_wait_max_s),
+                min(wait_s, self.api.settings.config_wait_max_s),
                 delta,
-                api.config_views,
+                views,
                 parking,
             )
         except ElysiumError:
