@@ -186,9 +186,11 @@ def test_a_woken_follower_is_answered_as_the_app_answers(
     app gives, as JSON or, asked for, as a wg-quick file through the app."""
     api, _ = peer
     version = api.get("/v1/peer/config").json()["version"]
+    answered = config_answers(api)
     later(0.5, lambda: db.execute("UPDATE interfaces SET dns = '{10.30.0.55}'"))
     woken = api.get("/v1/peer/config", params={"version": version, "wait": 20}, timeout=30)
     assert woken.status_code == 200 and woken.headers["Content-Type"] == "application/json"
+    assert config_answers(api) == answered + 1  # counted as the app counts its answers
     assert woken.json() == api.get("/v1/peer/config").json()
     assert woken.json()["dns"] == ["10.30.0.55"] and woken.json()["version"] != version
 
@@ -201,3 +203,12 @@ def test_a_woken_follower_is_answered_as_the_app_answers(
         timeout=30,
     )
     assert text.status_code == 200 and "DNS = 10.30.0.56" in text.text, text.text
+
+
+def config_answers(api: Api) -> float:
+    """``/metrics``' count of 200 answers to ``GET /v1/peer/config`` (every worker's)."""
+    text = Api(api.base, Path(api.ca)).get("/metrics").text
+    label = 'elysium_api_requests_total{method="GET",route="/v1/peer/config",status="200"}'
+    return sum(
+        float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(label)
+    )
