@@ -89,8 +89,14 @@ def api_env(settings: Settings, api_pki: Pki, port: int, **extra: str) -> dict[s
 def start_api(
     settings: Settings, api_pki: Pki, log: Path, port: int | None = None, **extra: str
 ) -> tuple[Process, str]:
-    """A gunicorn API server (``elysium api``) answering /healthz; stop it by its pid."""
+    """A gunicorn API server (``elysium api``) answering /healthz; stop it by its pid. Each
+    has a state directory of its own unless told one: a server empties its metrics files
+    there when it starts, which would blank another server's ``/metrics`` sharing it."""
     port = port or free_port()
+    if "ELYSIUM_STATE_DIR" not in extra:
+        state = log.parent / f"api-state-{port}"
+        state.mkdir(exist_ok=True)
+        extra["ELYSIUM_STATE_DIR"] = str(state)
     server = Process(elysium_command("api"), api_env(settings, api_pki, port, **extra), log)
     url = f"https://127.0.0.1:{port}"
     try:
