@@ -86,7 +86,8 @@ def config_rows(conn: Connection[DictRow], interface_id: int) -> ConfigRows:
     cur = conn.cursor(row_factory=tuple_row)
     cur.execute(f"SELECT {PEER_COLUMNS} FROM peers p WHERE p.interface_id = %s", (interface_id,))
     names = [column.name for column in cur.description or ()]
-    return ConfigRows(names, {r[0]: r for r in cur.fetchall()}, dict(shared))
+    at = names.index("id")
+    return ConfigRows(names, {r[at]: r for r in cur.fetchall()}, dict(shared))
 
 
 def config_from_row(

@@ -30,7 +30,7 @@ from cryptography import x509
 
 from api.auth import Caller, certificate_peer
 from api.metrics import observe
-from api.peer_self.schemas import PeerConfigSchema
+from api.peer_self.schemas import VERSION_MAX_LEN, WAIT_MAX_S, PeerConfigSchema
 from api.state import ApiState
 from db.config_notify import peer_key
 from db.notify import Mark, Notifications
@@ -42,7 +42,6 @@ PATH = "/v1/peer/config"
 ROUTE = PATH  # its metrics label (api/metrics.py: the route's pattern)
 ARGS = {"version", "wait", "delta"}  # api.peer_self.schemas.PeerConfigArgs
 WAIT = re.compile(r"[0-9]{1,4}(\.[0-9]{1,6})?")
-MAX_WAIT_S = 3600
 JSON_ACCEPTED = {"*/*", "application/json"}
 
 
@@ -57,12 +56,12 @@ def follow_args(query: str) -> tuple[str, float, bool] | None:
         return None
     version, wait = found.get("version", [""])[0], found.get("wait", [""])[0]
     delta = found.get("delta", ["false"])[0]
-    if not version or len(version) > 64 or not WAIT.fullmatch(wait):
+    if not version or len(version) > VERSION_MAX_LEN or not WAIT.fullmatch(wait):
         return None
     if delta not in ma.fields.Boolean.truthy | ma.fields.Boolean.falsy:
         return None
     wait_s = float(wait)
-    if wait_s > MAX_WAIT_S:
+    if wait_s > WAIT_MAX_S:
         return None
     return version, wait_s, delta in ma.fields.Boolean.truthy
 
@@ -81,6 +80,10 @@ class FollowFastPath:
         if self._kept is None:
             self._kept = (self.api.notifications, self.api.config_views, self.api.ca_cert)
         return self._kept
+
+    def _capped(self, wait_s: float) -> float:
+        """A follow's wait as the view caps it (``config_wait_max_s``)."""
+        return min(wait_s, self.api.settings.config_wait_max_s)
 
     def park(
         self,
@@ -109,8 +112,7 @@ class FollowFastPath:
             return
         version, wait_s, _ = args
         parking.caller, parking.caller_mark = caller, caller_mark
-        wait_s = min(wait_s, self.api.settings.config_wait_max_s)
-        park_unchanged(notes, memo, memo.peer_id, version, wait_s, parking)
+        park_unchanged(notes, memo, memo.peer_id, version, self._capped(wait_s), parking)
 
     def answer(self, environ: dict[str, Any], parking: Parking) -> bytes | None:
         """The JSON body answering a parked follow served again, or None: the app serves
@@ -134,7 +136,7 @@ class FollowFastPath:
                 notes,
                 caller.peer_id,
                 version,
-                min(wait_s, self.api.settings.config_wait_max_s),
+                self._capped(wait_s),
                 delta,
                 views,
                 parking,

@@ -56,15 +56,20 @@ class PeerConfigSchema(ma.Schema):
     )
 
 
+# Also what the worker's fast path accepts without the app (api/peer_self/fast.py).
+VERSION_MAX_LEN = 64
+WAIT_MAX_S = 3600
+
+
 class PeerConfigArgs(ma.Schema):
     version = ma.fields.String(
         load_default=None,
-        validate=ma.validate.Length(max=64),
+        validate=ma.validate.Length(max=VERSION_MAX_LEN),
         metadata={"description": "the version the peer has; with wait, answer when it moves"},
     )
     wait = ma.fields.Float(
         load_default=0,
-        validate=ma.validate.Range(min=0, max=3600),
+        validate=ma.validate.Range(min=0, max=WAIT_MAX_S),
         metadata={"description": "seconds to wait for a version other than `version` (capped)"},
     )
     delta = ma.fields.Boolean(
