@@ -45,7 +45,8 @@ def open_pool(
         settings.database_url,
         min_size=settings.db_pool_min if min_size is None else min_size,
         max_size=settings.db_pool_max if max_size is None else max_size,
-        kwargs={"row_factory": dict_row, "autocommit": True},
+        # The name shows in pg_stat_activity: who holds a server's connections is one query.
+        kwargs={"row_factory": dict_row, "autocommit": True, "application_name": name},
         connection_class=Connection[DictRow],
         name=name,
         open=True,

@@ -30,7 +30,20 @@ fi
 
 # PostgreSQL 15: start the cluster if it is down, then make the role and database.
 PG_VERSION="${PG_VERSION:-15}"
-if ! pg_lsclusters -h | awk -v v="$PG_VERSION" '$1==v && $2=="main" && $4=="online" {found=1} END {exit !found}'; then
+# Debian's 100 connections are too few here: every API worker keeps a pool (up to
+# ELYSIUM_DB_POOL_MAX) and a listener, and the tests and benchmarks run several servers,
+# replicas and hub workers beside a 50-connection concurrency test. Raised once; a running
+# cluster is restarted for it (the setting takes effect only at start).
+PG_MAX_CONNECTIONS="${PG_MAX_CONNECTIONS:-300}"
+pg_restart=0
+if (($(pg_conftool -s "$PG_VERSION" main show max_connections 2>/dev/null || echo 100) < PG_MAX_CONNECTIONS)); then
+  echo "deps: PostgreSQL $PG_VERSION max_connections -> $PG_MAX_CONNECTIONS"
+  pg_conftool "$PG_VERSION" main set max_connections "$PG_MAX_CONNECTIONS"
+  pg_restart=1
+fi
+if pg_lsclusters -h | awk -v v="$PG_VERSION" '$1==v && $2=="main" && $4=="online" {found=1} END {exit !found}'; then
+  if ((pg_restart)); then pg_ctlcluster "$PG_VERSION" main restart; fi
+else
   echo "deps: starting PostgreSQL $PG_VERSION"
   pg_ctlcluster "$PG_VERSION" main start
 fi
