@@ -159,3 +159,8 @@ def celery_worker_pool() -> str:
 def celery_worker_parameters() -> dict[str, object]:
     # No result backend (jobs live in PostgreSQL), so no ping round trip at start.
     return {"queues": [CONTROL_QUEUE], "perform_ping_check": False, "concurrency": 1}
+
+
+# ---- the API's session servers (tests/api/session.py) -----------------------------------
+# Registered here once, so that every directory shares one PKI, one API and one SSO server.
+from tests.api.session import api_pki, api_url, sso  # noqa: E402, F401

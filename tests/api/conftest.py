@@ -1,7 +1,8 @@
 """The API as it runs: gunicorn over TLS on loopback, with the session's PostgreSQL and Redis.
 
-The server is started once per session (``elysium api``) with a PKI made in a temp dir; each
-test gets an empty database, an admin token, and a ``requests`` session trusting the CA.
+The server is started once per session (``elysium api``, ``tests/api/session.py``) with a PKI
+made in a temp dir; each test gets an empty database, an admin token, and a ``requests``
+session trusting the CA.
 """
 
 from __future__ import annotations
@@ -15,17 +16,15 @@ from typing import Any
 
 import psycopg
 import pytest
-import redis
 import requests
 from psycopg.rows import dict_row
 
 from db.enrollment_tokens import create_enrollment_token
 from db.tokens import create_api_token
-from elysium import pki
 from elysium.keys import generate_private_key, public_key
 from elysium.queue import celery_config as elysium_celery_config
 from elysium.settings import Settings
-from tests.oidc import OidcProvider, sso_settings, start_provider
+from tests.oidc import OidcProvider
 from tests.stack import Process, elysium_command, settings_env, wait_for
 from workers.runtime import SETTINGS_KEY
 
@@ -45,31 +44,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-@pytest.fixture(scope="session")
-def api_pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    d = tmp_path_factory.mktemp("pki")
-    ca_cert, ca_key = pki.create_ca()
-    pki.write_certificate(d / "ca.pem", ca_cert)
-    pki.write_private_key(d / "ca.key", ca_key)
-    cert, key = pki.create_server_certificate(ca_cert, ca_key, ["127.0.0.1", "localhost"])
-    pki.write_certificate(d / "server.pem", cert)
-    pki.write_private_key(d / "server.key", key)
-    other_ca, other_key = pki.create_ca("Not Elysium")
-    peer_key = pki.new_private_key()
-    foreign = pki.sign_csr(other_ca, other_key, pki.make_csr(peer_key), 1, 1)
-    pki.write_certificate(d / "foreign.pem", foreign)
-    pki.write_private_key(d / "foreign.key", peer_key)
-    return Pki(
-        d,
-        d / "ca.pem",
-        d / "ca.key",
-        d / "server.pem",
-        d / "server.key",
-        d / "foreign.pem",
-        d / "foreign.key",
-    )
 
 
 def api_env(settings: Settings, api_pki: Pki, port: int, **extra: str) -> dict[str, str]:
@@ -111,49 +85,12 @@ def start_api(
     return server, url
 
 
-@pytest.fixture(scope="session")
-def api_url(
-    settings: Settings, api_pki: Pki, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
-    server, url = start_api(settings, api_pki, tmp_path_factory.mktemp("api") / "gunicorn.log")
-    try:
-        yield url
-    finally:
-        server.stop()
-        r = redis.Redis.from_url(settings.redis_url)
-        keys = list(r.scan_iter(f"{settings.redis_key_prefix}*", count=1000))
-        if keys:
-            r.delete(*keys)
-
-
 @dataclass(frozen=True)
 class Sso:
     """An API server that signs in through a real OpenID provider (tests/oidc)."""
 
     provider: OidcProvider
     url: str
-
-
-@pytest.fixture(scope="session")
-def sso(
-    settings: Settings, api_pki: Pki, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Sso]:
-    """oidc-provider on loopback and a second API server configured for it (ELYSIUM_OIDC_*),
-    on the session's database; both stopped by pid."""
-    work = tmp_path_factory.mktemp("oidc")
-    api_port = free_port()
-    redirect = f"https://127.0.0.1:{api_port}/ui/sso/callback"
-    provider = start_provider(work, free_port(), redirect)
-    try:
-        server, url = start_api(
-            settings, api_pki, work / "gunicorn.log", api_port, **sso_settings(provider, redirect)
-        )
-        try:
-            yield Sso(provider, url)
-        finally:
-            server.stop()
-    finally:
-        provider.process.stop()
 
 
 class Api:

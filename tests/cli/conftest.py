@@ -30,10 +30,7 @@ from tests.conftest import TABLES
 from tests.netns import Topology, can_run
 from tests.stack import Process, elysium_command, settings_env
 
-# The API tests' session server and PKI, shared rather than started twice.
-api_pki = api_fixtures.api_pki
-api_url = api_fixtures.api_url
-sso = api_fixtures.sso  # the SSO API and its OpenID provider
+# The API tests' empty database for each test (the session's servers: tests/api/session.py).
 db = api_fixtures.db
 
 HUB = "hub-a"

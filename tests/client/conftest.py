@@ -20,15 +20,10 @@ import requests
 from dataplane.wireguard_go import WireguardGo
 from db.tokens import create_api_token
 from elysium.settings import Settings
-from tests.api import conftest as api_fixtures
 from tests.api.conftest import Pki
 from tests.conftest import TABLES
 from tests.netns import Topology, can_run
 from tests.stack import Process, elysium_command, settings_env
-
-# The API tests' session server and PKI, shared rather than started twice.
-api_pki = api_fixtures.api_pki
-api_url = api_fixtures.api_url
 
 HUB = "hub-a"
 NETWORK = "10.77.0.0/24"
@@ -166,7 +161,3 @@ def run_client(
         timeout=timeout,
     )
     return Run(done.returncode, done.stdout, done.stderr)
-
-
-# The single sign-on API (ELYSIUM_OIDC_*, on the same database and broker) and its provider.
-sso = api_fixtures.sso

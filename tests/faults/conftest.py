@@ -39,15 +39,11 @@ from db.tokens import create_api_token
 from elysium.keys import generate_private_key, public_key
 from elysium.pki import make_csr, new_private_key
 from elysium.settings import Settings
-from tests.api import conftest as api_fixtures
 from tests.api.conftest import Api, Pki, start_api
 from tests.faults.balancer import Replicas, WriteLog, start_replicas
 from tests.faults.figures import record
 from tests.netns import Topology
 from tests.stack import Process, elysium_command, settings_env, wait_for
-
-# The API tests' PKI, shared rather than made twice in one session.
-api_pki = api_fixtures.api_pki
 
 HUB = "hub-f"
 IFACE = "wg0"
