@@ -213,6 +213,14 @@ class JobQueue:
         kwargs = {"job_id": str(job_id)}
         return self._offer(job_id, CONTROL_RUN_JOB, CONTROL_QUEUE, kwargs, str(uuid.uuid4()))
 
+    def answers(self) -> bool:
+        """Whether the broker answers a ``PING`` on the connections jobs are sent on (a pooled
+        one: a probe costs no connection of its own, nor a new sentinel query)."""
+        try:
+            return bool(self.publisher.redis.ping())
+        except redis.RedisError:
+            return False
+
     def _offer(
         self, job_id: uuid.UUID | str, task: str, queue: str, kwargs: dict[str, str], task_id: str
     ) -> bool:

@@ -5,16 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 import marshmallow as ma
-import redis
 from flask import Response
 
 from api import metrics, state
 from api.schemas import Blueprint
 from db.stats import ping
-from elysium.queue import redis_client
 
 blp = Blueprint("health", __name__, description="Health and metrics")
-PROBE_TIMEOUT_S = 2.0
+PROBE_TIMEOUT_S = 2.0  # the publisher's Redis client has the same (elysium.queue)
 
 
 class HealthSchema(ma.Schema):
@@ -32,13 +30,10 @@ def probe_database() -> bool:
 
 
 def probe_redis() -> bool:
-    client = redis_client(state.settings(), PROBE_TIMEOUT_S)
-    try:
-        return bool(client.ping())
-    except redis.RedisError:
-        return False
-    finally:
-        client.close()
+    """Through the process's job publisher: HAProxy checks every replica a few times a
+    second, and a new client per check cost a connection (two through Sentinel) and about
+    1.8 ms of CPU, against 0.08 ms for a ping on the pooled one."""
+    return state.queue().answers()
 
 
 @blp.route("/healthz", methods=["GET"])

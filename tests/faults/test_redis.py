@@ -127,3 +127,18 @@ def test_a_burst_across_a_redis_crash_loses_no_job_and_applies_none_twice(
         f" {lost} messages lost with it, {requeued} jobs re-sent,"
         f" all {BURST} ended at {ended_s:.1f}s"
     )
+
+
+def test_readyz_names_redis_while_it_is_down_and_recovers_on_the_same_api(
+    private_redis: PrivateRedis, make_stack: Callable[..., FaultStack]
+) -> None:  # /readyz pings through the publisher's pooled connection: it must reconnect
+    stack = make_stack(redis_url=private_redis.url)
+    stack.start_api()
+    anonymous = stack.client()
+    assert anonymous.get("/readyz").json() == {"status": "ok", "down": []}
+    private_redis.kill()
+    r = anonymous.get("/readyz")
+    assert (r.status_code, r.json()) == (503, {"status": "unavailable", "down": ["redis"]})
+    private_redis.start()
+    wait_for(lambda: anonymous.get("/readyz").status_code == 200, 10, "readyz again")
+    assert all(p.alive() for p in stack.processes)
