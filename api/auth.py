@@ -119,7 +119,8 @@ def peer_from_certificate(*, replaced_ok: bool = False) -> Caller:
 
 # Certificates checked per process, most recently used kept: a follower asks again right after
 # every answer with the same certificate, and parsing it and checking its signature again is
-# most of what authenticating it costs (its holder and serial are still read each time).
+# most of what authenticating it costs; so is reading the peer id from its names (its holder
+# and serial in the database are still read each time).
 CHECKED_CERTIFICATES = 20_000
 
 
@@ -129,17 +130,32 @@ def certificate_peer(
     """The peer id and serial (hex) of a certificate ``ca_cert`` issued that is valid ``now``,
     else None; ValueError when ``der`` is no certificate. TLS verified the chain already;
     checking again keeps a misconfigured server safe."""
-    cert = _signed_certificate(ca_cert, der)
-    if cert is None or not pki.valid_at(cert, now):
+    checked = _checked_certificate(ca_cert, der)
+    if checked is None:
         return None
-    peer_id = pki.peer_id_from_certificate(cert)
-    return None if peer_id is None else (peer_id, pki.serial_hex(cert))
+    moment = now or dt.datetime.now(dt.UTC)
+    if not checked.not_before <= moment <= checked.not_after:
+        return None
+    return checked.named
+
+
+@dataclass(frozen=True)
+class _Checked:
+    """What authenticating needs of a certificate ``ca_cert`` signed, read from it once."""
+
+    not_before: dt.datetime
+    not_after: dt.datetime
+    named: tuple[int, str] | None  # (peer id, serial hex), None when it names no peer
 
 
 @functools.lru_cache(maxsize=CHECKED_CERTIFICATES)
-def _signed_certificate(ca_cert: x509.Certificate, der: bytes) -> x509.Certificate | None:
+def _checked_certificate(ca_cert: x509.Certificate, der: bytes) -> _Checked | None:
     cert = x509.load_der_x509_certificate(der)
-    return cert if pki.signed_by(ca_cert, cert) else None
+    if not pki.signed_by(ca_cert, cert):
+        return None
+    peer_id = pki.peer_id_from_certificate(cert)
+    named = None if peer_id is None else (peer_id, pki.serial_hex(cert))
+    return _Checked(cert.not_valid_before_utc, cert.not_valid_after_utc, named)
 
 
 class CertificateReplaced(Unauthorized):

@@ -186,10 +186,14 @@ class ClientCertWorker(ThreadWorker):
                     conn.close()
                 elif parked.hold():
                     with self._deadlines_changed:
+                        # The deadlines' thread sleeps until the earliest: wake it only for
+                        # an earlier one (a fan-out parks thousands, each later than those).
+                        earlier = not self._deadlines or parked.deadline < self._deadlines[0][0]
                         heapq.heappush(
                             self._deadlines, (parked.deadline, next(self._order), parked)
                         )
-                        self._deadlines_changed.notify()
+                        if earlier:
+                            self._deadlines_changed.notify()
                 else:
                     self.resume(parked)
                 return
