@@ -8,13 +8,14 @@ is none). The key is always overwritten, and request headers become ``HTTP_*`` k
 client can never supply it.
 
 Waiting without a thread: each request also gets ``environ["elysium.parking"]``, a
-:class:`ParkedRequest` (``services.peer_self.Parking``). A view that must wait subscribes it
-to the process's notifications and raises :class:`Parked` out of the app; the connection is
-then held by that subscription alone (no thread, no poller entry) until a notification or the
-wait's deadline calls its ``set``, which serves the same request again on one of a few resume
-threads. A thousand followers cost a thousand sockets and small objects, not a thousand
-threads; a change wakes them in the order they are resumed, ``RESUME_THREADS`` at a time (the
-database pool bounds what would run at once anyway).
+:class:`ParkedRequest` (``db.notify.Parking``). A view that must wait (a config follow, a job
+wait) subscribes it to the process's notifications and raises :class:`Parked` out of the
+app; the connection is then held by that subscription alone (no thread, no poller entry)
+until a notification or the wait's deadline calls its ``set``, which serves the same request
+again on one of a few resume threads. A thousand waiters cost a thousand sockets and small
+objects, not a thousand threads; a change wakes them in the order they are resumed,
+``RESUME_THREADS`` at a time (the database pool bounds what would run at once anyway). So
+the worker's threads (``ELYSIUM_API_THREADS``) only bound the requests being worked on.
 
 A follower's two hot calls, its next wait and its answer when woken, skip the app when nothing
 about them is unusual (``api/peer_self/fast.py``).
@@ -50,7 +51,7 @@ class Parked(BaseException):  # not Exception: Flask must not turn it into a 500
 
 
 class ParkedRequest:
-    """One request's state across the calls that serve it (``services.peer_self.Parking``)
+    """One request's state across the calls that serve it (``db.notify.Parking``)
     and what a notification wakes (``db.notify.Waiter``)."""
 
     def __init__(self, worker: ClientCertWorker, conn: Any, req: Any) -> None:
@@ -164,6 +165,7 @@ class ClientCertWorker(ThreadWorker):
                 kept = getattr(conn, CALLER_ATTRIBUTE, None)
                 self._fast.park(slot, req.method, req.path, req.query, der, kept)
             answered = super().handle_request(req, conn)
+            slot.unsubscribe()  # answered: it waits no more, whatever the view did
             setattr(conn, MEMO_ATTRIBUTE, slot.memo)
             setattr(conn, CALLER_ATTRIBUTE, (slot.caller, slot.caller_mark))
             return answered

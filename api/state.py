@@ -18,7 +18,7 @@ from psycopg.rows import DictRow
 from psycopg_pool import ConnectionPool
 
 from db import config_notify, job_notify
-from db.notify import Notifications
+from db.notify import Notifications, Parking
 from db.pool import open_pool
 from elysium import pki
 from elysium.errors import NotFound, Unavailable
@@ -26,11 +26,10 @@ from elysium.oidc import Provider
 from elysium.queue import JobQueue
 from elysium.settings import Settings
 from services.config_views import ConfigViews
-from services.peer_self import Parking
 
 EXTENSION = "elysium"
 # Set by the API's gunicorn worker for every request (api/gunicorn_worker.py): what lets a
-# config follow wait without a thread (``services.peer_self.Parking``); absent elsewhere.
+# config follow or a job wait wait without a thread (``db.notify.Parking``); absent elsewhere.
 PARKING_ENVIRON = "elysium.parking"
 
 
@@ -77,7 +76,8 @@ class ApiState:
         with self._lock:
             self._fresh()
             if self._notifications is None:
-                # Waits leave a few threads of the worker free for every other request.
+                # Waits that hold a thread (no parking: not the API's gunicorn worker) leave
+                # a few threads free for every other request.
                 self._notifications = Notifications(
                     self.settings.database_url,
                     (config_notify.CHANNEL, job_notify.CHANNEL),

@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from typing import Protocol
+from typing import Any, NoReturn, Protocol
 
 import psycopg
 from psycopg import Connection
@@ -41,6 +41,27 @@ class Waiter(Protocol):
     without a thread (its ``set`` hands it back to a thread)."""
 
     def set(self) -> None: ...
+
+
+class Parking(Protocol):
+    """A request that can wait without holding a thread (api/gunicorn_worker.py): the state
+    kept across the calls that serve it. A call that must wait subscribes the request, reads
+    once more, and parks it (``park`` does not return); a notification or the deadline then
+    serves the request again (``resumed``), on whichever thread is free. ``memo`` stays with
+    the connection from one request to the next (a follow's ``services.peer_self.FollowMemo``)."""
+
+    started: float  # when the request came (time.monotonic)
+    resumed: bool  # this call serves the request again after it was parked
+    base: dict[str, Any] | None  # what it was parked on (a follow: the config it was told)
+    memo: Any
+    caller: Any  # who it was authenticated as when it came (the API's)
+    caller_mark: Any  # where the notifications were before that (the API's)
+
+    def subscribe(self, notifications: Notifications, keys: Sequence[str]) -> None: ...
+
+    def unsubscribe(self) -> None: ...
+
+    def park(self, deadline: float, base: dict[str, Any]) -> NoReturn: ...
 
 
 def key(channel: str, payload: str) -> str:

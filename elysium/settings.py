@@ -39,9 +39,10 @@ class Settings:
     # API
     api_bind: str = "127.0.0.1:8443"
     api_workers: int = 2
-    # Threads per API worker: a job wait (GET /v1/jobs/{id}?wait) holds one while it waits; a
-    # config follow (GET /v1/peer/config?wait) holds none (api/gunicorn_worker.py parks it).
-    api_threads: int = 1024
+    # Threads per API worker: requests being worked on. A waiting config follow or job wait
+    # (GET /v1/peer/config?wait, GET /v1/jobs/{id}?wait) holds none: api/gunicorn_worker.py
+    # parks it. More threads than the database pool (db_pool_max) mostly queue on it.
+    api_threads: int = 64
     # Open connections per API worker (each one file descriptor): every following peer keeps
     # one, so this bounds the followers a worker holds (the open-file limit must allow it).
     api_connections: int = 10000

@@ -4,9 +4,9 @@ certificate before its own runs out."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, NoReturn, Protocol
+from typing import Any
 
 from cryptography import x509
 from psycopg import Connection
@@ -15,7 +15,7 @@ from psycopg.rows import DictRow
 from db import jobs as jobs_db
 from db.config_notify import interface_key, peer_key
 from db.interfaces import get_interface
-from db.notify import Connect, Notifications
+from db.notify import Connect, Notifications, Parking
 from db.peer_config import config_from_row, config_row
 from db.peers import get_peer, update_peer
 from elysium import pki
@@ -118,27 +118,6 @@ def follow_config(
     if delta and base["version"] == version and config["version"] != version:
         return config_delta(base, config)  # the follower holds ``base``: only what moved
     return config
-
-
-class Parking(Protocol):
-    """A request that can wait without holding a thread (api/gunicorn_worker.py): the state
-    kept across the calls that serve it. A call that must wait subscribes the request, reads
-    once more, and parks it (``park`` does not return); a notification or the deadline then
-    serves the request again (``resumed``), on whichever thread is free. ``memo`` stays with
-    the connection from one request to the next (see :class:`FollowMemo`)."""
-
-    started: float  # when the request came (time.monotonic)
-    resumed: bool  # this call serves the request again after it was parked
-    base: dict[str, Any] | None  # the config it was parked on
-    memo: Any
-    caller: Any  # who it was authenticated as when it came (the API's)
-    caller_mark: Any  # where the notifications were before that (the API's)
-
-    def subscribe(self, notifications: Notifications, keys: Sequence[str]) -> None: ...
-
-    def unsubscribe(self) -> None: ...
-
-    def park(self, deadline: float, base: dict[str, Any]) -> NoReturn: ...
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from api import state
 from api.auth import Caller, CertificateReplaced, caller, require_any
 from api.jobs.schemas import JobSchema, JobWaitArgs
 from api.schemas import Blueprint
-from db.job_notify import wait_for_job_end
+from db.job_notify import park_until_job_ends, wait_for_job_end
 from db.jobs import FINAL, get_job
 from db.rows import JobRow
 from elysium.errors import NotFound
@@ -59,5 +59,11 @@ def job(args: dict[str, Any], job_id: str) -> dict[str, Any]:
         raise CertificateReplaced(who.peer_id)
     wait = min(args["wait"], state.settings().job_wait_max_s)
     if wait > 0 and found["status"] not in FINAL:
-        found = wait_for_job_end(state.connection, state.notifications(), jid, wait)
+        parking = state.parking()  # the API's gunicorn worker: the wait holds no thread
+        if parking is not None:
+            found = park_until_job_ends(
+                state.connection, state.notifications(), found, wait, parking
+            )
+        else:
+            found = wait_for_job_end(state.connection, state.notifications(), jid, wait)
     return job_view(found)

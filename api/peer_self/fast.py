@@ -33,10 +33,10 @@ from api.metrics import observe
 from api.peer_self.schemas import VERSION_MAX_LEN, WAIT_MAX_S, PeerConfigSchema
 from api.state import ApiState
 from db.config_notify import peer_key
-from db.notify import Mark, Notifications
+from db.notify import Mark, Notifications, Parking
 from elysium.errors import ElysiumError
 from services.config_views import ConfigViews
-from services.peer_self import FollowMemo, Parking, follow_config, park_unchanged
+from services.peer_self import FollowMemo, follow_config, park_unchanged
 
 PATH = "/v1/peer/config"
 ROUTE = PATH  # its metrics label (api/metrics.py: the route's pattern)

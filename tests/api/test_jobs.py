@@ -12,7 +12,7 @@ import psycopg
 
 from db.jobs import start_job, succeed_job
 from elysium.settings import Settings
-from tests.api.conftest import Api, enrollment_token, new_key
+from tests.api.conftest import Api, Pki, enrollment_token, new_key, start_api
 
 
 def finish_later(
@@ -174,3 +174,53 @@ def test_many_waits_share_one_listener_per_worker_and_each_wakes_on_its_own_job(
         assert all(a["status"] == "succeeded" and a["result"] == {"n": a["id"]} for a in odds)
     assert count.listening <= 2  # one per API worker, whatever the number of waits
     assert count.most <= bound
+
+
+def test_job_waits_hold_no_thread_and_each_ends_when_its_job_does_or_its_wait_runs_out(
+    operator: Api,
+    interface_id: int,
+    clean_db: str,
+    settings: Settings,
+    api_pki: Pki,
+    tmp_path: Path,
+) -> None:
+    """Four times as many job waits as the worker has threads: they all wait (parked by
+    api/gunicorn_worker.py, as followers are), /healthz still answers, the ended job's waits
+    answer at its end, and the others at their own deadline, as they are."""
+    server, url = start_api(
+        settings, api_pki, tmp_path / "api.log", ELYSIUM_API_WORKERS="1", ELYSIUM_API_THREADS="4"
+    )
+    try:
+        ended, open_ = (
+            operator.post(
+                f"/v1/interfaces/{interface_id}/peers", json={"name": n, "public_key": new_key()}
+            ).json()["job_id"]
+            for n in ("ends", "stays")
+        )
+        sessions = [Api(url, api_pki.ca) for _ in range(16)]
+        for s in sessions:
+            s.session.headers.update(operator.session.headers)
+        waits = {ended: 30, open_: 6}
+
+        def wait(i: int) -> tuple[dict[str, Any], float]:
+            job_id = (ended, open_)[i % 2]
+            started = time.monotonic()
+            r = sessions[i].get(f"/v1/jobs/{job_id}", params={"wait": waits[job_id]}, timeout=60)
+            return r.json(), time.monotonic() - started
+
+        with ThreadPoolExecutor(len(sessions)) as pool:
+            answers = [pool.submit(wait, i) for i in range(len(sessions))]
+            time.sleep(2)
+            assert not any(a.done() for a in answers)  # all wait
+            started = time.monotonic()
+            assert Api(url, api_pki.ca).get("/healthz", timeout=10).ok  # a thread is free
+            assert time.monotonic() - started < 5
+            finish_later(clean_db, ended, 0, {"n": 1}).join()
+            done = [answers[i].result(timeout=20) for i in range(0, len(sessions), 2)]
+            assert all(job["status"] == "succeeded" and job["id"] == ended for job, _ in done)
+            assert all(took < 25 for _, took in done)  # at the job's end, not the wait's
+            stayed = [answers[i].result(timeout=30) for i in range(1, len(sessions), 2)]
+            assert all(job["status"] == "queued" and job["id"] == open_ for job, _ in stayed)
+            assert all(5.5 <= took < 30 for _, took in stayed)  # their own wait of 6 s ran out
+    finally:
+        server.stop()
