@@ -29,7 +29,7 @@ from typing import Any
 import psycopg
 import redis
 
-from db.migrate import migrate
+from db.migrate import drop_database, migrate
 from elysium.settings import Settings
 
 ADMIN_URL = os.environ.get(
@@ -57,8 +57,7 @@ def throwaway_database() -> Iterator[str]:
         migrate(url)
         yield url
     finally:
-        with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        drop_database(ADMIN_URL, name)
 
 
 @contextlib.contextmanager

@@ -1,10 +1,13 @@
-"""Apply the plain SQL files in ``db/migrations`` in order, once each, under an advisory lock."""
+"""Apply the plain SQL files in ``db/migrations`` in order, once each, under an advisory lock;
+and drop a throwaway database (tests, benchmarks)."""
 
 from __future__ import annotations
 
+import time
 from importlib import resources
 
 import psycopg
+from psycopg import sql
 
 MIGRATION_LOCK = 0x454C5953  # "ELYS": one runner at a time across processes
 
@@ -37,3 +40,24 @@ def migrate(database_url: str) -> list[str]:
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))
     return applied
+
+
+def drop_database(admin_url: str, name: str, patience_s: float = 30.0) -> None:
+    """Drop database ``name``, ending every connection to it (``WITH (FORCE)``).
+
+    For a role that is not a superuser, PostgreSQL 15 refuses ``FORCE`` while a process that
+    no role owns is in the database, such as an autovacuum worker ("must be a member of the
+    role whose process is being terminated"). Such a worker ends within moments, so the drop
+    is tried again until ``patience_s`` has passed, then the error stands.
+    """
+    statement = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+    deadline = time.monotonic() + patience_s
+    while True:
+        try:
+            with psycopg.connect(admin_url, autocommit=True) as conn:
+                conn.execute(statement)
+            return
+        except psycopg.errors.InsufficientPrivilege:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.2)

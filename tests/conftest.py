@@ -18,7 +18,7 @@ from psycopg import Connection
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import ConnectionPool
 
-from db.migrate import migrate
+from db.migrate import drop_database, migrate
 from db.pool import open_pool
 from elysium.settings import Settings
 
@@ -42,8 +42,7 @@ def database_url() -> Iterator[str]:
         migrate(url)
         yield url
     finally:
-        with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        drop_database(ADMIN_URL, name)
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from db.migrate import migrate, migration_files
+from db.migrate import drop_database, migrate, migration_files
 from tests.conftest import ADMIN_URL, _url_for
 
 
@@ -21,8 +21,7 @@ def empty_database() -> Iterator[str]:
     try:
         yield _url_for(name)
     finally:
-        with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        drop_database(ADMIN_URL, name)
 
 
 def test_migrate_from_empty_applies_every_file_then_is_a_noop(empty_database: str) -> None:
@@ -69,3 +68,18 @@ def test_two_runners_at_once_apply_each_migration_once(empty_database: str) -> N
     with psycopg.connect(empty_database) as conn:
         count = conn.execute("SELECT count(*) FROM schema_migrations").fetchone()
     assert count == (len(names),)
+
+
+def test_drop_database_ends_connections_still_open_to_it(empty_database: str) -> None:
+    name = empty_database.rpartition("/")[2]
+    held = psycopg.connect(empty_database, autocommit=True)
+    try:
+        held.execute("SELECT 1")
+        drop_database(ADMIN_URL, name)
+        with pytest.raises(psycopg.OperationalError):
+            held.execute("SELECT 1")  # ended by the drop
+    finally:
+        held.close()
+    with psycopg.connect(ADMIN_URL) as conn:
+        found = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+    assert found is None
