@@ -131,20 +131,16 @@ def certificate_peer(
     else None; ValueError when ``der`` is no certificate. TLS verified the chain already;
     checking again keeps a misconfigured server safe."""
     checked = _checked_certificate(ca_cert, der)
-    if checked is None:
-        return None
-    moment = now or dt.datetime.now(dt.UTC)
-    if not checked.not_before <= moment <= checked.not_after:
+    if checked is None or not pki.valid_at(checked.cert, now):
         return None
     return checked.named
 
 
 @dataclass(frozen=True)
 class _Checked:
-    """What authenticating needs of a certificate ``ca_cert`` signed, read from it once."""
+    """A certificate ``ca_cert`` signed, and the peer it names, read from it once."""
 
-    not_before: dt.datetime
-    not_after: dt.datetime
+    cert: x509.Certificate
     named: tuple[int, str] | None  # (peer id, serial hex), None when it names no peer
 
 
@@ -155,7 +151,7 @@ def _checked_certificate(ca_cert: x509.Certificate, der: bytes) -> _Checked | No
         return None
     peer_id = pki.peer_id_from_certificate(cert)
     named = None if peer_id is None else (peer_id, pki.serial_hex(cert))
-    return _Checked(cert.not_valid_before_utc, cert.not_valid_after_utc, named)
+    return _Checked(cert, named)
 
 
 class CertificateReplaced(Unauthorized):
