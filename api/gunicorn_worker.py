@@ -18,13 +18,17 @@ objects, not a thousand threads; a change wakes them in the order they are resum
 the worker's threads (``ELYSIUM_API_THREADS``) only bound the requests being worked on.
 
 A follower's two hot calls, its next wait and its answer when woken, skip the app when nothing
-about them is unusual (``api/peer_self/fast.py``).
+about them is unusual (``api/peer_self/fast.py``), and skip gunicorn too: between the two, the
+follower's connection waits on this worker's own thread (``api/follow_conns.py``), which reads
+its next request and parks it; a woken follower's answer is written from the resume thread
+that made it, and its connection goes straight back to that thread.
 """
 
 from __future__ import annotations
 
 import heapq
 import itertools
+import queue
 import ssl
 import threading
 import time
@@ -35,9 +39,11 @@ from typing import Any, NoReturn
 from gunicorn.workers.gthread import ThreadWorker
 
 from api.auth import CLIENT_CERT_ENVIRON
-from api.peer_self.fast import FollowFastPath
+from api.follow_conns import FollowerConnections, FollowHead, ok_response
+from api.peer_self.fast import PATH, FollowFastPath
 from api.state import EXTENSION, PARKING_ENVIRON, ApiState
 from db.notify import Mark, Notifications
+from services.peer_self import FollowMemo
 
 # Threads per worker process that serve parked requests again (a wake-up reads one row and
 # writes one answer: a few keep both cores busy; more would only queue on the database pool).
@@ -54,8 +60,11 @@ class ParkedRequest:
     """One request's state across the calls that serve it (``db.notify.Parking``)
     and what a notification wakes (``db.notify.Waiter``)."""
 
-    def __init__(self, worker: ClientCertWorker, conn: Any, req: Any) -> None:
-        self.worker, self.conn, self.req = worker, conn, req
+    def __init__(
+        self, worker: ClientCertWorker, conn: Any, req: Any, head: FollowHead | None = None
+    ) -> None:
+        # ``req``: gunicorn's request; or ``head``: a follow read by api/follow_conns.py
+        self.worker, self.conn, self.req, self.head = worker, conn, req, head
         self.started = time.monotonic()
         self.resumed = False
         self.base: dict[str, Any] | None = None
@@ -111,15 +120,20 @@ class ClientCertWorker(ThreadWorker):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._current = threading.local()
-        self._resumes: futures.ThreadPoolExecutor | None = None
+        self._resumes: queue.SimpleQueue[ParkedRequest] = queue.SimpleQueue()
+        self._follows: FollowerConnections | None = None
         self._deadlines: list[tuple[float, int, ParkedRequest]] = []
         self._deadlines_changed = threading.Condition()
         self._order = itertools.count()
         self._fast: FollowFastPath | None = None
 
     def init_process(self) -> None:
-        self._resumes = futures.ThreadPoolExecutor(RESUME_THREADS, thread_name_prefix="resume")
+        for i in range(RESUME_THREADS):
+            threading.Thread(target=self._resume_loop, name=f"resume-{i}", daemon=True).start()
         threading.Thread(target=self._expire, name="parked-deadlines", daemon=True).start()
+        self._follows = FollowerConnections(
+            self._follow_came, self._give_back, self._drop, lambda: self.alive
+        )
         super().init_process()
 
     def load_wsgi(self) -> None:
@@ -178,36 +192,61 @@ class ClientCertWorker(ThreadWorker):
 
     def finish_request(self, conn: Any, fs: Any) -> None:
         """On the main thread: a parked request stays out of the poller (its subscription
-        holds it); anything else as gthread does."""
+        holds it), a follower's connection waits for its next request in ``_follows``;
+        anything else as gthread does."""
         if not fs.cancelled() and fs.exception() is None:
-            parked = fs.result()
-            if isinstance(parked, ParkedRequest):
+            result = fs.result()
+            if isinstance(result, ParkedRequest):
                 if not self.alive:  # stopping: the follower connects again elsewhere
-                    parked.unsubscribe()
-                    self.nr_conns -= 1
-                    conn.close()
-                elif parked.hold():
-                    with self._deadlines_changed:
-                        # The deadlines' thread sleeps until the earliest: wake it only for
-                        # an earlier one (a fan-out parks thousands, each later than those).
-                        earlier = not self._deadlines or parked.deadline < self._deadlines[0][0]
-                        heapq.heappush(
-                            self._deadlines, (parked.deadline, next(self._order), parked)
-                        )
-                        if earlier:
-                            self._deadlines_changed.notify()
+                    result.unsubscribe()
+                    self._close(conn)
                 else:
-                    self.resume(parked)
+                    self._hold(result)
+                return
+            if result is True and self._follower(conn):
+                assert self._follows is not None
+                self._follows.watch(conn)
                 return
         super().finish_request(conn, fs)
 
+    def _follower(self, conn: Any) -> bool:
+        """Whether ``conn``, just answered and kept alive, is a follower's (its next request
+        is most likely its next wait) with nothing of that request read yet."""
+        return (
+            self.alive
+            and self._fast is not None
+            and isinstance(conn.sock, ssl.SSLSocket)
+            and isinstance(getattr(conn, MEMO_ATTRIBUTE, None), FollowMemo)
+            and not conn.parser.unreader.buf.getvalue()
+        )
+
+    def _hold(self, parked: ParkedRequest) -> None:
+        """Leave ``parked`` to its subscription and its deadline, or serve it again at once
+        when a wake-up came meanwhile (any thread)."""
+        if not parked.hold():
+            self.resume(parked)
+            return
+        with self._deadlines_changed:
+            # The deadlines' thread sleeps until the earliest: wake it only for an earlier
+            # one (a fan-out parks thousands, each later than those before).
+            earlier = not self._deadlines or parked.deadline < self._deadlines[0][0]
+            heapq.heappush(self._deadlines, (parked.deadline, next(self._order), parked))
+            if earlier:
+                self._deadlines_changed.notify()
+
     def resume(self, parked: ParkedRequest) -> None:
         """Serve a parked request again on a resume thread (from any thread)."""
-        assert self._resumes is not None
-        fs = self._resumes.submit(self._serve_again, parked)
-        fs.add_done_callback(
-            lambda done: self.method_queue.defer(self.finish_request, parked.conn, done)
-        )
+        self._resumes.put(parked)
+
+    def _resume_loop(self) -> None:
+        while True:
+            parked = self._resumes.get()
+            if parked.head is not None:
+                self._answer_follow(parked, parked.head)
+                continue
+            done: futures.Future[Any] = futures.Future()
+            done.set_result(self._serve_again(parked))
+            self.method_queue.defer(self.finish_request, parked.conn, done)
 
     def _serve_again(self, parked: ParkedRequest) -> Any:
         self._current.resuming = parked
@@ -224,6 +263,76 @@ class ClientCertWorker(ThreadWorker):
             return False
         finally:
             self._current.resuming = None
+
+    # A follow read by api/follow_conns.py: parked, answered and written here, not by gunicorn.
+
+    def _follow_came(self, conn: Any, head: FollowHead) -> None:
+        """A follower's next request (on the follower connections' thread): park it as
+        ``FollowFastPath.park`` would, or give it to gunicorn."""
+        assert self._fast is not None
+        parked = ParkedRequest(self, conn, None, head)
+        try:
+            der = conn.sock.getpeercert(binary_form=True)
+            kept = getattr(conn, CALLER_ATTRIBUTE, None)
+            self._fast.park(parked, "GET", PATH, head.query, der, kept)
+        except Parked:
+            self._hold(parked)
+            return
+        except Exception as exc:  # the app reads it again and says what is wrong
+            self.log.debug("a follow goes to the app: %r", exc)
+            parked.unsubscribe()
+        self._give_back(conn, head.raw)
+
+    def _answer_follow(self, parked: ParkedRequest, head: FollowHead) -> None:
+        """Serve a follow that ``_follow_came`` parked (on a resume thread): its answer, or
+        park it again, or give it to gunicorn (anything the fast path leaves to the app)."""
+        assert self._fast is not None
+        conn = parked.conn
+        parked.resumed = True
+        try:
+            body = self._fast.answer(head.environ(), parked)
+        except Parked:
+            self._hold(parked)
+            return
+        except Exception as exc:
+            self.log.debug("a woken follow goes to the app: %r", exc)
+            body = None
+        parked.unsubscribe()
+        if body is None:
+            self._give_back(conn, head.raw)
+            return
+        setattr(conn, MEMO_ATTRIBUTE, parked.memo)
+        setattr(conn, CALLER_ATTRIBUTE, (parked.caller, parked.caller_mark))
+        try:
+            conn.sock.setblocking(True)
+            conn.sock.sendall(ok_response(body))
+        except OSError as exc:  # ssl.SSLError too: the follower went away
+            self.log.debug("a woken follow's answer was not written: %r", exc)
+            self._drop(conn)
+            return
+        if self._follower(conn):
+            assert self._follows is not None
+            self._follows.watch(conn)
+        else:  # e.g. stopping: gunicorn's keep-alive answers the next "Connection: close"
+            done: futures.Future[Any] = futures.Future()
+            done.set_result(True)
+            self.method_queue.defer(self.finish_request, conn, done)
+
+    def _give_back(self, conn: Any, data: bytes) -> None:
+        """Let gunicorn serve ``conn``'s request, ``data`` being what was read of it."""
+        conn.parser.unreader.unread(data)
+        try:
+            self.enqueue_req(conn)
+        except RuntimeError:  # the thread pool is shut down: stopping
+            self._drop(conn)
+
+    def _drop(self, conn: Any) -> None:
+        """Close a follower's connection (from any thread)."""
+        self.method_queue.defer(self._close, conn)
+
+    def _close(self, conn: Any) -> None:
+        self.nr_conns -= 1
+        conn.close()
 
     def _expire(self) -> None:
         """Wake each parked request at its deadline (it then answers as the config is)."""
