@@ -270,6 +270,9 @@ class ClientCertWorker(ThreadWorker):
         """A follower's next request (on the follower connections' thread): park it as
         ``FollowFastPath.park`` would, or give it to gunicorn."""
         assert self._fast is not None
+        if not self.alive:  # stopping: gunicorn answers it "Connection: close"
+            self._give_back(conn, head.raw)
+            return
         parked = ParkedRequest(self, conn, None, head)
         try:
             der = conn.sock.getpeercert(binary_form=True)
