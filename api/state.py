@@ -67,7 +67,8 @@ class ApiState:
         with self._lock:
             self._fresh()
             if self._queue is None:
-                self._queue = JobQueue(self.settings)
+                # Sent from a thread of the queue's own: a request does not wait on Redis.
+                self._queue = JobQueue(self.settings, background=True)
             return self._queue
 
     @property

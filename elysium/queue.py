@@ -6,11 +6,14 @@ workers; the workers' Celery app takes the same configuration.
 
 from __future__ import annotations
 
+import atexit
 import base64
 import json
 import logging
 import os
+import queue as queues
 import socket
+import threading
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -189,15 +192,88 @@ class Publisher:
         self.redis.close()
 
 
-class JobQueue:
-    """Sends job messages (task id = job id) to the broker."""
+class BackgroundSender:
+    """Sends a publisher's messages from a thread of its own, all that wait in one round trip
+    (one ``LPUSH`` per queue, oldest first, so workers take them in the order they came).
 
-    def __init__(self, settings: Settings, app: Celery | None = None) -> None:
+    For the API: a request whose job is committed answers at once instead of waiting on the
+    broker, and a burst of them costs the broker one round trip per batch, not per job. A
+    message is lost only with its process or the broker, as one that a request failed to
+    send: the job row is the record, and the janitor sends it again.
+    """
+
+    BATCH_MAX = 500
+
+    def __init__(self, publisher: Publisher) -> None:
+        self.publisher = publisher
+        # (queue, message) to send, or an event to set once what came before was tried
+        self._waiting: queues.SimpleQueue[tuple[str, bytes] | threading.Event] = (
+            queues.SimpleQueue()
+        )
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def send(self, queue: str, message: bytes) -> None:
+        with self._lock:  # started on first use: a process forked after this was made has
+            if self._thread is None or not self._thread.is_alive():  # no thread of its own
+                self._thread = threading.Thread(target=self._run, name="job-sender", daemon=True)
+                self._thread.start()
+                atexit.register(self.flush)
+        self._waiting.put((queue, message))
+
+    def flush(self, timeout_s: float = 2.0) -> None:
+        """Wait (at most ``timeout_s``) until what was handed over so far has been tried."""
+        if self._thread is None or not self._thread.is_alive():
+            return
+        done = threading.Event()
+        self._waiting.put(done)
+        done.wait(timeout_s)
+
+    def _run(self) -> None:
+        while True:
+            batch = [self._waiting.get()]
+            while len(batch) < self.BATCH_MAX:
+                try:
+                    batch.append(self._waiting.get_nowait())
+                except queues.Empty:
+                    break
+            messages = [m for m in batch if isinstance(m, tuple)]
+            if messages:
+                self._send(messages)
+            for waiting in batch:
+                if isinstance(waiting, threading.Event):
+                    waiting.set()
+
+    def _send(self, messages: list[tuple[str, bytes]]) -> None:
+        by_queue: dict[str, list[bytes]] = {}
+        for queue, message in messages:
+            by_queue.setdefault(queue, []).append(message)
+        pipe = self.publisher.redis.pipeline(transaction=False)
+        for queue, batch in by_queue.items():
+            pipe.lpush(self.publisher.prefix + queue, *batch)
+        try:
+            pipe.execute()
+        except redis.RedisError as exc:
+            log.warning(
+                "%d jobs recorded but not sent (%s); the janitor will send them",
+                len(messages),
+                exc,
+            )
+
+
+class JobQueue:
+    """Sends job messages (task id = job id) to the broker; with ``background``, from a
+    thread of its own (:class:`BackgroundSender`: the API's requests do not wait on it)."""
+
+    def __init__(
+        self, settings: Settings, app: Celery | None = None, *, background: bool = False
+    ) -> None:
         if app is None:
             app = Celery("elysium-producer", set_as_current=False)
             app.conf.update(celery_config(settings))
         self.app = app
         self.publisher = Publisher(settings)
+        self.sender = BackgroundSender(self.publisher) if background else None
 
     def offer_hub_job(self, job_id: uuid.UUID | str, hub: str) -> bool:
         """Send a recorded job's message to its hub; False when the broker is down.
@@ -224,6 +300,9 @@ class JobQueue:
     def _offer(
         self, job_id: uuid.UUID | str, task: str, queue: str, kwargs: dict[str, str], task_id: str
     ) -> bool:
+        if self.sender is not None:
+            self.sender.send(queue, self.publisher.message(task, queue, kwargs, task_id))
+            return True
         try:
             self.publisher.publish(task, queue, kwargs, task_id)
         except redis.RedisError as exc:
@@ -241,5 +320,7 @@ class JobQueue:
             self.app.send_task(task, kwargs={"hub": hub}, expires=max(5.0, expires_s))
 
     def close(self) -> None:
+        if self.sender is not None:
+            self.sender.flush()
         self.publisher.close()
         self.app.close()
