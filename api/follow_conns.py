@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import logging
 import re
 import select
 import ssl
@@ -35,6 +36,8 @@ POLL_S = 1.0
 IDLE_MAX_S = 30.0  # as gunicorn's keepalive (api/gunicorn_conf.py)
 STOPPING_IDLE_MAX_S = 2.0  # as gunicorn's STOP_KEEPALIVE_LINGER, once the worker stops
 END = b"\r\n\r\n"
+
+log = logging.getLogger(__name__)
 TOKEN = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 # Headers that make a request anything but a plain follow: gunicorn reads those (and any
 # Connection header but the keep-alive that HTTP/1.1 implies anyway).
@@ -163,8 +166,14 @@ class FollowerConnections:
             for fd, _ in self._epoll.poll(POLL_S):
                 with self._lock:
                     held = self._held.get(fd)
-                if held is not None:
+                if held is None:
+                    continue
+                try:
                     self._readable(fd, held)
+                except Exception:  # this thread must go on for the others: close this one
+                    log.exception("reading a follower's request failed")
+                    self._release(fd)
+                    self._drop(held.conn)
             self._expire()
 
     def _readable(self, fd: int, held: _Held) -> None:

@@ -204,10 +204,18 @@ class ClientCertWorker(ThreadWorker):
                     self._hold(result)
                 return
             if result is True and self._follower(conn):
-                assert self._follows is not None
-                self._follows.watch(conn)
+                self._watch(conn)
                 return
         super().finish_request(conn, fs)
+
+    def _watch(self, conn: Any) -> None:
+        """Wait for a follower's next request in ``_follows`` (any thread)."""
+        assert self._follows is not None
+        try:
+            self._follows.watch(conn)
+        except (OSError, ValueError) as exc:  # closed meanwhile
+            self.log.debug("a follower's connection ended: %r", exc)
+            self._drop(conn)
 
     def _follower(self, conn: Any) -> bool:
         """Whether ``conn``, just answered and kept alive, is a follower's (its next request
@@ -241,12 +249,16 @@ class ClientCertWorker(ThreadWorker):
     def _resume_loop(self) -> None:
         while True:
             parked = self._resumes.get()
-            if parked.head is not None:
-                self._answer_follow(parked, parked.head)
-                continue
-            done: futures.Future[Any] = futures.Future()
-            done.set_result(self._serve_again(parked))
-            self.method_queue.defer(self.finish_request, parked.conn, done)
+            try:
+                if parked.head is not None:
+                    self._answer_follow(parked, parked.head)
+                    continue
+                done: futures.Future[Any] = futures.Future()
+                done.set_result(self._serve_again(parked))
+                self.method_queue.defer(self.finish_request, parked.conn, done)
+            except Exception:  # the thread serves the next one; this connection is closed
+                self.log.exception("serving a parked request again failed")
+                self._drop(parked.conn)
 
     def _serve_again(self, parked: ParkedRequest) -> Any:
         self._current.resuming = parked
@@ -314,8 +326,7 @@ class ClientCertWorker(ThreadWorker):
             self._drop(conn)
             return
         if self._follower(conn):
-            assert self._follows is not None
-            self._follows.watch(conn)
+            self._watch(conn)
         else:  # e.g. stopping: gunicorn's keep-alive answers the next "Connection: close"
             done: futures.Future[Any] = futures.Future()
             done.set_result(True)
