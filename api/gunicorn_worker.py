@@ -68,8 +68,10 @@ class ParkedRequest:
         self.started = time.monotonic()
         self.resumed = False
         self.base: dict[str, Any] | None = None
-        # What the view remembers of this connection's last answer (services.peer_self).
+        # What the view remembers of this connection's last answer (services.peer_self), and
+        # who its last request was authenticated as with the notifications' mark taken before.
         self.memo: Any = getattr(conn, MEMO_ATTRIBUTE, None)
+        self.kept: tuple[Any, Mark | None] | None = getattr(conn, CALLER_ATTRIBUTE, None)
         self.caller: Any = None  # api.auth: who it was authenticated as when it came
         self.caller_mark: Mark | None = None  # Notifications.mark taken before that
         self.deadline = 0.0
@@ -83,6 +85,12 @@ class ParkedRequest:
             self._woken = False  # only what comes from now on counts
         self._subscribed = (notifications, tuple(keys))
         notifications.add(self._subscribed[1], self)
+
+    def remember(self) -> None:
+        """Keep what this answer's view remembered (``memo``, the caller) on its connection
+        for the connection's next request."""
+        setattr(self.conn, MEMO_ATTRIBUTE, self.memo)
+        setattr(self.conn, CALLER_ATTRIBUTE, (self.caller, self.caller_mark))
 
     def unsubscribe(self) -> None:
         if self._subscribed is not None:
@@ -176,12 +184,10 @@ class ClientCertWorker(ThreadWorker):
         self._current.slot = slot
         try:
             if not slot.resumed and der is not None and self._fast is not None:
-                kept = getattr(conn, CALLER_ATTRIBUTE, None)
-                self._fast.park(slot, req.method, req.path, req.query, der, kept)
+                self._fast.park(slot, req.method, req.path, req.query, der, slot.kept)
             answered = super().handle_request(req, conn)
             slot.unsubscribe()  # answered: it waits no more, whatever the view did
-            setattr(conn, MEMO_ATTRIBUTE, slot.memo)
-            setattr(conn, CALLER_ATTRIBUTE, (slot.caller, slot.caller_mark))
+            slot.remember()
             return answered
         except Parked:
             self._current.parked = slot
@@ -253,9 +259,7 @@ class ClientCertWorker(ThreadWorker):
                 if parked.head is not None:
                     self._answer_follow(parked, parked.head)
                     continue
-                done: futures.Future[Any] = futures.Future()
-                done.set_result(self._serve_again(parked))
-                self.method_queue.defer(self.finish_request, parked.conn, done)
+                self._finish(parked.conn, self._serve_again(parked))
             except Exception:  # the thread serves the next one; this connection is closed
                 self.log.exception("serving a parked request again failed")
                 self._drop(parked.conn)
@@ -288,8 +292,7 @@ class ClientCertWorker(ThreadWorker):
         parked = ParkedRequest(self, conn, None, head)
         try:
             der = conn.sock.getpeercert(binary_form=True)
-            kept = getattr(conn, CALLER_ATTRIBUTE, None)
-            self._fast.park(parked, "GET", PATH, head.query, der, kept)
+            self._fast.park(parked, "GET", PATH, head.query, der, parked.kept)
         except Parked:
             self._hold(parked)
             return
@@ -316,8 +319,7 @@ class ClientCertWorker(ThreadWorker):
         if body is None:
             self._give_back(conn, head.raw)
             return
-        setattr(conn, MEMO_ATTRIBUTE, parked.memo)
-        setattr(conn, CALLER_ATTRIBUTE, (parked.caller, parked.caller_mark))
+        parked.remember()
         try:
             conn.sock.setblocking(True)
             conn.sock.sendall(ok_response(body))
@@ -328,9 +330,14 @@ class ClientCertWorker(ThreadWorker):
         if self._follower(conn):
             self._watch(conn)
         else:  # e.g. stopping: gunicorn's keep-alive answers the next "Connection: close"
-            done: futures.Future[Any] = futures.Future()
-            done.set_result(True)
-            self.method_queue.defer(self.finish_request, conn, done)
+            self._finish(conn, True)
+
+    def _finish(self, conn: Any, result: Any) -> None:
+        """``finish_request`` on the main thread for a request served on another thread (a
+        resume thread's: gunicorn's thread pool does this through its futures)."""
+        done: futures.Future[Any] = futures.Future()
+        done.set_result(result)
+        self.method_queue.defer(self.finish_request, conn, done)
 
     def _give_back(self, conn: Any, data: bytes) -> None:
         """Let gunicorn serve ``conn``'s request, ``data`` being what was read of it."""
