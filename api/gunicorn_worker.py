@@ -39,6 +39,7 @@ from typing import Any, NoReturn
 from gunicorn.workers.gthread import ThreadWorker
 
 from api.auth import CLIENT_CERT_ENVIRON
+from api.enroll.fast import EnrollFastPath
 from api.follow_conns import FollowerConnections, FollowHead, ok_response
 from api.peer_self.fast import PATH, FollowFastPath
 from api.state import EXTENSION, PARKING_ENVIRON, ApiState
@@ -134,6 +135,7 @@ class ClientCertWorker(ThreadWorker):
         self._deadlines_changed = threading.Condition()
         self._order = itertools.count()
         self._fast: FollowFastPath | None = None
+        self._enroll: EnrollFastPath | None = None
 
     def init_process(self) -> None:
         for i in range(RESUME_THREADS):
@@ -150,6 +152,7 @@ class ClientCertWorker(ThreadWorker):
         extensions = getattr(app, "extensions", {})
         api = extensions.get(EXTENSION) if isinstance(extensions, dict) else None
         self._fast = FollowFastPath(api) if isinstance(api, ApiState) else None
+        self._enroll = EnrollFastPath(api) if isinstance(api, ApiState) else None
 
         def with_certificate(environ: dict[str, Any], start_response: Any) -> Any:
             environ[CLIENT_CERT_ENVIRON] = getattr(self._current, "der", None)
@@ -159,6 +162,12 @@ class ClientCertWorker(ThreadWorker):
                 if body is not None:
                     headers = [("Content-Type", "application/json")]
                     start_response("200 OK", [*headers, ("Content-Length", str(len(body)))])
+                    return [body]
+            if self._enroll is not None:
+                body = self._enroll.answer(environ)
+                if body is not None:
+                    headers = [("Content-Type", "application/json")]
+                    start_response("202 ACCEPTED", [*headers, ("Content-Length", str(len(body)))])
                     return [body]
             return app(environ, start_response)
 

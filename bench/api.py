@@ -50,6 +50,7 @@ from elysium.settings import Settings
 from services.hubs import declare_hub
 
 REQUESTS = size(2000, 40)
+ROUNDS = size(3, 1)
 GOAL_RATIO = 0.5
 
 
@@ -130,9 +131,9 @@ def main() -> None:
         with psycopg.connect(url, autocommit=True, row_factory=dict_row) as conn:
             declare_hub(conn, "bench", "bench-hub", "192.0.2.1")
             with conn.transaction():
-                iface = create_interface(conn, 1, "wg0", "10.64.0.0/18", None, 51820, None, [], 25)
+                iface = create_interface(conn, 1, "wg0", "10.64.0.0/17", None, 51820, None, [], 25)
             _, token = create_enrollment_token(
-                conn, iface["id"], "bench", 3600, REQUESTS * 3, [], "bench"
+                conn, iface["id"], "bench", 3600, REQUESTS * 3 * ROUNDS, [], "bench"
             )
         ca = str(d / "ca.pem")
 
@@ -153,22 +154,34 @@ def main() -> None:
 
         with api_server(settings, d) as base:
             run_load(base, ca, CLIENT_PROCESSES * THREADS_PER_PROCESS * 4, healthz)  # warm-up
-            health = run_load(base, ca, REQUESTS, healthz)
-            enrolled = run_load(base, ca, REQUESTS, enroll)
-            enrolled_csr = run_load(base, ca, REQUESTS, enroll_csr)
+            rounds = []
+            for _ in range(ROUNDS):  # each ratio from runs side by side: the machine's own
+                # speed moves between rounds (other tenants of the host), not within one
+                rounds.append(
+                    {
+                        "healthz": run_load(base, ca, REQUESTS, healthz),
+                        "enroll": run_load(base, ca, REQUESTS, enroll),
+                        "enroll_csr": run_load(base, ca, REQUESTS, enroll_csr),
+                    }
+                )
         r = redis.Redis.from_url(REDIS_URL)
         keys = list(r.scan_iter(f"{prefix}*", count=1000))
         if keys:
             r.delete(*keys)
-    ratio = enrolled["requests_per_s"] / health["requests_per_s"]
+    for one in rounds:
+        rate = one["healthz"]["requests_per_s"]
+        one["enroll_to_healthz_ratio"] = round(one["enroll"]["requests_per_s"] / rate, 3)
+        one["enroll_csr_to_healthz_ratio"] = round(one["enroll_csr"]["requests_per_s"] / rate, 3)
+    # the middle round by the enroll ratio, whole: its figures are from the same runs
+    middle = sorted(rounds, key=lambda one: one["enroll_to_healthz_ratio"])[len(rounds) // 2]
+    health, enrolled, enrolled_csr = middle["healthz"], middle["enroll"], middle["enroll_csr"]
     figures: dict[str, Any] = {
         "enroll": enrolled,
         "healthz": health,
-        "enroll_to_healthz_ratio": round(ratio, 3),
+        "enroll_to_healthz_ratio": middle["enroll_to_healthz_ratio"],
         "enroll_csr": enrolled_csr,
-        "enroll_csr_to_healthz_ratio": round(
-            enrolled_csr["requests_per_s"] / health["requests_per_s"], 3
-        ),
+        "enroll_csr_to_healthz_ratio": middle["enroll_csr_to_healthz_ratio"],
+        "rounds_ratios": [one["enroll_to_healthz_ratio"] for one in rounds],
         "goal_ratio": GOAL_RATIO,
         "server": {
             "workers": 2,

@@ -1,12 +1,16 @@
 """The common enrollment in one round trip: redeem a token's use, take the interface's next
-address, record the peer, its job and the job's audit record, committed together.
+address, record the peer, its job and the job's audit record, committed together; for one
+enrollment or for several with one token at once (``services/enrollment.py`` puts together
+those that come while one runs), which then take consecutive addresses in their order.
 
 ``services/enrollment.py`` runs it first, on an idle autocommit connection, when the case is
 the common one; anything else (an unknown or spent token, a released address to reuse, a full
-network, an IPv6 network, a meshed hub, an interface being deleted) makes it write nothing and
-return None, and the service then does the enrollment step by step, which says why it cannot
-be done or does it the longer way. One round trip instead of four: each cost the API worker
-and PostgreSQL more CPU than the work of its statement (bench/api.py).
+network, an IPv6 network, a meshed hub, an interface being deleted, for several: a key in use
+or fewer uses left than enrollments) makes it write nothing and return None, and the service
+then does each enrollment step by step, which says why it cannot be done or does it the longer
+way. One round trip instead of four: each cost the API worker and PostgreSQL more CPU than the
+work of its statement (bench/api.py); and one for several: PostgreSQL's CPU for one of 8
+together is a fifth of one alone's.
 
 Every enrollment of an interface takes its address pool's row, and every enrollment with one
 token that token's row, each until its commit: they take turns. Had each turn lasted until its
@@ -27,14 +31,16 @@ token), each only once the job is written.
 
 from __future__ import annotations
 
+import json
 import uuid
 import weakref
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 from psycopg import ClientCursor, Connection, errors
 from psycopg.pq import TransactionStatus
 from psycopg.rows import DictRow
-from psycopg.types.json import Jsonb
 
 from db.enrollment_tokens import REDEEMABLE
 from db.jobs import JOB_COLUMNS
@@ -44,14 +50,20 @@ from db.tokens import ENROLLMENT_PREFIX, token_digest
 from elysium.states import InterfaceStatus
 
 _REDEEMABLE = REDEEMABLE.replace("%s", "%(digest)s")
+# x: the enrollments (a JSON array: job id, name, key, queue, payload), numbered n = 1, 2...;
 # g: the token and its interface, when this case is the common one;
-# j, audit: the job (drawing the peer's id) and its ``accepted`` record;
-# a: the next IPv4 offset of the pool, taken when none was released and one is left;
-# t: the token's use, taken once the address was;
-# the peer, whose address is NULL when a or t took nothing: the peers' address check then
+# j, audit: the jobs (each drawing its peer's id) and their ``accepted`` records;
+# a: the pool's next IPv4 offsets, one for each enrollment, taken when none was released and
+# enough are left (the first of them in off);
+# t: the token's uses, taken once the addresses were, all or none;
+# the peers, whose addresses are NULL when a or t took nothing: the peers' address check then
 # fails the statement and nothing is written.
 _ENROLL = (
-    "WITH g AS (SELECT t.id AS token_id, t.tags, i.id AS interface_id, i.hub_id, h.name AS hub,"
+    "WITH x AS (SELECT * FROM ROWS FROM (jsonb_to_recordset(%(enrollments)s::jsonb)"
+    "  AS (job_id uuid, name text, public_key text, queue text, payload jsonb))"
+    "  WITH ORDINALITY AS x (job_id, name, public_key, queue, payload, n)),"
+    " k AS (SELECT count(*) AS k FROM x),"
+    " g AS (SELECT t.id AS token_id, t.tags, i.id AS interface_id, i.hub_id, h.name AS hub,"
     "  i.network FROM enrollment_tokens t JOIN interfaces i ON i.id = t.interface_id"
     "  JOIN hubs h ON h.id = i.hub_id"
     f"  WHERE {_REDEEMABLE.replace('token_hash', 't.token_hash')}"
@@ -60,29 +72,31 @@ _ENROLL = (
     "  AND set_config('synchronous_commit', 'off', true) = 'off'),"
     " j AS (INSERT INTO jobs (id, kind, queue, submitter, payload, hub_id, interface_id,"
     "  peer_id, enqueued_at)"
-    "  SELECT %(job_id)s, %(kind)s, coalesce(%(queue)s, %(hub_prefix)s || g.hub), %(actor)s,"
-    "  %(payload)s || jsonb_build_object('enrollment_token_id', g.token_id)"
-    "  || CASE WHEN %(queue)s IS NULL THEN '{}'::jsonb"
+    "  SELECT x.job_id, %(kind)s, coalesce(x.queue, %(hub_prefix)s || g.hub), %(actor)s,"
+    "  x.payload || jsonb_build_object('enrollment_token_id', g.token_id)"
+    "  || CASE WHEN x.queue IS NULL THEN '{}'::jsonb"
     "  ELSE jsonb_build_object('hub', g.hub) END,"
-    "  g.hub_id, g.interface_id, nextval(pg_get_serial_sequence('peers', 'id')), now() FROM g"
+    "  g.hub_id, g.interface_id, nextval(pg_get_serial_sequence('peers', 'id')), now()"
+    "  FROM g, x ORDER BY x.n"
     f"  RETURNING {JOB_COLUMNS}),"
     " audit AS (INSERT INTO audit (actor, action, target, outcome, detail)"
     "  SELECT submitter, kind, 'peer:' || peer_id, 'accepted', jsonb_build_object('job_id', id)"
     "  FROM j),"
-    " a AS (UPDATE address_pools q SET next_offset = q.next_offset + 1 FROM g"
+    " a AS (UPDATE address_pools q SET next_offset = q.next_offset + k.k FROM g, k"
     "  WHERE q.interface_id = g.interface_id AND q.family = 4"
-    "  AND q.next_offset <= (1::bigint << (32 - masklen(g.network))) - 2"  # its last host
+    "  AND q.next_offset + k.k - 1 <= (1::bigint << (32 - masklen(g.network))) - 2"  # last host
     "  AND EXISTS (SELECT 1 FROM j)"
     "  AND NOT EXISTS (SELECT 1 FROM released_addresses r"
     "   WHERE r.interface_id = q.interface_id AND r.family = 4)"
-    "  RETURNING q.next_offset - 1 AS off),"
-    " t AS (UPDATE enrollment_tokens SET uses_left = uses_left - 1"
-    f"  WHERE {_REDEEMABLE} AND EXISTS (SELECT 1 FROM a) RETURNING id),"
+    "  RETURNING q.next_offset - k.k AS off),"
+    " t AS (UPDATE enrollment_tokens SET uses_left = uses_left - k.k FROM k"
+    f"  WHERE {_REDEEMABLE} AND uses_left >= k.k AND EXISTS (SELECT 1 FROM a) RETURNING id),"
     " p AS (INSERT INTO peers (id, interface_id, name, public_key, address, subnets, tags,"
     "  created_by, enrollment_token_id)"
-    "  SELECT j.peer_id, g.interface_id, %(name)s, %(public_key)s,"
-    "  CASE WHEN EXISTS (SELECT 1 FROM t) THEN host(network(g.network) + a.off)::inet END,"
-    "  '{}', g.tags, %(actor)s, g.token_id FROM g, j LEFT JOIN a ON true)"
+    "  SELECT j.peer_id, g.interface_id, x.name, x.public_key,"
+    "  CASE WHEN EXISTS (SELECT 1 FROM t) THEN host(network(g.network) + (a.off + x.n - 1))::inet"
+    "  END, '{}', g.tags, %(actor)s, g.token_id FROM g, j JOIN x ON x.job_id = j.id"
+    "  LEFT JOIN a ON true ORDER BY x.n)"
     " SELECT * FROM j"
 )
 
@@ -96,10 +110,7 @@ _DURABLE = "SELECT pg_logical_emit_message(true, 'elysium.enrolled', '')"
 # statements are), its parameters in this order; run with the COMMIT and the durable commit
 # behind it as one simple-protocol message: one round trip, with much less client work than a
 # pipeline of three (bench/api.py).
-_PARAMS = (
-    "digest", "deleting", "job_id", "kind", "queue", "hub_prefix", "actor", "payload", "name",
-    "public_key",
-)  # fmt: skip
+_PARAMS = ("digest", "deleting", "kind", "hub_prefix", "actor", "enrollments")
 _PREPARE = "PREPARE elysium_enroll AS " + _ENROLL
 for _n, _p in enumerate(_PARAMS, 1):
     _PREPARE = _PREPARE.replace(f"%({_p})s", f"${_n}")
@@ -113,64 +124,83 @@ _RUN = (
 _prepared: weakref.WeakSet[Connection[DictRow]] = weakref.WeakSet()
 
 
+@dataclass(frozen=True)
+class Enrollment:
+    """One peer joining: its name and key, where its job waits (``queue``: ``control`` for a
+    CSR to sign, or None for its hub's queue) and what the job carries."""
+
+    name: str
+    public_key: str
+    queue: str | None = None
+    payload: dict[str, Any] = field(default_factory=dict)
+    job_id: uuid.UUID = field(default_factory=uuid.uuid4)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "job_id": str(self.job_id),
+            "name": self.name,
+            "public_key": self.public_key,
+            "queue": self.queue,
+            "payload": self.payload,
+        }
+
+
 def enroll_in_one_statement(
     conn: Connection[DictRow],
+    enrollments: Sequence[Enrollment],
     *,
     token: str,
-    name: str,
-    public_key: str,
     submitter: str,
     kind: str,
-    queue: str | None,
     hub_prefix: str,
-    payload: dict[str, Any],
-) -> JobRow | None:
-    """Enroll as one statement, committed; the job, or None when nothing was written (the
-    case is not the common one: do it step by step). Raises Unauthorized (token_invalid) for
+) -> list[JobRow] | None:
+    """Enroll every one of ``enrollments`` with ``token`` as one statement, committed: their
+    jobs in the same order, or None when nothing was written (the case is not the common one
+    for all of them together: do each step by step). Raises Unauthorized (token_invalid) for
     malformed token text and Conflict (public_key_in_use) as ``create_peer`` does.
 
-    ``queue``: where the job waits (``control`` for a CSR to sign), or None for the hub's
-    queue, ``hub_prefix`` and the hub's name (and then without the hub in its payload).
+    ``hub_prefix`` and the hub's name make the queue of an enrollment whose ``queue`` is None
+    (and then without the hub in its job's payload). Their addresses are consecutive, in order.
     """
     if conn.info.transaction_status != TransactionStatus.IDLE or not conn.autocommit:
         return None
-    digest = token_digest(token, ENROLLMENT_PREFIX)
     params = (
-        digest,
+        token_digest(token, ENROLLMENT_PREFIX),
         InterfaceStatus.DELETING,
-        uuid.uuid4(),
         kind,
-        queue,
         hub_prefix,
         submitter,
-        Jsonb(payload),
-        name,
-        public_key,
+        json.dumps([e.as_json() for e in enrollments]),
     )
     try:
         try:
-            row = _run(conn, params)
+            rows = _run(conn, params)
         except errors.InvalidSqlStatementName:
             # psycopg deallocates all prepared statements after a ROLLBACK or a DROP (its own
             # cache may be stale then), this one too; nothing ran: prepare it again.
             _prepared.discard(conn)
-            row = _run(conn, params)
+            rows = _run(conn, params)
     except errors.CheckViolation as exc:
         if exc.diag.constraint_name != "peers_check":
             raise
-        return None  # no address (released ones, or none left), or the token's use was gone
+        return None  # no addresses (released ones, or too few left), or too few token uses
     except errors.UniqueViolation as exc:
+        if len(enrollments) > 1:
+            return None  # whose key it is, each one's own statement says
         raise conflict(exc) from None
     finally:
         if conn.info.transaction_status != TransactionStatus.IDLE:
             conn.execute("ROLLBACK")  # an error above: nothing is written
-    return cast(JobRow | None, row)
+    if not rows:
+        return None
+    by_id = {row["id"]: row for row in rows}
+    return [cast(JobRow, by_id[e.job_id]) for e in enrollments]
 
 
-def _run(conn: Connection[DictRow], params: tuple[Any, ...]) -> DictRow | None:
+def _run(conn: Connection[DictRow], params: tuple[Any, ...]) -> list[DictRow]:
     if conn not in _prepared:
         conn.execute(_PREPARE, prepare=False)
         _prepared.add(conn)
     # Its own (implicit) transaction, which the statement sets to commit without waiting for
-    # the flush; the job is the first of the message's results.
-    return ClientCursor(conn).execute(_RUN, params).fetchone()
+    # the flush; the jobs are the first of the message's results.
+    return ClientCursor(conn).execute(_RUN, params).fetchall()

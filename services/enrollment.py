@@ -13,14 +13,16 @@ from collections.abc import Callable, Sequence
 
 from cryptography import x509
 from psycopg import Connection
+from psycopg.pq import TransactionStatus
 from psycopg.rows import DictRow
 
 from db import jobs as jobs_db
-from db.enrollment import enroll_in_one_statement
+from db.enrollment import Enrollment, enroll_in_one_statement
 from db.enrollment_tokens import enrollment_grant, enrollment_token_use
 from db.peers import finish_removal, update_peer
 from db.rows import JobRow
 from elysium import pki
+from elysium.combining import Combiner
 from elysium.errors import ElysiumError
 from elysium.keys import normalize_key
 from elysium.networks import check_subnets_allowed, parse_subnets
@@ -28,6 +30,21 @@ from elysium.queue import CONTROL_QUEUE, HUB_QUEUE_PREFIX, JobQueue, hub_queue
 from elysium.states import JobKind, JobStatus, PeerStatus
 from services.jobs import Record, Submitted, send, submit_hub_job
 from services.peers import record_new_peer
+
+# Enrollments with one token that come while one statement of it runs go in the next together:
+# one statement, commit and flush for many. While they come (one ended in the last 10 ms), an
+# enrollment that finds none running first waits 2 ms for company; a lone one never waits.
+# On 2 cores this takes the API's enrollments from about 0.35 to about 0.5 of its /healthz
+# rate (bench/api.py); the PostgreSQL CPU of one falls about fivefold from 1 to 8 together.
+ENROLL_LINGER_S = 0.002
+ENROLL_BUSY_S = 0.01
+_together: Combiner[Enrollment, JobRow | None] = Combiner(
+    linger_s=ENROLL_LINGER_S, busy_s=ENROLL_BUSY_S
+)
+
+
+def _idle(conn: Connection[DictRow]) -> bool:
+    return conn.autocommit and conn.info.transaction_status == TransactionStatus.IDLE
 
 
 def enroll_peer(
@@ -51,19 +68,28 @@ def enroll_peer(
     nets = parse_subnets(list(subnets))
     if csr is not None:
         pki.check_csr(csr)
-    if not nets and idempotency_key is None:
-        # The common case in one statement; None: it is not (nothing written), go step by step.
-        job = enroll_in_one_statement(
-            conn,
-            token=token,
-            name=name,
-            public_key=key,
-            submitter=submitter,
-            kind=JobKind.ENROLL_PEER,
+    if not nets and idempotency_key is None and _idle(conn):
+        # The common case, in one statement with the others of this token that come meanwhile;
+        # None: it is not (nothing written), go step by step.
+        enrollment = Enrollment(
+            name,
+            key,
             queue=None if csr is None else CONTROL_QUEUE,
-            hub_prefix=HUB_QUEUE_PREFIX,
             payload={} if csr is None else {"csr": csr},
         )
+
+        def together(batch: list[Enrollment]) -> Sequence[JobRow | None]:
+            jobs = enroll_in_one_statement(
+                conn,
+                batch,
+                token=token,
+                submitter=submitter,
+                kind=JobKind.ENROLL_PEER,
+                hub_prefix=HUB_QUEUE_PREFIX,
+            )
+            return [None] * len(batch) if jobs is None else jobs
+
+        job = _together.submit((token, submitter), enrollment, together)
         if job is not None:
             send(queue, job)
             return Submitted(job)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -244,3 +245,45 @@ def test_a_full_network_and_a_key_in_use_are_refused_and_the_use_given_back(
     assert full.status_code == 409 and full.json()["error"]["code"] == "network_full"
     assert db.execute("SELECT uses_left FROM enrollment_tokens").fetchone() == {"uses_left": 5}
     assert db.execute("SELECT max(host(address)) AS a FROM peers").fetchone() == {"a": "10.31.0.6"}
+
+
+def test_enrollments_at_once_each_get_their_own_answer_counted_as_through_the_app(
+    anonymous: Api, interface_id: int, db: psycopg.Connection[Any]
+) -> None:
+    # The worker answers a plain accepted enrollment itself, enrollments with one token that
+    # come together share one statement, and anything unusual goes to the app.
+    token = enrollment_token(db, interface_id, uses=12)
+    before = accepted_count(anonymous)
+    taken = new_key()
+    bodies = [{"token": token, "name": f"p{i}", "public_key": new_key()} for i in range(8)]
+    bodies += [{"token": token, "name": "same", "public_key": taken}] * 2
+
+    def post(body: dict[str, Any]) -> Any:
+        return Api(anonymous.base, anonymous.ca).post("/v1/enroll", json=body)
+
+    with ThreadPoolExecutor(10) as pool:
+        answers = list(pool.map(post, bodies))
+    assert [r.status_code for r in answers[:8]] == [202] * 8
+    assert sorted(r.status_code for r in answers[8:]) == [202, 409]  # one key, once
+    accepted = [r.json() for r in answers if r.status_code == 202]
+    assert all(set(a) == {"job_id", "status", "interface_id", "peer_id"} for a in accepted)
+    assert len({a["peer_id"] for a in accepted}) == 9
+    assert answers[0].headers["Content-Type"] == "application/json"
+    rows = db.execute("SELECT host(address) AS a FROM peers ORDER BY address").fetchall()
+    assert [r["a"] for r in rows] == [f"10.30.0.{n}" for n in range(2, 11)]  # lowest, no gap
+    assert db.execute("SELECT uses_left FROM enrollment_tokens").fetchone() == {"uses_left": 3}
+    unusual = anonymous.post(  # a charset it does not read, and a field the schema refuses
+        "/v1/enroll",
+        data=json.dumps({"token": token, "name": "x", "public_key": new_key(), "y": 1}),
+        headers={"Content-Type": "application/json; charset=latin-1"},
+    )
+    assert unusual.status_code == 400 and "y" in unusual.json()["error"]["fields"]
+    assert accepted_count(anonymous) - before == 9
+
+
+def accepted_count(api: Api) -> float:
+    head = 'elysium_api_requests_total{method="POST",route="/v1/enroll",status="202"}'
+    for line in api.get("/metrics").text.splitlines():
+        if line.startswith(head):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0

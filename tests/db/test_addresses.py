@@ -262,7 +262,7 @@ def test_the_insert_sent_with_its_commit_takes_the_next_address_or_nothing(
 def test_the_one_statement_enrollment_takes_the_next_address_or_writes_nothing(
     conn: Connection[DictRow],
 ) -> None:
-    from db.enrollment import enroll_in_one_statement
+    from db.enrollment import Enrollment, enroll_in_one_statement
     from db.enrollment_tokens import create_enrollment_token
     from elysium.errors import Conflict
 
@@ -271,17 +271,15 @@ def test_the_one_statement_enrollment_takes_the_next_address_or_writes_nothing(
     taken = public_key(generate_private_key())
 
     def enroll(key: str) -> dict[str, Any] | None:
-        return enroll_in_one_statement(
+        jobs = enroll_in_one_statement(
             conn,
+            [Enrollment("n", key)],
             token=token,
-            name="n",
-            public_key=key,
             submitter="test",
             kind="enroll_peer",
-            queue=None,
             hub_prefix="hub.",
-            payload={},
         )
+        return None if jobs is None else jobs[0]
 
     def written() -> dict[str, Any] | None:
         return conn.execute(
@@ -316,7 +314,7 @@ def test_the_one_statement_enrollment_takes_the_next_address_or_writes_nothing(
 def test_the_one_statement_enrollment_commits_apart_from_its_synchronous_durable_commit(
     conn: Connection[DictRow],
 ) -> None:
-    from db.enrollment import enroll_in_one_statement
+    from db.enrollment import Enrollment, enroll_in_one_statement
     from db.enrollment_tokens import create_enrollment_token
 
     iface = make_interface(conn, "10.16.0.0/29")
@@ -324,14 +322,11 @@ def test_the_one_statement_enrollment_commits_apart_from_its_synchronous_durable
     before = conn.execute("SELECT pg_current_xact_id()::text::bigint AS x").fetchone()
     job = enroll_in_one_statement(
         conn,
+        [Enrollment("n", public_key(generate_private_key()))],
         token=token,
-        name="n",
-        public_key=public_key(generate_private_key()),
         submitter="test",
         kind="enroll_peer",
-        queue=None,
         hub_prefix="hub.",
-        payload={},
     )
     after = conn.execute("SELECT pg_current_xact_id()::text::bigint AS x").fetchone()
     assert job is not None and before is not None and after is not None
@@ -345,12 +340,42 @@ def test_the_one_statement_enrollment_commits_apart_from_its_synchronous_durable
     conn.execute("DEALLOCATE ALL")
     assert enroll_in_one_statement(
         conn,
+        [Enrollment("m", public_key(generate_private_key()))],
         token=token,
-        name="m",
-        public_key=public_key(generate_private_key()),
         submitter="test",
         kind="enroll_peer",
-        queue=None,
         hub_prefix="hub.",
-        payload={},
     )
+
+
+def test_enrollments_together_take_consecutive_addresses_or_all_write_nothing(
+    conn: Connection[DictRow],
+) -> None:
+    from db.enrollment import Enrollment, enroll_in_one_statement
+    from db.enrollment_tokens import create_enrollment_token
+
+    iface = make_interface(conn, "10.17.0.0/29")  # peers .2 to .6
+    _, token = create_enrollment_token(conn, iface["id"], "t", 3600, 4, [], "test")
+
+    def together(*keys: str) -> list[Any] | None:
+        batch = [Enrollment(f"n{i}", key) for i, key in enumerate(keys)]
+        return enroll_in_one_statement(
+            conn, batch, token=token, submitter="test", kind="enroll_peer", hub_prefix="hub."
+        )
+
+    def addresses() -> list[str]:
+        rows = conn.execute("SELECT name, host(address) AS a FROM peers ORDER BY address")
+        return [f"{r['name']}={r['a']}" for r in rows]
+
+    key = public_key(generate_private_key())
+    jobs = together(key, public_key(generate_private_key()), public_key(generate_private_key()))
+    assert jobs is not None and [j["peer_id"] for j in jobs] == sorted(j["peer_id"] for j in jobs)
+    assert addresses() == ["n0=10.17.0.2", "n1=10.17.0.3", "n2=10.17.0.4"]
+    assert conn.execute("SELECT uses_left FROM enrollment_tokens").fetchone() == {"uses_left": 1}
+    # One key already in use among them, or more than the token's one use left: nothing
+    # written (each then goes alone, step by step, and hears why).
+    assert together(public_key(generate_private_key()), key) is None
+    assert together(public_key(generate_private_key()), public_key(generate_private_key())) is None
+    assert len(addresses()) == 3
+    assert conn.execute("SELECT count(*) AS n FROM jobs").fetchone() == {"n": 3}
+    assert conn.info.transaction_status == 0

@@ -1,0 +1,88 @@
+"""Calls of one key that come while a batch of it runs go together in the next."""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from elysium.combining import Combiner
+
+
+class Recorder:
+    """A batch runner that records its batches and holds the first until released."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[int]] = []
+        self.first_running = threading.Event()
+        self.release = threading.Event()
+
+    def __call__(self, items: list[int]) -> list[int]:
+        self.batches.append(items)
+        if len(self.batches) == 1:
+            self.first_running.set()
+            assert self.release.wait(10)
+        if 13 in items:
+            raise ValueError("unlucky")
+        return [i * 10 for i in items]
+
+
+def test_a_call_alone_runs_at_once_as_a_batch_of_one() -> None:
+    run = Recorder()
+    run.release.set()
+    assert Combiner[int, int]().submit("k", 4, run) == 40
+    assert run.batches == [[4]]
+
+
+def test_calls_that_come_while_a_batch_runs_go_together_in_the_next() -> None:
+    combiner: Combiner[int, int] = Combiner(max_batch=3)
+    run = Recorder()
+    with ThreadPoolExecutor(8) as pool:
+        first = pool.submit(combiner.submit, "k", 1, run)
+        assert run.first_running.wait(10)
+        others = [pool.submit(combiner.submit, "k", i, run) for i in range(2, 7)]
+        other_key = pool.submit(combiner.submit, "other", 9, run)  # not held by "k"
+        assert other_key.result(10) == 90
+        deadline = time.monotonic() + 10
+        while len(combiner._waiting["k"]) < 5:  # all five wait behind the first batch
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        run.release.set()
+        assert first.result(10) == 10
+        assert [f.result(10) for f in others] == [20, 30, 40, 50, 60]  # each its own result
+    # in the order they came, at most 3 together
+    assert run.batches == [[1], [9], [2, 3, 4], [5, 6]]
+    assert combiner._waiting == {}
+
+
+def test_an_error_is_raised_in_every_call_of_its_batch_and_the_next_batch_runs() -> None:
+    combiner: Combiner[int, int] = Combiner()
+    run = Recorder()
+    with ThreadPoolExecutor(4) as pool:
+        first = pool.submit(combiner.submit, "k", 1, run)
+        assert run.first_running.wait(10)
+        unlucky = [pool.submit(combiner.submit, "k", i, run) for i in (12, 13)]
+        while len(combiner._waiting["k"]) < 2:
+            time.sleep(0.01)
+        run.release.set()
+        assert first.result(10) == 10
+        for f in unlucky:
+            with pytest.raises(ValueError, match="unlucky"):
+                f.result(10)
+    assert combiner.submit("k", 2, run) == 20  # the key is free again
+    assert run.batches == [[1], [12, 13], [2]]
+
+
+def test_while_calls_come_a_call_that_finds_none_running_waits_for_company() -> None:
+    combiner: Combiner[int, int] = Combiner(linger_s=0.5, busy_s=30)
+    run = Recorder()
+    run.release.set()
+    assert combiner.submit("k", 1, run) == 10  # alone and not busy: at once
+    with ThreadPoolExecutor(2) as pool:
+        lingering = pool.submit(combiner.submit, "k", 2, run)  # busy: waits 0.5 s
+        time.sleep(0.05)
+        company = pool.submit(combiner.submit, "k", 3, run)
+        assert (lingering.result(10), company.result(10)) == (20, 30)
+    assert run.batches == [[1], [2, 3]]
