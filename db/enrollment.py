@@ -115,10 +115,12 @@ _PREPARE = "PREPARE elysium_enroll AS " + _ENROLL
 for _n, _p in enumerate(_PARAMS, 1):
     _PREPARE = _PREPARE.replace(f"%({_p})s", f"${_n}")
 _RUN = (
-    f"EXECUTE elysium_enroll({', '.join(['%s'] * len(_PARAMS))});"
-    # COMMIT ends the implicit transaction (the hot rows are free once it has run); the
-    # durable commit is then its own transaction, committed synchronously: it returns once
-    # the WAL is on disk up to its commit, the enrollment's included.
+    # An explicit block: a COMMIT that ended the implicit one of a multi-statement message
+    # would be logged as a WARNING (no transaction in progress) at each enrollment.
+    f"BEGIN; EXECUTE elysium_enroll({', '.join(['%s'] * len(_PARAMS))});"
+    # COMMIT ends it (the hot rows are free once it has run); the durable commit is then its
+    # own transaction, committed synchronously: it returns once the WAL is on disk up to its
+    # commit, the enrollment's included.
     f" COMMIT; {_DURABLE}"
 )
 _prepared: weakref.WeakSet[Connection[DictRow]] = weakref.WeakSet()
@@ -178,6 +180,7 @@ def enroll_in_one_statement(
         except errors.InvalidSqlStatementName:
             # psycopg deallocates all prepared statements after a ROLLBACK or a DROP (its own
             # cache may be stale then), this one too; nothing ran: prepare it again.
+            conn.execute("ROLLBACK")
             _prepared.discard(conn)
             rows = _run(conn, params)
     except errors.CheckViolation as exc:
@@ -201,6 +204,8 @@ def _run(conn: Connection[DictRow], params: tuple[Any, ...]) -> list[DictRow]:
     if conn not in _prepared:
         conn.execute(_PREPARE, prepare=False)
         _prepared.add(conn)
-    # Its own (implicit) transaction, which the statement sets to commit without waiting for
-    # the flush; the jobs are the first of the message's results.
-    return ClientCursor(conn).execute(_RUN, params).fetchall()
+    # Its own transaction, which the statement sets to commit without waiting for the flush;
+    # the jobs are the second of the message's results (after BEGIN's).
+    cur = ClientCursor(conn).execute(_RUN, params)
+    cur.nextset()
+    return cur.fetchall()
