@@ -3,10 +3,11 @@ wait, and then run as the next batch, led by the first of them; the others only 
 
 A batch costs about what one call costs when that cost is mostly per round trip (one
 statement, one commit, one flush for many enrollments: ``services/enrollment.py``). A call
-that finds its key idle runs at once, alone, unless a batch of that key ended within the last
-``busy_s``: calls of that key are coming, so it first waits ``linger_s`` for company, as
-PostgreSQL's ``commit_delay`` does for commits. A lone call never waits. No thread of its own:
-the leader of a batch is one of its calls.
+that finds its key idle runs at once, alone, unless within the last ``busy_s`` a call of that
+key had to wait for a batch: calls of that key come at once, so it first waits ``linger_s``
+for company, as PostgreSQL's ``commit_delay`` does for commits. Calls one after another (a
+script enrolling peers in turn) never wait. No thread of its own: the leader of a batch is
+one of its calls.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 MAX_BATCH = 64  # one statement stays small; the rest go in the next batch
-KEPT_KEYS = 256  # when more keys have an end time, the stale ones are forgotten
+KEPT_KEYS = 256  # when more keys were crowded, the stale ones are forgotten
 
 # A batch's runner: the items, in the order they came -> one result for each, in that order.
 Run = Callable[[list[T]], Sequence[R]]
@@ -54,19 +55,26 @@ class Combiner(Generic[T, R]):
         self._busy_s = busy_s
         self._lock = threading.Lock()
         self._waiting: dict[Hashable, list[_Call[T, R]]] = {}  # absent: no batch of the key runs
-        self._ended: dict[Hashable, float] = {}  # when the key's last batch ended
+        self._crowded: dict[Hashable, float] = {}  # when a call of the key last had to wait
 
     def submit(self, key: Hashable, item: T, run: Run[T, R]) -> R:
         call: _Call[T, R] = _Call(item)
         busy = False
         with self._lock:
             waiting = self._waiting.get(key)
+            now = time.monotonic()
             if waiting is None:
                 self._waiting[key] = []
                 call.batch = [call]
-                busy = time.monotonic() - self._ended.get(key, -self._busy_s) < self._busy_s
+                crowded = self._crowded.get(key)
+                busy = crowded is not None and now - crowded < self._busy_s
             else:
                 waiting.append(call)
+                self._crowded[key] = now
+                if len(self._crowded) > KEPT_KEYS:
+                    self._crowded = {
+                        k: t for k, t in self._crowded.items() if now - t < self._busy_s
+                    }
         if call.batch is None:
             call.done.wait()
             if call.batch is None:  # another call's batch ran it
@@ -98,9 +106,6 @@ class Combiner(Generic[T, R]):
     def _hand_on(self, key: Hashable) -> None:
         """The calls that came meanwhile go next, led by the first of them."""
         with self._lock:
-            now = self._ended[key] = time.monotonic()
-            if len(self._ended) > KEPT_KEYS:
-                self._ended = {k: t for k, t in self._ended.items() if now - t < self._busy_s}
             waiting = self._waiting[key]
             if not waiting:
                 del self._waiting[key]

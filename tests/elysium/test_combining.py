@@ -75,14 +75,26 @@ def test_an_error_is_raised_in_every_call_of_its_batch_and_the_next_batch_runs()
     assert run.batches == [[1], [12, 13], [2]]
 
 
-def test_while_calls_come_a_call_that_finds_none_running_waits_for_company() -> None:
+def test_while_calls_crowd_a_call_that_finds_none_running_waits_for_company() -> None:
     combiner: Combiner[int, int] = Combiner(linger_s=0.5, busy_s=30)
     run = Recorder()
+    started = time.monotonic()
     run.release.set()
-    assert combiner.submit("k", 1, run) == 10  # alone and not busy: at once
-    with ThreadPoolExecutor(2) as pool:
-        lingering = pool.submit(combiner.submit, "k", 2, run)  # busy: waits 0.5 s
+    for i in range(3):  # one after another: never crowded, never waiting
+        assert combiner.submit("k", i, run) == i * 10
+    assert time.monotonic() - started < 0.5
+    held = Recorder()
+    with ThreadPoolExecutor(3) as pool:
+        first = pool.submit(combiner.submit, "k", 1, held)
+        assert held.first_running.wait(10)
+        crowded = pool.submit(combiner.submit, "k", 2, held)  # has to wait: crowded
+        while not combiner._waiting["k"]:
+            time.sleep(0.01)
+        held.release.set()
+        assert (first.result(10), crowded.result(10)) == (10, 20)
+        lingering = pool.submit(combiner.submit, "k", 3, held)  # finds none running: waits
         time.sleep(0.05)
-        company = pool.submit(combiner.submit, "k", 3, run)
-        assert (lingering.result(10), company.result(10)) == (20, 30)
-    assert run.batches == [[1], [2, 3]]
+        company = pool.submit(combiner.submit, "k", 4, held)
+        assert (lingering.result(10), company.result(10)) == (30, 40)
+    assert run.batches == [[0], [1], [2]]
+    assert held.batches == [[1], [2], [3, 4]]
