@@ -32,10 +32,11 @@ from services.jobs import Record, Submitted, send, submit_hub_job
 from services.peers import record_new_peer
 
 # Enrollments with one token that come while one statement of it runs go in the next together:
-# one statement, commit and flush for many. While they come (one ended in the last 10 ms), an
-# enrollment that finds none running first waits 2 ms for company; a lone one never waits.
-# On 2 cores this takes the API's enrollments from about 0.35 to about 0.5 of its /healthz
-# rate (bench/api.py); the PostgreSQL CPU of one falls about fivefold from 1 to 8 together.
+# one statement, commit and flush for many (PostgreSQL's CPU for one of 8 together is a fifth
+# of one alone's). While they crowd (one had to wait in the last 10 ms), an enrollment that
+# finds none running first waits 2 ms for company; one after another never wait. Together
+# with the worker's own answer (api/enroll/fast.py) this took the API's enrollments on 2 cores
+# from about 0.35 to about 0.5 of its /healthz rate (bench/api.py).
 ENROLL_LINGER_S = 0.002
 ENROLL_BUSY_S = 0.01
 _together: Combiner[Enrollment, JobRow | None] = Combiner(
