@@ -17,6 +17,9 @@ objects, not a thousand threads; a change wakes them in the order they are resum
 ``RESUME_THREADS`` at a time (the database pool bounds what would run at once anyway). So
 the worker's threads (``ELYSIUM_API_THREADS``) only bound the requests being worked on.
 
+A plain enrollment (``POST /v1/enroll``) skips the app too when nothing about it is unusual
+(``api/enroll/fast.py``).
+
 A follower's two hot calls, its next wait and its answer when woken, skip the app when nothing
 about them is unusual (``api/peer_self/fast.py``), and skip gunicorn too: between the two, the
 follower's connection waits on this worker's own thread (``api/follow_conns.py``), which reads
@@ -163,12 +166,12 @@ class ClientCertWorker(ThreadWorker):
                     headers = [("Content-Type", "application/json")]
                     start_response("200 OK", [*headers, ("Content-Length", str(len(body)))])
                     return [body]
-            if self._enroll is not None:
-                body = self._enroll.answer(environ)
-                if body is not None:
-                    headers = [("Content-Type", "application/json")]
-                    start_response("202 ACCEPTED", [*headers, ("Content-Length", str(len(body)))])
-                    return [body]
+            answered = self._enroll.answer(environ) if self._enroll is not None else None
+            if answered is not None:
+                status, body = answered
+                headers = [("Content-Type", "application/json")]
+                start_response(status, [*headers, ("Content-Length", str(len(body)))])
+                return [body]
             return app(environ, start_response)
 
         self.wsgi = with_certificate

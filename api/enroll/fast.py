@@ -1,24 +1,28 @@
 """``POST /v1/enroll`` served by the API's gunicorn worker without the app
-(api/gunicorn_worker.py) when nothing about it is unusual; anything else, and every error,
-goes to the app, which reads the same body again and says what is wrong.
+(api/gunicorn_worker.py) when nothing about it is unusual; anything else, and every error it
+can name, goes to the app, which reads the same body again and says what is wrong.
 
 An enrollment that is accepted does the same as through the app: the same schema reads the
 body, ``services.enrollment.enroll_peer`` does the work, ``JobAcceptedSchema`` writes the
 ``202``, counted in the same metrics. What it skips is the app's own cost per request
 (Flask's request context and routing, flask-smorest's and webargs' wrappers), about a fifth
-of the worker's CPU an enrollment took (``bench/api.py``). An error is never answered here:
-nothing was written (``enroll_peer`` commits all or nothing), and the app's answer, with its
-field names and codes, is the only one.
+of the worker's CPU an enrollment took (``bench/api.py``). An error the app would name (bad
+input, a spent token, a key in use, the database unreachable) is never answered here: nothing
+was written (``enroll_peer`` commits all or nothing), and the app's answer, with its field
+names and codes, is the only one. Only an unexpected failure is answered here, as the app's
+last error handler would (a logged ``500 internal``), not tried a second time.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import logging
 import time
 from typing import Any
 
 import marshmallow as ma
+import psycopg
 
 from api.auth import enrollment_actor
 from api.enroll.schemas import EnrollSchema
@@ -29,10 +33,12 @@ from elysium.errors import ElysiumError
 from elysium.queue import JobQueue
 from services.enrollment import enroll_peer
 
+log = logging.getLogger("api.errors")  # the app's unexpected errors are logged there too
 PATH = "/v1/enroll"
 ROUTE = PATH  # its metrics label (api/metrics.py: the route's pattern)
 MAX_BODY_BYTES = 16 * 1024  # far above any enrollment (a CSR included); the app says more
 JSON_TYPES = {"application/json", "application/json; charset=utf-8"}
+INTERNAL_ERROR = {"error": {"code": "internal", "message": "internal error", "fields": {}}}
 
 
 class EnrollFastPath:
@@ -44,9 +50,10 @@ class EnrollFastPath:
         self.accepted = JobAcceptedSchema()
         self._queue: JobQueue | None = None
 
-    def answer(self, environ: dict[str, Any]) -> bytes | None:
-        """The JSON body of the ``202`` for an accepted plain enrollment, or None: the app
-        serves the request (its body put back to be read again)."""
+    def answer(self, environ: dict[str, Any]) -> tuple[str, bytes] | None:
+        """The status and JSON body answering a plain enrollment (``202``, or a ``500`` the
+        app would answer), or None: the app serves the request (its body put back to be read
+        again)."""
         if environ.get("REQUEST_METHOD") != "POST" or environ.get("PATH_INFO") != PATH:
             return None
         if environ.get("QUERY_STRING") or "HTTP_IDEMPOTENCY_KEY" in environ:
@@ -75,8 +82,15 @@ class EnrollFastPath:
                     idempotency_key=None,
                     **body,
                 )
-        except ElysiumError:
+        except (ElysiumError, psycopg.errors.DataError, psycopg.errors.IntegrityError):
             return None  # nothing was written: the app does it again and answers the error
-        text = json.dumps(self.accepted.dump(sub.body), separators=(",", ":"), sort_keys=True)
+        except Exception:  # as the app's last error handler (api/errors.py) answers it
+            log.exception("unhandled error")
+            observe("POST", ROUTE, 500, time.perf_counter() - started)
+            return "500 INTERNAL SERVER ERROR", _json(INTERNAL_ERROR)
         observe("POST", ROUTE, 202, time.perf_counter() - started)
-        return (text + "\n").encode()
+        return "202 ACCEPTED", _json(self.accepted.dump(sub.body))
+
+
+def _json(body: dict[str, Any]) -> bytes:
+    return (json.dumps(body, separators=(",", ":"), sort_keys=True) + "\n").encode()
