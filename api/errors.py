@@ -30,6 +30,17 @@ HTTP_CODES = {
 }
 
 
+def error_body(code: str, message: str, fields: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The JSON error body every error answer has."""
+    return {"error": {"code": code, "message": message, "fields": dict(fields or {})}}
+
+
+def unexpected() -> dict[str, Any]:
+    """Log the exception being handled; the body of the ``500`` that answers it."""
+    log.exception("unhandled error")
+    return error_body("internal", "internal error")
+
+
 def error_response(
     status: int,
     code: str,
@@ -37,7 +48,7 @@ def error_response(
     fields: Mapping[str, str] | None = None,
     headers: Mapping[str, str] | None = None,
 ) -> tuple[Response, int]:
-    resp = jsonify({"error": {"code": code, "message": message, "fields": dict(fields or {})}})
+    resp = jsonify(error_body(code, message, fields))
     for name, value in (headers or {}).items():
         resp.headers[name] = value
     return resp, status
@@ -112,8 +123,7 @@ def handle_database_value(
 
 
 def handle_unexpected(exc: Exception) -> tuple[Response, int]:
-    log.exception("unhandled error")
-    return error_response(500, "internal", "internal error")
+    return jsonify(unexpected()), 500
 
 
 def register_error_handlers(app: Flask) -> None:

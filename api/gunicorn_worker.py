@@ -160,19 +160,18 @@ class ClientCertWorker(ThreadWorker):
         def with_certificate(environ: dict[str, Any], start_response: Any) -> Any:
             environ[CLIENT_CERT_ENVIRON] = getattr(self._current, "der", None)
             slot = environ[PARKING_ENVIRON] = getattr(self._current, "slot", None)
+            answered: tuple[str, bytes] | None = None
             if slot is not None and slot.resumed and self._fast is not None:
                 body = self._fast.answer(environ, slot)  # may park it again
-                if body is not None:
-                    headers = [("Content-Type", "application/json")]
-                    start_response("200 OK", [*headers, ("Content-Length", str(len(body)))])
-                    return [body]
-            answered = self._enroll.answer(environ) if self._enroll is not None else None
-            if answered is not None:
-                status, body = answered
-                headers = [("Content-Type", "application/json")]
-                start_response(status, [*headers, ("Content-Length", str(len(body)))])
-                return [body]
-            return app(environ, start_response)
+                answered = None if body is None else ("200 OK", body)
+            if answered is None and self._enroll is not None:
+                answered = self._enroll.answer(environ)
+            if answered is None:
+                return app(environ, start_response)
+            status, body = answered
+            headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+            start_response(status, headers)
+            return [body]
 
         self.wsgi = with_certificate
 

@@ -6,6 +6,7 @@ as every other caller mistake: ``{"error": {"code": "invalid", "message", "field
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -16,6 +17,13 @@ from flask_smorest import Blueprint as SmorestBlueprint
 from webargs.flaskparser import FlaskParser
 
 from elysium.errors import ValidationError
+
+
+def json_bytes(body: Any) -> bytes:
+    """A body as the app's JSON answers are written (compact, keys sorted, a closing newline),
+    for the answers the gunicorn worker writes itself (``api/*/fast.py``)."""
+    return (json.dumps(body, separators=(",", ":"), sort_keys=True) + "\n").encode()
+
 
 VALIDATION_STATUS = 400
 MAX_IDEMPOTENCY_KEY = 200

@@ -147,6 +147,11 @@ class Enrollment:
         }
 
 
+def ready(conn: Connection[DictRow]) -> bool:
+    """Whether ``conn`` can run the enrollment statement: idle, in autocommit (it commits)."""
+    return conn.autocommit and conn.info.transaction_status == TransactionStatus.IDLE
+
+
 def enroll_in_one_statement(
     conn: Connection[DictRow],
     enrollments: Sequence[Enrollment],
@@ -164,7 +169,7 @@ def enroll_in_one_statement(
     ``hub_prefix`` and the hub's name make the queue of an enrollment whose ``queue`` is None
     (and then without the hub in its job's payload). Their addresses are consecutive, in order.
     """
-    if conn.info.transaction_status != TransactionStatus.IDLE or not conn.autocommit:
+    if not ready(conn):
         return None
     params = (
         token_digest(token, ENROLLMENT_PREFIX),

@@ -13,11 +13,10 @@ from collections.abc import Callable, Sequence
 
 from cryptography import x509
 from psycopg import Connection
-from psycopg.pq import TransactionStatus
 from psycopg.rows import DictRow
 
 from db import jobs as jobs_db
-from db.enrollment import Enrollment, enroll_in_one_statement
+from db.enrollment import Enrollment, enroll_in_one_statement, ready
 from db.enrollment_tokens import enrollment_grant, enrollment_token_use
 from db.peers import finish_removal, update_peer
 from db.rows import JobRow
@@ -44,10 +43,6 @@ _together: Combiner[Enrollment, JobRow | None] = Combiner(
 )
 
 
-def _idle(conn: Connection[DictRow]) -> bool:
-    return conn.autocommit and conn.info.transaction_status == TransactionStatus.IDLE
-
-
 def enroll_peer(
     conn: Connection[DictRow],
     queue: JobQueue,
@@ -69,7 +64,7 @@ def enroll_peer(
     nets = parse_subnets(list(subnets))
     if csr is not None:
         pki.check_csr(csr)
-    if not nets and idempotency_key is None and _idle(conn):
+    if not nets and idempotency_key is None and ready(conn):
         # The common case, in one statement with the others of this token that come meanwhile;
         # None: it is not (nothing written), go step by step.
         enrollment = Enrollment(

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import io
 import json
-import logging
 import time
 from typing import Any
 
@@ -26,19 +25,19 @@ import psycopg
 
 from api.auth import enrollment_actor
 from api.enroll.schemas import EnrollSchema
+from api.errors import unexpected
 from api.jobs.schemas import JobAcceptedSchema
 from api.metrics import observe
+from api.schemas import json_bytes
 from api.state import ApiState
 from elysium.errors import ElysiumError
 from elysium.queue import JobQueue
 from services.enrollment import enroll_peer
 
-log = logging.getLogger("api.errors")  # the app's unexpected errors are logged there too
 PATH = "/v1/enroll"
 ROUTE = PATH  # its metrics label (api/metrics.py: the route's pattern)
 MAX_BODY_BYTES = 16 * 1024  # far above any enrollment (a CSR included); the app says more
 JSON_TYPES = {"application/json", "application/json; charset=utf-8"}
-INTERNAL_ERROR = {"error": {"code": "internal", "message": "internal error", "fields": {}}}
 
 
 class EnrollFastPath:
@@ -85,12 +84,7 @@ class EnrollFastPath:
         except (ElysiumError, psycopg.errors.DataError, psycopg.errors.IntegrityError):
             return None  # nothing was written: the app does it again and answers the error
         except Exception:  # as the app's last error handler (api/errors.py) answers it
-            log.exception("unhandled error")
             observe("POST", ROUTE, 500, time.perf_counter() - started)
-            return "500 INTERNAL SERVER ERROR", _json(INTERNAL_ERROR)
+            return "500 INTERNAL SERVER ERROR", json_bytes(unexpected())
         observe("POST", ROUTE, 202, time.perf_counter() - started)
-        return "202 ACCEPTED", _json(self.accepted.dump(sub.body))
-
-
-def _json(body: dict[str, Any]) -> bytes:
-    return (json.dumps(body, separators=(",", ":"), sort_keys=True) + "\n").encode()
+        return "202 ACCEPTED", json_bytes(self.accepted.dump(sub.body))
