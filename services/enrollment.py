@@ -35,7 +35,7 @@ from services.peers import record_new_peer
 # of one alone's). While they crowd (one had to wait in the last 10 ms), an enrollment that
 # finds none running first waits 2 ms for company; one after another never wait. Together
 # with the worker's own answer (api/enroll/fast.py) this took the API's enrollments on 2 cores
-# from about 0.35 to about 0.5 of its /healthz rate (bench/api.py).
+# from about 0.35 to 0.43-0.52 of its /healthz rate (bench/api.py; median 0.45 of 7 runs).
 ENROLL_LINGER_S = 0.002
 ENROLL_BUSY_S = 0.01
 _together: Combiner[Enrollment, JobRow | None] = Combiner(
