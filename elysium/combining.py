@@ -2,19 +2,23 @@
 wait, and then run as the next batch, led by the first of them; the others only wait.
 
 A batch costs about what one call costs when that cost is mostly per round trip (one
-statement, one commit, one flush for many enrollments: ``services/enrollment.py``). A call
-that finds its key idle runs at once, alone, unless within the last ``busy_s`` a call of that
-key had to wait for a batch: calls of that key come at once, so it first waits ``linger_s``
-for company, as PostgreSQL's ``commit_delay`` does for commits. Calls one after another (a
-script enrolling peers in turn) never wait. No thread of its own: the leader of a batch is
-one of its calls.
+statement, one commit, one flush for many enrollments: ``services/enrollment.py``). Before a
+leader runs its batch it waits, at most ``linger_s``, for company it has reason to expect:
+- calls announced on their way (``on_the_way``: a request being read whose key is not known
+  yet), until each has come or said it will not;
+- when it found its key idle although within the last ``busy_s`` a call of that key had to
+  wait for a batch (calls of that key come at once), ``linger_s`` for whoever comes, as
+  PostgreSQL's ``commit_delay`` does for commits.
+Calls one after another (a script enrolling peers in turn) never wait. No thread of its own:
+the leader of a batch is one of its calls.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -54,13 +58,40 @@ class Combiner(Generic[T, R]):
         self._linger_s = linger_s
         self._busy_s = busy_s
         self._lock = threading.Lock()
+        self._came = threading.Condition(self._lock)  # a call on its way came, or will not
+        self._on_the_way = 0  # calls announced (on_the_way) that have not come yet
+        self._announced = threading.local()  # whether this thread's call is one of them
         self._waiting: dict[Hashable, list[_Call[T, R]]] = {}  # absent: no batch of the key runs
         self._crowded: dict[Hashable, float] = {}  # when a call of the key last had to wait
+
+    @contextlib.contextmanager
+    def on_the_way(self) -> Iterator[None]:
+        """Within this block, this thread's call is on its way (its key not known yet) until
+        it submits or says it will not (``not_coming``): leaders wait for it meanwhile."""
+        with self._lock:
+            self._on_the_way += 1
+            self._announced.on = True
+        try:
+            yield
+        finally:
+            self.not_coming()
+
+    def not_coming(self) -> None:
+        """This thread's call, if on its way, will not come: leaders need not wait for it."""
+        with self._lock:
+            self._arrive()
+
+    def _arrive(self) -> None:  # holding the lock
+        if getattr(self._announced, "on", False):
+            self._announced.on = False
+            self._on_the_way -= 1
+            self._came.notify_all()
 
     def submit(self, key: Hashable, item: T, run: Run[T, R]) -> R:
         call: _Call[T, R] = _Call(item)
         busy = False
         with self._lock:
+            self._arrive()
             waiting = self._waiting.get(key)
             now = time.monotonic()
             if waiting is None:
@@ -79,14 +110,26 @@ class Combiner(Generic[T, R]):
             call.done.wait()
             if call.batch is None:  # another call's batch ran it
                 return call.outcome()
-        elif busy and self._linger_s > 0:
-            time.sleep(self._linger_s)
-            with self._lock:
-                waiting = self._waiting[key]
-                call.batch += waiting[: self._max - 1]
-                self._waiting[key] = waiting[self._max - 1 :]
+        if self._linger_s > 0:
+            self._gather(key, call.batch, busy)
         self._lead(key, call.batch, run)
         return call.outcome()
+
+    def _gather(self, key: Hashable, batch: list[_Call[T, R]], busy: bool) -> None:
+        """Before ``batch`` runs: the company it waited for joins it (see above)."""
+        deadline = time.monotonic() + self._linger_s
+        with self._lock:
+            # none on the way, but the key crowds: whoever comes within linger_s
+            blind = busy and not self._on_the_way
+            while (blind or self._on_the_way) and len(batch) + len(self._waiting[key]) < self._max:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._came.wait(left)
+            waiting = self._waiting[key]
+            take = self._max - len(batch)
+            batch += waiting[:take]
+            self._waiting[key] = waiting[take:]
 
     def _lead(self, key: Hashable, batch: list[_Call[T, R]], run: Run[T, R]) -> None:
         try:

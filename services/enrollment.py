@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 
 from cryptography import x509
 from psycopg import Connection
@@ -41,6 +42,13 @@ ENROLL_BUSY_S = 0.01
 _together: Combiner[Enrollment, JobRow | None] = Combiner(
     linger_s=ENROLL_LINGER_S, busy_s=ENROLL_BUSY_S
 )
+
+
+def enrollment_on_its_way() -> AbstractContextManager[None]:
+    """Within this block an enrollment is being read (its token not known yet): enrollments
+    about to run together wait for it (at most ``ENROLL_LINGER_S``) rather than run without
+    it. ``enroll_peer`` ends the wait as soon as it knows whether it joins them."""
+    return _together.on_the_way()
 
 
 def enroll_peer(
@@ -89,6 +97,8 @@ def enroll_peer(
         if job is not None:
             send(queue, job)
             return Submitted(job)
+    else:
+        _together.not_coming()
 
     def write(c: Connection[DictRow]) -> Record:
         # Checked now, redeemed last (with the address, in one statement): the token's row lock

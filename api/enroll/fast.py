@@ -32,7 +32,7 @@ from api.schemas import json_bytes
 from api.state import ApiState
 from elysium.errors import ElysiumError
 from elysium.queue import JobQueue
-from services.enrollment import enroll_peer
+from services.enrollment import enroll_peer, enrollment_on_its_way
 
 PATH = "/v1/enroll"
 ROUTE = PATH  # its metrics label (api/metrics.py: the route's pattern)
@@ -62,7 +62,11 @@ class EnrollFastPath:
         length = environ.get("CONTENT_LENGTH") or ""
         if not length.isdigit() or not 0 < int(length) <= MAX_BODY_BYTES:
             return None
-        raw = environ["wsgi.input"].read(int(length))
+        with enrollment_on_its_way():  # others about to go together wait for this one
+            return self._enroll(environ, int(length))
+
+    def _enroll(self, environ: dict[str, Any], length: int) -> tuple[str, bytes] | None:
+        raw = environ["wsgi.input"].read(length)
         environ["wsgi.input"] = io.BytesIO(raw)  # as it came, for the app if it serves it
         environ["CONTENT_LENGTH"] = str(len(raw))
         started = time.perf_counter()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -98,3 +99,62 @@ def test_while_calls_crowd_a_call_that_finds_none_running_waits_for_company() ->
         assert (lingering.result(10), company.result(10)) == (30, 40)
     assert run.batches == [[0], [1], [2]]
     assert held.batches == [[1], [2], [3, 4]]
+
+
+def _until(condition: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + 10
+    while not condition():
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+
+
+def test_a_leader_waits_for_a_call_on_its_way_and_takes_it_along() -> None:
+    combiner: Combiner[int, int] = Combiner(linger_s=30)  # the wait ends when it comes
+    run = Recorder()
+    run.release.set()
+    announced, go = threading.Event(), threading.Event()
+
+    def coming() -> int:
+        with combiner.on_the_way():  # being read: its key not known yet
+            announced.set()
+            assert go.wait(10)
+            return combiner.submit("k", 2, run)
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(2) as pool:
+        second = pool.submit(coming)
+        assert announced.wait(10)
+        first = pool.submit(combiner.submit, "k", 1, run)  # finds "k" idle: it leads
+        _until(lambda: combiner._waiting.get("k") == [])
+        go.set()
+        assert (first.result(10), second.result(10)) == (10, 20)
+    assert run.batches == [[1, 2]]
+    assert time.monotonic() - started < 10  # not the 30 s of linger_s
+
+
+def test_a_call_on_its_way_that_will_not_come_frees_the_leader_at_once() -> None:
+    combiner: Combiner[int, int] = Combiner(linger_s=30)
+    run = Recorder()
+    run.release.set()
+    announced, go, done = threading.Event(), threading.Event(), threading.Event()
+
+    def passing() -> None:
+        with combiner.on_the_way():
+            announced.set()
+            assert go.wait(10)
+            combiner.not_coming()  # e.g. an enrollment that cannot go together
+            assert done.wait(10)  # still in the block: not_coming is what freed the leader
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(2) as pool:
+        passer = pool.submit(passing)
+        assert announced.wait(10)
+        first = pool.submit(combiner.submit, "k", 1, run)
+        _until(lambda: combiner._waiting.get("k") == [])
+        go.set()
+        assert first.result(10) == 10
+        done.set()
+        passer.result(10)
+    assert run.batches == [[1]]
+    assert time.monotonic() - started < 10
+    assert combiner._on_the_way == 0
