@@ -91,11 +91,14 @@ def enroll_peer(
                 kind=JobKind.ENROLL_PEER,
                 hub_prefix=HUB_QUEUE_PREFIX,
             )
-            return [None] * len(batch) if jobs is None else jobs
+            if jobs is None:
+                return [None] * len(batch)
+            for job in jobs:  # all at once: the sender takes them in one round trip
+                send(queue, job)
+            return jobs
 
         job = _together.submit((token, submitter), enrollment, together)
         if job is not None:
-            send(queue, job)
             return Submitted(job)
     else:
         _together.not_coming()
