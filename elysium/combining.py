@@ -32,14 +32,24 @@ Run = Callable[[list[T]], Sequence[R]]
 
 
 class _Call(Generic[T, R]):
-    __slots__ = ("batch", "done", "error", "item", "result")
+    __slots__ = ("_done", "batch", "error", "item", "result")
 
     def __init__(self, item: T) -> None:
         self.item = item
-        self.done = threading.Event()
+        # held until the call's turn: a lock, not an Event (whose Condition costs a call
+        # several times the lock operations; one is all it needs, woken once)
+        self._done = threading.Lock()
+        self._done.acquire()
         self.batch: list[_Call[T, R]] | None = None  # set when this call is to lead one
         self.result: R | None = None
         self.error: BaseException | None = None
+
+    def wait(self) -> None:
+        """Until ``wake``: its result is in, or its batch is this call's to lead."""
+        self._done.acquire()
+
+    def wake(self) -> None:
+        self._done.release()
 
     def outcome(self) -> R:
         if self.error is not None:
@@ -61,6 +71,7 @@ class Combiner(Generic[T, R]):
         self._came = threading.Condition(self._lock)  # a call on its way came, or will not
         self._on_the_way = 0  # calls announced (on_the_way) that have not come yet
         self._announced = threading.local()  # whether this thread's call is one of them
+        self._gathering = 0  # leaders waiting for company
         self._waiting: dict[Hashable, list[_Call[T, R]]] = {}  # absent: no batch of the key runs
         self._crowded: dict[Hashable, float] = {}  # when a call of the key last had to wait
 
@@ -85,7 +96,8 @@ class Combiner(Generic[T, R]):
         if getattr(self._announced, "on", False):
             self._announced.on = False
             self._on_the_way -= 1
-            self._came.notify_all()
+            if self._gathering:
+                self._came.notify_all()
 
     def submit(self, key: Hashable, item: T, run: Run[T, R]) -> R:
         call: _Call[T, R] = _Call(item)
@@ -107,7 +119,7 @@ class Combiner(Generic[T, R]):
                         k: t for k, t in self._crowded.items() if now - t < self._busy_s
                     }
         if call.batch is None:
-            call.done.wait()
+            call.wait()
             if call.batch is None:  # another call's batch ran it
                 return call.outcome()
         if self._linger_s > 0:
@@ -121,11 +133,17 @@ class Combiner(Generic[T, R]):
         with self._lock:
             # none on the way, but the key crowds: whoever comes within linger_s
             blind = busy and not self._on_the_way
-            while (blind or self._on_the_way) and len(batch) + len(self._waiting[key]) < self._max:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                self._came.wait(left)
+            self._gathering += 1
+            try:
+                while (blind or self._on_the_way) and len(batch) + len(
+                    self._waiting[key]
+                ) < self._max:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._came.wait(left)
+            finally:
+                self._gathering -= 1
             waiting = self._waiting[key]
             take = self._max - len(batch)
             batch += waiting[:take]
@@ -144,7 +162,7 @@ class Combiner(Generic[T, R]):
         finally:
             self._hand_on(key)
             for c in batch[1:]:
-                c.done.set()
+                c.wake()
 
     def _hand_on(self, key: Hashable) -> None:
         """The calls that came meanwhile go next, led by the first of them."""
@@ -155,4 +173,4 @@ class Combiner(Generic[T, R]):
                 return
             nxt, self._waiting[key] = waiting[: self._max], waiting[self._max :]
         nxt[0].batch = nxt
-        nxt[0].done.set()
+        nxt[0].wake()
