@@ -53,7 +53,7 @@ from elysium import pki
 from elysium.settings import Settings
 from services.hubs import declare_hub
 
-REQUESTS = size(2000, 40)
+REQUESTS = size(4000, 40)
 ROUNDS = size(5, 1)
 GOAL_RATIO = 0.5
 
@@ -135,7 +135,7 @@ def main() -> None:
         with psycopg.connect(url, autocommit=True, row_factory=dict_row) as conn:
             declare_hub(conn, "bench", "bench-hub", "192.0.2.1")
             with conn.transaction():
-                iface = create_interface(conn, 1, "wg0", "10.64.0.0/17", None, 51820, None, [], 25)
+                iface = create_interface(conn, 1, "wg0", "10.64.0.0/16", None, 51820, None, [], 25)
             _, token = create_enrollment_token(
                 conn, iface["id"], "bench", 3600, REQUESTS * 3 * ROUNDS, [], "bench"
             )

@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 from multiprocessing.queues import Queue
+from multiprocessing.sharedctypes import Synchronized
 from multiprocessing.synchronize import Barrier
 from typing import Any
 
@@ -42,11 +43,15 @@ def run_load(
     # threads of its own running when this is called.
     ctx = multiprocessing.get_context("fork")
     ready = ctx.Barrier(processes + 1)
+    # The next request's number, shared: every connection works until all are taken, so the
+    # run ends when the last few requests do, not when the slowest process's share does (a
+    # fixed share each left the others idle for up to a fifth of a short run).
+    taken = ctx.Value("q", 0)
     results: Queue[dict[str, Any]] = ctx.Queue()
     procs = [
         ctx.Process(
             target=_client,
-            args=(base, ca, range(p, count, processes), make, threads, ready, results),
+            args=(base, ca, taken, count, make, threads, ready, results),
             daemon=True,
         )
         for p in range(processes)
@@ -77,13 +82,15 @@ def run_load(
 def _client(
     base: str,
     ca: str,
-    numbers: range,
+    taken: Synchronized[int],
+    count: int,
     make: MakeRequest,
     threads: int,
     ready: Barrier,
     results: Queue[dict[str, Any]],
 ) -> None:
-    """One client process: ``threads`` keep-alive sessions share ``numbers``."""
+    """One client process: ``threads`` keep-alive sessions take request numbers from
+    ``taken`` (shared by every process) until ``count`` are taken."""
     sessions = []
     try:
         for _ in range(threads):
@@ -97,7 +104,6 @@ def _client(
     except BaseException:
         ready.abort()  # the run fails at once rather than at the barrier's timeout
         raise
-    todo = iter(numbers)
     lock = threading.Lock()
     latencies: list[float] = []
     failures = 0
@@ -105,10 +111,11 @@ def _client(
     def work(session: requests.Session) -> None:
         nonlocal failures
         while True:
-            with lock:
-                i = next(todo, None)
-            if i is None:
-                return
+            with taken.get_lock():
+                i = taken.value
+                if i >= count:
+                    return
+                taken.value = i + 1
             began = time.monotonic()
             try:
                 ok = make(session, base, i).status_code < 300
