@@ -33,10 +33,11 @@ from services.peers import record_new_peer
 
 # Enrollments with one token that come while one statement of it runs go in the next together:
 # one statement, commit and flush for many (PostgreSQL's CPU for one of 8 together is a fifth
-# of one alone's). While they crowd (one had to wait in the last 10 ms), an enrollment that
-# finds none running first waits 2 ms for company; one after another never wait. Together
-# with the worker's own answer (api/enroll/fast.py) this took the API's enrollments on 2 cores
-# from about 0.35 to 0.43-0.52 of its /healthz rate (bench/api.py; median 0.45 of 7 runs).
+# of one alone's). Before a batch runs it waits, at most 2 ms, for the enrollments its process
+# is still reading, and while they crowd (one had to wait in the last 10 ms) an enrollment that
+# finds none running waits those 2 ms for company; one after another never wait. Together with
+# the worker's own answer (api/enroll/fast.py) this took the API's enrollments on 2 cores from
+# about 0.35 to 0.44-0.57 of its /healthz rate (bench/api.py; median 0.506 of 21 runs).
 ENROLL_LINGER_S = 0.002
 ENROLL_BUSY_S = 0.01
 _together: Combiner[Enrollment, JobRow | None] = Combiner(
