@@ -78,14 +78,18 @@ class Combiner(Generic[T, R]):
     @contextlib.contextmanager
     def on_the_way(self) -> Iterator[None]:
         """Within this block, this thread's call is on its way (its key not known yet) until
-        it submits or says it will not (``not_coming``): leaders wait for it meanwhile."""
+        it submits or says it will not (``not_coming``): leaders wait for it meanwhile. A
+        block within another of the same thread counts nothing more."""
         with self._lock:
-            self._on_the_way += 1
-            self._announced.on = True
+            outer = not getattr(self._announced, "on", False)
+            if outer:
+                self._on_the_way += 1
+                self._announced.on = True
         try:
             yield
         finally:
-            self.not_coming()
+            if outer:
+                self.not_coming()
 
     def not_coming(self) -> None:
         """This thread's call, if on its way, will not come: leaders need not wait for it."""
@@ -135,11 +139,9 @@ class Combiner(Generic[T, R]):
             blind = busy and not self._on_the_way
             self._gathering += 1
             try:
-                while (blind or self._on_the_way) and len(batch) + len(
-                    self._waiting[key]
-                ) < self._max:
+                while blind or self._on_the_way:
                     left = deadline - time.monotonic()
-                    if left <= 0:
+                    if left <= 0 or len(batch) + len(self._waiting[key]) >= self._max:
                         break
                     self._came.wait(left)
             finally:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from elysium.combining import Combiner
+from tests.stack import wait_for
 
 
 class Recorder:
@@ -101,13 +101,6 @@ def test_while_calls_crowd_a_call_that_finds_none_running_waits_for_company() ->
     assert held.batches == [[1], [2], [3, 4]]
 
 
-def _until(condition: Callable[[], bool]) -> None:
-    deadline = time.monotonic() + 10
-    while not condition():
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
-
-
 def test_a_leader_waits_for_a_call_on_its_way_and_takes_it_along() -> None:
     combiner: Combiner[int, int] = Combiner(linger_s=30)  # the wait ends when it comes
     run = Recorder()
@@ -125,7 +118,7 @@ def test_a_leader_waits_for_a_call_on_its_way_and_takes_it_along() -> None:
         second = pool.submit(coming)
         assert announced.wait(10)
         first = pool.submit(combiner.submit, "k", 1, run)  # finds "k" idle: it leads
-        _until(lambda: combiner._waiting.get("k") == [])
+        wait_for(lambda: combiner._waiting.get("k") == [], 10, "the first call to lead", 0.01)
         go.set()
         assert (first.result(10), second.result(10)) == (10, 20)
     assert run.batches == [[1, 2]]
@@ -150,11 +143,20 @@ def test_a_call_on_its_way_that_will_not_come_frees_the_leader_at_once() -> None
         passer = pool.submit(passing)
         assert announced.wait(10)
         first = pool.submit(combiner.submit, "k", 1, run)
-        _until(lambda: combiner._waiting.get("k") == [])
+        wait_for(lambda: combiner._waiting.get("k") == [], 10, "the first call to lead", 0.01)
         go.set()
         assert first.result(10) == 10
         done.set()
         passer.result(10)
     assert run.batches == [[1]]
     assert time.monotonic() - started < 10
+    assert combiner._on_the_way == 0
+
+
+def test_a_block_on_the_way_within_another_counts_the_call_once() -> None:
+    combiner: Combiner[int, int] = Combiner(linger_s=30)
+    with combiner.on_the_way():
+        with combiner.on_the_way():
+            assert combiner._on_the_way == 1
+        assert combiner._on_the_way == 1  # the outer block still announces it
     assert combiner._on_the_way == 0
